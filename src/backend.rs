@@ -1,0 +1,191 @@
+//! The backend interface the networks and samplers are written against, and the CPU backend.
+//!
+//! A backend owns tensors and runs ops on them. The CPU backend computes each op at once with the
+//! reference implementation; the GPU backend (`gpu::Gpu`) records dispatches and submits them in
+//! order, so nothing is read back until [`Backend::read`] is called.
+
+use std::rc::Rc;
+
+use crate::error::{shape_err, Result};
+use crate::ops::{self, Conv2d, GroupNorm, Matmul, View};
+use crate::reference;
+
+#[allow(async_fn_in_trait)]
+pub trait Backend {
+    type Tensor: Clone;
+
+    fn shape(t: &Self::Tensor) -> &[usize];
+    fn upload(&mut self, data: &[f32], shape: &[usize]) -> Result<Self::Tensor>;
+    /// Copies a tensor's values to the host (waits for all recorded work).
+    async fn read(&mut self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    /// The same data seen with another shape of equal size (no copy).
+    fn reshape(&mut self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+
+    fn conv2d(&mut self, x: &Self::Tensor, w: &Self::Tensor, bias: &Self::Tensor, spec: Conv2d) -> Result<Self::Tensor>;
+    /// Output `[batch, m, n]`, see [`Matmul`].
+    fn matmul(&mut self, a: &Self::Tensor, b: &Self::Tensor, bias: Option<&Self::Tensor>, spec: &Matmul) -> Result<Self::Tensor>;
+    fn group_norm(&mut self, x: &Self::Tensor, gamma: &Self::Tensor, beta: &Self::Tensor, add: Option<&Self::Tensor>, spec: GroupNorm) -> Result<Self::Tensor>;
+    fn silu(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `a * x + b * y`.
+    fn axpby(&mut self, x: &Self::Tensor, y: &Self::Tensor, a: f32, b: f32) -> Result<Self::Tensor>;
+    fn upsample2x(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    fn concat_channels(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Softmax over the last dimension.
+    fn softmax_rows(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `out[i] = table[labels[i]]`; labels hold integer values (checked with [`ops::check_labels`] on entry).
+    fn embedding(&mut self, labels: &Self::Tensor, table: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Sinusoidal embedding of `t * scale` (see `reference::timestep_embedding`), `[n, dim]`.
+    fn timestep_embedding(&mut self, t: &Self::Tensor, dim: usize, scale: f32) -> Result<Self::Tensor>;
+
+    /// `x [.., in] * w [in, out] + bias`, keeping x's leading dims.
+    fn linear(&mut self, x: &Self::Tensor, w: &Self::Tensor, bias: Option<&Self::Tensor>) -> Result<Self::Tensor> {
+        let xs = Self::shape(x).to_vec();
+        let (rows, k, n) = ops::check_linear(&xs, Self::shape(w), bias.map(|b| Self::shape(b)))?;
+        let y = self.matmul(x, w, bias, &Matmul::plain(rows, k, n))?;
+        let mut out = xs;
+        *out.last_mut().unwrap() = n;
+        self.reshape(&y, &out)
+    }
+
+    /// `x + y`.
+    fn add(&mut self, x: &Self::Tensor, y: &Self::Tensor) -> Result<Self::Tensor> {
+        self.axpby(x, y, 1.0, 1.0)
+    }
+
+    /// Single-head self-attention over the h*w tokens of an already normalised NHWC tensor:
+    /// `proj(softmax(q k^T / sqrt(c)) v)` with q, k, v = slices of one `qkv` linear layer.
+    fn attention(&mut self, xn: &Self::Tensor, qkv_w: &Self::Tensor, qkv_b: &Self::Tensor, proj_w: &Self::Tensor, proj_b: &Self::Tensor) -> Result<Self::Tensor> {
+        let [n, h, w, c] = ops::check_nhwc("attention", Self::shape(xn))?;
+        if Self::shape(qkv_w) != [c, 3 * c] {
+            return shape_err("attention", format!("qkv weight must be [{c}, {}], got {:?}", 3 * c, Self::shape(qkv_w)));
+        }
+        let hw = h * w;
+        let qkv = self.linear(xn, qkv_w, Some(qkv_b))?; // [n, h, w, 3c]
+        let per_batch = hw * 3 * c;
+        let scores = Matmul {
+            batch: n, m: hw, n: hw, k: c,
+            a: View { offset: 0, batch_stride: per_batch, row_stride: 3 * c, col_stride: 1 },
+            b: View { offset: c, batch_stride: per_batch, row_stride: 1, col_stride: 3 * c },
+            scale: 1.0 / (c as f32).sqrt(),
+        };
+        let att = self.matmul(&qkv, &qkv, None, &scores)?;
+        let att = self.softmax_rows(&att)?;
+        let mix = Matmul {
+            batch: n, m: hw, n: c, k: hw,
+            a: View::row_major(hw, hw),
+            b: View { offset: 2 * c, batch_stride: per_batch, row_stride: 3 * c, col_stride: 1 },
+            scale: 1.0,
+        };
+        let out = self.matmul(&att, &qkv, None, &mix)?;
+        let out = self.reshape(&out, &[n, h, w, c])?;
+        self.linear(&out, proj_w, Some(proj_b))
+    }
+}
+
+/// A CPU tensor: shared, immutable data plus a shape.
+#[derive(Clone, Debug)]
+pub struct CpuTensor {
+    pub data: Rc<Vec<f32>>,
+    pub shape: Vec<usize>,
+}
+
+/// The CPU backend: every op runs at once through `reference`.
+#[derive(Default)]
+pub struct Cpu;
+
+impl Cpu {
+    fn make(data: Vec<f32>, shape: Vec<usize>) -> CpuTensor {
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+        CpuTensor { data: Rc::new(data), shape }
+    }
+}
+
+impl Backend for Cpu {
+    type Tensor = CpuTensor;
+
+    fn shape(t: &CpuTensor) -> &[usize] {
+        &t.shape
+    }
+
+    fn upload(&mut self, data: &[f32], shape: &[usize]) -> Result<CpuTensor> {
+        check_upload(data.len(), shape)?;
+        Ok(Self::make(data.to_vec(), shape.to_vec()))
+    }
+
+    async fn read(&mut self, t: &CpuTensor) -> Result<Vec<f32>> {
+        Ok(t.data.as_ref().clone())
+    }
+
+    fn reshape(&mut self, t: &CpuTensor, shape: &[usize]) -> Result<CpuTensor> {
+        check_reshape(&t.shape, shape)?;
+        Ok(CpuTensor { data: t.data.clone(), shape: shape.to_vec() })
+    }
+
+    fn conv2d(&mut self, x: &CpuTensor, w: &CpuTensor, bias: &CpuTensor, spec: Conv2d) -> Result<CpuTensor> {
+        let out = spec.check(&x.shape, &w.shape, &bias.shape)?;
+        let dims = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+        Ok(Self::make(reference::conv2d(&x.data, dims, &w.data, &bias.data, out[3], spec), out.to_vec()))
+    }
+
+    fn matmul(&mut self, a: &CpuTensor, b: &CpuTensor, bias: Option<&CpuTensor>, spec: &Matmul) -> Result<CpuTensor> {
+        spec.check(a.data.len(), b.data.len(), bias.map(|t| t.shape.as_slice()))?;
+        let out = reference::matmul(&a.data, &b.data, bias.map(|t| t.data.as_slice()), spec);
+        Ok(Self::make(out, vec![spec.batch, spec.m, spec.n]))
+    }
+
+    fn group_norm(&mut self, x: &CpuTensor, gamma: &CpuTensor, beta: &CpuTensor, add: Option<&CpuTensor>, spec: GroupNorm) -> Result<CpuTensor> {
+        let dims = spec.check(&x.shape, &gamma.shape, &beta.shape, add.map(|a| a.shape.as_slice()))?;
+        let out = reference::group_norm(&x.data, dims, &gamma.data, &beta.data, add.map(|a| a.data.as_slice()), spec);
+        Ok(Self::make(out, x.shape.clone()))
+    }
+
+    fn silu(&mut self, x: &CpuTensor) -> Result<CpuTensor> {
+        Ok(Self::make(reference::silu(&x.data), x.shape.clone()))
+    }
+
+    fn axpby(&mut self, x: &CpuTensor, y: &CpuTensor, a: f32, b: f32) -> Result<CpuTensor> {
+        ops::check_same("axpby", &x.shape, &y.shape)?;
+        Ok(Self::make(reference::axpby(&x.data, &y.data, a, b), x.shape.clone()))
+    }
+
+    fn upsample2x(&mut self, x: &CpuTensor) -> Result<CpuTensor> {
+        let [n, h, w, c] = ops::check_nhwc("upsample2x", &x.shape)?;
+        Ok(Self::make(reference::upsample2x(&x.data, [n, h, w, c]), vec![n, 2 * h, 2 * w, c]))
+    }
+
+    fn concat_channels(&mut self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        let out = ops::check_concat(&a.shape, &b.shape)?;
+        Ok(Self::make(reference::concat_channels(&a.data, a.shape[3], &b.data, b.shape[3]), out.to_vec()))
+    }
+
+    fn softmax_rows(&mut self, x: &CpuTensor) -> Result<CpuTensor> {
+        let len = *x.shape.last().filter(|&&l| l > 0).ok_or_else(|| crate::Error::Shape { op: "softmax_rows", detail: format!("empty rows in {:?}", x.shape) })?;
+        Ok(Self::make(reference::softmax_rows(&x.data, len), x.shape.clone()))
+    }
+
+    fn embedding(&mut self, labels: &CpuTensor, table: &CpuTensor) -> Result<CpuTensor> {
+        let (n, rows, dim) = ops::check_embedding(&labels.shape, &table.shape)?;
+        ops::check_labels(&labels.data, rows)?;
+        Ok(Self::make(reference::embedding(&labels.data, &table.data, dim), vec![n, dim]))
+    }
+
+    fn timestep_embedding(&mut self, t: &CpuTensor, dim: usize, scale: f32) -> Result<CpuTensor> {
+        let n = ops::check_timestep(&t.shape, dim)?;
+        Ok(Self::make(reference::timestep_embedding(&t.data, dim, scale), vec![n, dim]))
+    }
+}
+
+pub(crate) fn check_upload(len: usize, shape: &[usize]) -> Result<()> {
+    let want: usize = shape.iter().product();
+    if want != len || len == 0 {
+        return shape_err("upload", format!("{len} values do not fill shape {shape:?}"));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_reshape(from: &[usize], to: &[usize]) -> Result<()> {
+    if from.iter().product::<usize>() != to.iter().product::<usize>() {
+        return shape_err("reshape", format!("{from:?} and {to:?} differ in size"));
+    }
+    Ok(())
+}

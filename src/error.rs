@@ -1,0 +1,44 @@
+//! One error type for the crate. Every variant says what went wrong and names the thing at fault
+//! (the op, tensor, field or parameter), so a message can be shown to a user as it is.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// No usable GPU adapter or device (WebGPU missing, driver refused, lost device).
+    Gpu(String),
+    /// An op was called with tensors whose shapes do not fit together.
+    Shape { op: &'static str, detail: String },
+    /// A weights file or its config is unusable; `what` names the tensor or field.
+    Weights { what: String, detail: String },
+    /// A user-supplied parameter is out of range or unknown.
+    Param { name: String, detail: String },
+    /// The run was cancelled by the caller between steps.
+    Cancelled,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Gpu(m) => write!(f, "GPU: {m}"),
+            Error::Shape { op, detail } => write!(f, "{op}: {detail}"),
+            Error::Weights { what, detail } => write!(f, "weights file, {what}: {detail}"),
+            Error::Param { name, detail } => write!(f, "parameter {name}: {detail}"),
+            Error::Cancelled => write!(f, "cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Shorthand for a shape error.
+pub(crate) fn shape_err<T>(op: &'static str, detail: impl Into<String>) -> Result<T> {
+    Err(Error::Shape { op, detail: detail.into() })
+}
+
+/// Shorthand for a parameter error.
+pub fn param_err<T>(name: &str, detail: impl Into<String>) -> Result<T> {
+    Err(Error::Param { name: name.to_string(), detail: detail.into() })
+}

@@ -1,0 +1,381 @@
+//! The GPU backend: tensors in storage buffers, ops recorded as dispatches and submitted in order,
+//! buffer reuse, and recorded plans that replay a whole network forward without re-planning.
+//!
+//! Buffer reuse is safe because everything runs in submission order: a tensor's buffer returns to
+//! its pool when the last handle drops, and the next op that takes it is recorded after every op
+//! that read it. Uploads flush first, because `write_buffer` runs before the commands of its submit.
+//! A plan records with a private pool that it keeps, so replaying it never overwrites a buffer that
+//! was handed out elsewhere; tensors from outside the plan are kept alive by the plan.
+
+pub mod context;
+pub mod kernels;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use wgpu::util::DeviceExt;
+
+pub use context::{AdapterReport, GpuContext};
+use kernels::{Kernel, PipelineCache};
+
+use crate::backend::{check_reshape, check_upload, Backend};
+use crate::error::{shape_err, Error, Result};
+use crate::ops::{self, Conv2d, GroupNorm, Matmul};
+
+/// Free buffers by byte size.
+#[derive(Default)]
+struct Pool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+}
+
+struct Slot {
+    buffer: wgpu::Buffer,
+    pool: Rc<RefCell<Pool>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.pool.borrow_mut().free.entry(self.buffer.size()).or_default().push(self.buffer.clone());
+    }
+}
+
+/// A tensor in a GPU storage buffer (f32, row-major in its shape).
+#[derive(Clone)]
+pub struct GpuTensor {
+    slot: Rc<Slot>,
+    shape: Vec<usize>,
+}
+
+impl GpuTensor {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.slot.buffer
+    }
+}
+
+enum Command {
+    Dispatch { pipeline: wgpu::ComputePipeline, bind_group: wgpu::BindGroup, groups: [u32; 3] },
+    Copy { src: wgpu::Buffer, dst: wgpu::Buffer, bytes: u64 },
+}
+
+/// A recorded sequence of commands with the scratch buffers it owns.
+pub struct Plan {
+    commands: Vec<Rc<Command>>,
+    _pool: Rc<RefCell<Pool>>,
+    _inputs: Vec<GpuTensor>,
+}
+
+impl Plan {
+    pub fn dispatches(&self) -> usize {
+        self.commands.iter().filter(|c| matches!(***c, Command::Dispatch { .. })).count()
+    }
+}
+
+pub struct Gpu {
+    ctx: Rc<GpuContext>,
+    pipelines: PipelineCache,
+    pool: Rc<RefCell<Pool>>,
+    pending: Vec<Rc<Command>>,
+    /// Tensors from outside the pool being recorded into, kept alive by the plan.
+    recording_inputs: Option<Vec<GpuTensor>>,
+    /// Bound where an optional input (bias, add) is absent.
+    dummy: wgpu::Buffer,
+}
+
+const WG: u64 = 256;
+const MAX_GROUPS: u64 = 65535;
+
+impl Gpu {
+    pub fn new(ctx: Rc<GpuContext>) -> Gpu {
+        let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
+        Gpu { ctx, pipelines: PipelineCache::default(), pool: Rc::default(), pending: Vec::new(), recording_inputs: None, dummy }
+    }
+
+    pub fn context(&self) -> &Rc<GpuContext> {
+        &self.ctx
+    }
+
+    /// An output tensor from the current pool (contents undefined until written).
+    fn alloc(&mut self, shape: Vec<usize>) -> Result<GpuTensor> {
+        let len: usize = shape.iter().product();
+        let bytes = (len.max(1) * 4).next_multiple_of(16) as u64;
+        let limit = self.ctx.device.limits().max_storage_buffer_binding_size as u64;
+        if bytes > limit {
+            return Err(Error::Gpu(format!("tensor {shape:?} needs {bytes} bytes, over the device's {limit}-byte binding limit; use a smaller batch")));
+        }
+        let reused = self.pool.borrow_mut().free.get_mut(&bytes).and_then(|v| v.pop());
+        let buffer = reused.unwrap_or_else(|| {
+            self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: bytes,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        Ok(GpuTensor { slot: Rc::new(Slot { buffer, pool: self.pool.clone() }), shape })
+    }
+
+    fn note_input(&mut self, t: &GpuTensor) {
+        if let Some(inputs) = self.recording_inputs.as_mut() {
+            if !Rc::ptr_eq(&t.slot.pool, &self.pool) {
+                inputs.push(t.clone());
+            }
+        }
+    }
+
+    /// Records one dispatch of `kernel` with a uniform block and buffer bindings in layout order.
+    fn dispatch(&mut self, kernel: Kernel, params: &[u32], inputs: &[Option<&GpuTensor>], out: &[&GpuTensor], groups: [u32; 3]) {
+        for t in inputs.iter().flatten().chain(out.iter()) {
+            self.note_input(t);
+        }
+        let mut words = params.to_vec();
+        words.resize(params.len().next_multiple_of(4), 0);
+        let uniform = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let p = self.pipelines.get(&self.ctx.device, kernel);
+        let mut buffers: Vec<&wgpu::Buffer> = vec![&uniform];
+        buffers.extend(inputs.iter().map(|t| t.map_or(&self.dummy, |t| t.buffer())));
+        buffers.extend(out.iter().map(|t| t.buffer()));
+        debug_assert_eq!(buffers.len(), kernel.bindings().len(), "{kernel:?} bindings");
+        let entries: Vec<wgpu::BindGroupEntry> = buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
+        let bind_group = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &p.layout, entries: &entries });
+        self.pending.push(Rc::new(Command::Dispatch { pipeline: p.pipeline.clone(), bind_group, groups }));
+    }
+
+    /// Workgroup counts for one invocation per element, folded into 2-D past 65535 groups.
+    fn flat_groups(len: usize) -> [u32; 3] {
+        let groups = (len as u64).div_ceil(WG).max(1);
+        let x = groups.min(MAX_GROUPS);
+        [x as u32, groups.div_ceil(x) as u32, 1]
+    }
+
+    fn elementwise(&mut self, entry: &'static str, params: [u32; 6], a: &GpuTensor, b: Option<&GpuTensor>, shape: Vec<usize>, threads: usize) -> Result<GpuTensor> {
+        let out = self.alloc(shape)?;
+        let words = [params[0], params[1], params[2], params[3], params[4], params[5], 0, 0];
+        self.dispatch(Kernel::Elementwise(entry), &words, &[Some(a), b], &[&out], Self::flat_groups(threads));
+        Ok(out)
+    }
+
+    /// Encodes everything recorded so far into one compute pass and submits it.
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let commands = std::mem::take(&mut self.pending);
+        self.submit(commands.iter().map(|c| c.as_ref()));
+    }
+
+    fn submit<'a>(&self, commands: impl Iterator<Item = &'a Command>) {
+        let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let mut pass: Option<wgpu::ComputePass<'static>> = None;
+        for c in commands {
+            match c {
+                Command::Dispatch { pipeline, bind_group, groups } => {
+                    let p = pass.get_or_insert_with(|| enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default()).forget_lifetime());
+                    p.set_pipeline(pipeline);
+                    p.set_bind_group(0, bind_group, &[]);
+                    p.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                }
+                Command::Copy { src, dst, bytes } => {
+                    drop(pass.take());
+                    enc.copy_buffer_to_buffer(src, 0, dst, 0, *bytes);
+                }
+            }
+        }
+        drop(pass);
+        self.ctx.queue.submit([enc.finish()]);
+    }
+
+    /// Starts recording a plan: ops from here on allocate from a private pool the plan will own.
+    fn begin_plan(&mut self) {
+        self.flush();
+        self.pool = Rc::default();
+        self.recording_inputs = Some(Vec::new());
+    }
+
+    /// Ends recording and returns the plan; nothing recorded since `begin_plan` has run yet.
+    fn end_plan(&mut self, shared_pool: Rc<RefCell<Pool>>) -> Plan {
+        let plan_pool = std::mem::replace(&mut self.pool, shared_pool);
+        Plan { commands: std::mem::take(&mut self.pending), _pool: plan_pool, _inputs: self.recording_inputs.take().unwrap_or_default() }
+    }
+
+    /// Records `f` as a plan (the tensors it returns live in the plan's buffers and are rewritten
+    /// by every replay).
+    pub fn record<T>(&mut self, f: impl FnOnce(&mut Gpu) -> Result<T>) -> Result<(Plan, T)> {
+        let shared = self.pool.clone();
+        self.begin_plan();
+        let result = f(self);
+        let plan = self.end_plan(shared);
+        Ok((plan, result?))
+    }
+
+    /// Queues a replay of a recorded plan after everything recorded so far.
+    pub fn replay(&mut self, plan: &Plan) {
+        self.pending.extend(plan.commands.iter().cloned());
+    }
+
+    /// Overwrites `dst` with the values of `src` (same size), in order with recorded work.
+    pub fn copy(&mut self, src: &GpuTensor, dst: &GpuTensor) -> Result<()> {
+        if src.len() != dst.len() {
+            return shape_err("copy", format!("{:?} and {:?} differ in size", src.shape, dst.shape));
+        }
+        self.pending.push(Rc::new(Command::Copy { src: src.buffer().clone(), dst: dst.buffer().clone(), bytes: (src.len() * 4) as u64 }));
+        Ok(())
+    }
+
+    /// Overwrites a tensor's values from the host, in order with recorded work.
+    pub fn write(&mut self, t: &GpuTensor, data: &[f32]) -> Result<()> {
+        check_upload(data.len(), &t.shape)?;
+        self.flush();
+        self.ctx.queue.write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
+        Ok(())
+    }
+}
+
+impl Backend for Gpu {
+    type Tensor = GpuTensor;
+
+    fn shape(t: &GpuTensor) -> &[usize] {
+        &t.shape
+    }
+
+    fn upload(&mut self, data: &[f32], shape: &[usize]) -> Result<GpuTensor> {
+        check_upload(data.len(), shape)?;
+        let t = self.alloc(shape.to_vec())?;
+        self.write(&t, data)?;
+        Ok(t)
+    }
+
+    async fn read(&mut self, t: &GpuTensor) -> Result<Vec<f32>> {
+        self.flush();
+        let bytes = (t.len() * 4) as u64;
+        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes.next_multiple_of(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        enc.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes);
+        self.ctx.queue.submit([enc.finish()]);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        let mapped = rx.await.map_err(|_| Error::Gpu("readback was dropped (device lost?)".into()))?;
+        self.ctx.check()?;
+        mapped.map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
+        let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("readback mapping: {e}")))?;
+        let out = view.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    fn reshape(&mut self, t: &GpuTensor, shape: &[usize]) -> Result<GpuTensor> {
+        check_reshape(&t.shape, shape)?;
+        Ok(GpuTensor { slot: t.slot.clone(), shape: shape.to_vec() })
+    }
+
+    fn conv2d(&mut self, x: &GpuTensor, w: &GpuTensor, bias: &GpuTensor, spec: Conv2d) -> Result<GpuTensor> {
+        let [n, ho, wo, cout] = spec.check(&x.shape, &w.shape, &bias.shape)?;
+        let [_, h, wd, cin] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+        let out = self.alloc(vec![n, ho, wo, cout])?;
+        let pix_groups = ((n * ho * wo) as u64).div_ceil(32);
+        if pix_groups > MAX_GROUPS {
+            return Err(Error::Param { name: "batch".into(), detail: format!("{n} images of {h}x{wd} exceed one dispatch; use a smaller batch") });
+        }
+        let params = [n, h, wd, cin, ho, wo, cout, 0].map(|v| v as u32);
+        let groups = [(cout as u32).div_ceil(32), pix_groups as u32, 1];
+        self.dispatch(Kernel::Conv2d { ksize: spec.ksize as u32, stride: spec.stride as u32 }, &params, &[Some(x), Some(w), Some(bias)], &[&out], groups);
+        Ok(out)
+    }
+
+    fn matmul(&mut self, a: &GpuTensor, b: &GpuTensor, bias: Option<&GpuTensor>, spec: &Matmul) -> Result<GpuTensor> {
+        spec.check(a.len(), b.len(), bias.map(|t| t.shape.as_slice()))?;
+        let row_groups = (spec.m as u64).div_ceil(32);
+        if row_groups > MAX_GROUPS || spec.batch as u64 > MAX_GROUPS {
+            return Err(Error::Param { name: "batch".into(), detail: format!("a {}x{} product over {} batches exceeds one dispatch; use a smaller batch", spec.m, spec.n, spec.batch) });
+        }
+        let out = self.alloc(vec![spec.batch, spec.m, spec.n])?;
+        let (va, vb) = (spec.a, spec.b);
+        let params = [
+            spec.m, spec.n, spec.k, spec.batch,
+            va.offset, va.batch_stride, va.row_stride, va.col_stride,
+            vb.offset, vb.batch_stride, vb.row_stride, vb.col_stride,
+        ]
+        .map(|v| v as u32);
+        let mut words = params.to_vec();
+        words.extend([bias.is_some() as u32, spec.scale.to_bits(), 0, 0]);
+        let groups = [(spec.n as u32).div_ceil(32), row_groups as u32, spec.batch as u32];
+        self.dispatch(Kernel::Matmul, &words, &[Some(a), Some(b), bias], &[&out], groups);
+        Ok(out)
+    }
+
+    fn group_norm(&mut self, x: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, add: Option<&GpuTensor>, spec: GroupNorm) -> Result<GpuTensor> {
+        let (n, hw, c) = spec.check(&x.shape, &gamma.shape, &beta.shape, add.map(|a| a.shape.as_slice()))?;
+        if (n * spec.groups) as u64 > MAX_GROUPS {
+            return Err(Error::Param { name: "batch".into(), detail: format!("group_norm over {n} x {} groups exceeds one dispatch", spec.groups) });
+        }
+        let stats = self.alloc(vec![n * spec.groups, 2])?;
+        let out = self.alloc(x.shape.clone())?;
+        let params = [n as u32, hw as u32, c as u32, spec.groups as u32, add.is_some() as u32, spec.silu as u32, spec.eps.to_bits(), 0];
+        let inputs = [Some(x), add, Some(gamma), Some(beta)];
+        self.dispatch(Kernel::GroupNormStats, &params, &inputs, &[&stats, &out], [(n * spec.groups) as u32, 1, 1]);
+        self.dispatch(Kernel::GroupNormApply, &params, &inputs, &[&stats, &out], Self::flat_groups(x.len()));
+        Ok(out)
+    }
+
+    fn silu(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
+        self.elementwise("silu", [x.len() as u32, 0, 0, 0, 0, 0], x, None, x.shape.clone(), x.len())
+    }
+
+    fn axpby(&mut self, x: &GpuTensor, y: &GpuTensor, a: f32, b: f32) -> Result<GpuTensor> {
+        ops::check_same("axpby", &x.shape, &y.shape)?;
+        self.elementwise("axpby", [x.len() as u32, 0, 0, 0, a.to_bits(), b.to_bits()], x, Some(y), x.shape.clone(), x.len())
+    }
+
+    fn upsample2x(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
+        let [n, h, w, c] = ops::check_nhwc("upsample2x", &x.shape)?;
+        let len = x.len() * 4;
+        self.elementwise("upsample2x", [len as u32, h as u32, w as u32, c as u32, 0, 0], x, None, vec![n, 2 * h, 2 * w, c], len)
+    }
+
+    fn concat_channels(&mut self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        let shape = ops::check_concat(&a.shape, &b.shape)?;
+        let len = a.len() + b.len();
+        self.elementwise("concat_channels", [len as u32, a.shape[3] as u32, b.shape[3] as u32, 0, 0, 0], a, Some(b), shape.to_vec(), len)
+    }
+
+    fn softmax_rows(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
+        let len = match x.shape.last() {
+            Some(&l) if l > 0 => l,
+            _ => return shape_err("softmax_rows", format!("empty rows in {:?}", x.shape)),
+        };
+        let rows = x.len() / len;
+        self.elementwise("softmax_rows", [rows as u32, len as u32, 0, 0, 0, 0], x, None, x.shape.clone(), rows)
+    }
+
+    fn embedding(&mut self, labels: &GpuTensor, table: &GpuTensor) -> Result<GpuTensor> {
+        let (n, rows, dim) = ops::check_embedding(&labels.shape, &table.shape)?;
+        self.elementwise("embedding", [(n * dim) as u32, dim as u32, rows as u32, 0, 0, 0], labels, Some(table), vec![n, dim], n * dim)
+    }
+
+    fn timestep_embedding(&mut self, t: &GpuTensor, dim: usize, scale: f32) -> Result<GpuTensor> {
+        let n = ops::check_timestep(&t.shape, dim)?;
+        self.elementwise("timestep_embedding", [(n * dim) as u32, dim as u32, 0, 0, scale.to_bits(), 0], t, None, vec![n, dim], n * dim)
+    }
+}

@@ -1,0 +1,14 @@
+//! scorelab: score-based diffusion models on WebGPU, with a CPU twin.
+//!
+//! Layers, bottom up: `ops` (op parameters and shape checks) -> `reference` (CPU oracle) and
+//! `gpu` (WGSL kernels on wgpu) -> `backend` (the interface networks and samplers use).
+
+pub mod backend;
+pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod reference;
+
+pub use backend::{Backend, Cpu, CpuTensor};
+pub use error::{Error, Result};
+pub use gpu::{Gpu, GpuContext, GpuTensor};

@@ -1,0 +1,214 @@
+//! The op set shared by the CPU reference and the GPU kernels: parameter structs and the shape
+//! checks, in one place so both backends accept and reject exactly the same calls.
+//!
+//! Layouts: images are NHWC `[n, h, w, c]`; matrices are row-major `[rows, cols]`; a linear layer's
+//! weight is stored `[in, out]` (transposed once at load from the framework's `[out, in]`), and a
+//! convolution's weight `[k * k * cin, cout]` with rows ordered (ky, kx, ci).
+
+use crate::error::{shape_err, Result};
+
+/// Convolution with zero padding `ksize / 2` (PyTorch's `padding=k//2`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2d {
+    pub ksize: usize,
+    pub stride: usize,
+}
+
+impl Conv2d {
+    pub fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {
+        let pad = self.ksize / 2;
+        ((h + 2 * pad - self.ksize) / self.stride + 1, (w + 2 * pad - self.ksize) / self.stride + 1)
+    }
+
+    /// Checks x `[n,h,w,cin]`, w `[k*k*cin, cout]`, bias `[cout]`; returns the output shape.
+    pub fn check(&self, x: &[usize], w: &[usize], bias: &[usize]) -> Result<[usize; 4]> {
+        const OP: &str = "conv2d";
+        if !matches!(self.ksize, 1 | 3) || !matches!(self.stride, 1 | 2) {
+            return shape_err(OP, format!("kernel {}x{} stride {} is not supported (1 or 3, stride 1 or 2)", self.ksize, self.ksize, self.stride));
+        }
+        let &[n, h, wd, cin] = x else { return shape_err(OP, format!("input must be NHWC, got {x:?}")) };
+        if w.len() != 2 || w[0] != self.ksize * self.ksize * cin {
+            return shape_err(OP, format!("weight must be [{}, cout] for cin {cin}, got {w:?}", self.ksize * self.ksize * cin));
+        }
+        if bias != [w[1]] {
+            return shape_err(OP, format!("bias must be [{}], got {bias:?}", w[1]));
+        }
+        if n * h * wd * cin == 0 || w[1] == 0 {
+            return shape_err(OP, format!("empty tensor: input {x:?}, weight {w:?}"));
+        }
+        let (ho, wo) = self.out_hw(h, wd);
+        Ok([n, ho, wo, w[1]])
+    }
+}
+
+/// A strided view of a batch of matrices inside a flat buffer:
+/// element (b, r, c) is at `offset + b * batch_stride + r * row_stride + c * col_stride`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    pub offset: usize,
+    pub batch_stride: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl View {
+    /// A contiguous row-major `[rows, cols]` matrix per batch entry.
+    pub fn row_major(rows: usize, cols: usize) -> View {
+        View { offset: 0, batch_stride: rows * cols, row_stride: cols, col_stride: 1 }
+    }
+
+    /// The index one past the largest element the view touches for `[batch, rows, cols]`.
+    fn extent(&self, batch: usize, rows: usize, cols: usize) -> usize {
+        self.offset + (batch - 1) * self.batch_stride + (rows - 1) * self.row_stride + (cols - 1) * self.col_stride + 1
+    }
+}
+
+/// `out[b] = scale * A[b] (m x k) * B[b] (k x n) (+ bias[n])`; the output is contiguous `[batch, m, n]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Matmul {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: View,
+    pub b: View,
+    pub scale: f32,
+}
+
+impl Matmul {
+    /// Plain `[m, k] x [k, n]`.
+    pub fn plain(m: usize, k: usize, n: usize) -> Matmul {
+        Matmul { batch: 1, m, n, k, a: View::row_major(m, k), b: View::row_major(k, n), scale: 1.0 }
+    }
+
+    pub fn check(&self, a_len: usize, b_len: usize, bias: Option<&[usize]>) -> Result<()> {
+        const OP: &str = "matmul";
+        if self.batch * self.m * self.n * self.k == 0 {
+            return shape_err(OP, format!("empty product: batch {} m {} n {} k {}", self.batch, self.m, self.n, self.k));
+        }
+        let need_a = self.a.extent(self.batch, self.m, self.k);
+        let need_b = self.b.extent(self.batch, self.k, self.n);
+        if need_a > a_len {
+            return shape_err(OP, format!("A view reaches element {need_a} but A has {a_len}"));
+        }
+        if need_b > b_len {
+            return shape_err(OP, format!("B view reaches element {need_b} but B has {b_len}"));
+        }
+        if let Some(bias) = bias {
+            if bias != [self.n] {
+                return shape_err(OP, format!("bias must be [{}], got {bias:?}", self.n));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a linear layer: x `[.., in]`, w `[in, out]`; returns (rows, in, out).
+pub fn check_linear(x: &[usize], w: &[usize], bias: Option<&[usize]>) -> Result<(usize, usize, usize)> {
+    const OP: &str = "linear";
+    let (Some(&k), [wk, n]) = (x.last(), w) else {
+        return shape_err(OP, format!("input {x:?} and weight {w:?} must be [.., in] and [in, out]"));
+    };
+    if k != *wk {
+        return shape_err(OP, format!("input has {k} features but the weight expects {wk} ({w:?})"));
+    }
+    if let Some(b) = bias {
+        if b != [*n] {
+            return shape_err(OP, format!("bias must be [{n}], got {b:?}"));
+        }
+    }
+    let rows = x.iter().product::<usize>() / k.max(1);
+    if rows == 0 || k == 0 || *n == 0 {
+        return shape_err(OP, format!("empty tensor: input {x:?}, weight {w:?}"));
+    }
+    Ok((rows, k, *n))
+}
+
+/// GroupNorm with an optional per-(n, c) add before normalising and an optional SiLU after.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupNorm {
+    pub groups: usize,
+    pub eps: f32,
+    pub silu: bool,
+}
+
+impl GroupNorm {
+    /// Checks x `[n, h, w, c]` (or `[n, c]`), gamma/beta `[c]`, add `[n, c]`; returns (n, h*w, c).
+    pub fn check(&self, x: &[usize], gamma: &[usize], beta: &[usize], add: Option<&[usize]>) -> Result<(usize, usize, usize)> {
+        const OP: &str = "group_norm";
+        let (n, hw, c) = match x {
+            &[n, h, w, c] => (n, h * w, c),
+            &[n, c] => (n, 1, c),
+            _ => return shape_err(OP, format!("input must be [n,h,w,c] or [n,c], got {x:?}")),
+        };
+        if self.groups == 0 || c % self.groups != 0 {
+            return shape_err(OP, format!("{c} channels do not split into {} groups", self.groups));
+        }
+        if gamma != [c] || beta != [c] {
+            return shape_err(OP, format!("gamma and beta must be [{c}], got {gamma:?} and {beta:?}"));
+        }
+        if let Some(a) = add {
+            if a != [n, c] {
+                return shape_err(OP, format!("add must be [{n}, {c}], got {a:?}"));
+            }
+        }
+        if n * hw * c == 0 {
+            return shape_err(OP, format!("empty input {x:?}"));
+        }
+        Ok((n, hw, c))
+    }
+}
+
+/// Checks that two tensors have the same shape (element-wise ops).
+pub fn check_same(op: &'static str, a: &[usize], b: &[usize]) -> Result<()> {
+    if a != b {
+        return shape_err(op, format!("shapes differ: {a:?} vs {b:?}"));
+    }
+    Ok(())
+}
+
+/// Checks an NHWC tensor and returns its dims.
+pub fn check_nhwc(op: &'static str, x: &[usize]) -> Result<[usize; 4]> {
+    match x {
+        &[n, h, w, c] => Ok([n, h, w, c]),
+        _ => shape_err(op, format!("input must be NHWC, got {x:?}")),
+    }
+}
+
+/// Checks two NHWC tensors for a channel concat; returns the output shape.
+pub fn check_concat(a: &[usize], b: &[usize]) -> Result<[usize; 4]> {
+    let [n, h, w, ca] = check_nhwc("concat_channels", a)?;
+    let [n2, h2, w2, cb] = check_nhwc("concat_channels", b)?;
+    if (n, h, w) != (n2, h2, w2) {
+        return shape_err("concat_channels", format!("batch/spatial dims differ: {a:?} vs {b:?}"));
+    }
+    Ok([n, h, w, ca + cb])
+}
+
+/// Checks an embedding lookup: labels `[n]`, table `[rows, dim]`; returns (n, rows, dim).
+/// Label values are checked where they enter from the user ([`check_labels`]).
+pub fn check_embedding(labels: &[usize], table: &[usize]) -> Result<(usize, usize, usize)> {
+    match (labels, table) {
+        (&[n], &[rows, dim]) if n * rows * dim > 0 => Ok((n, rows, dim)),
+        _ => shape_err("embedding", format!("labels must be [n] and table [rows, dim], got {labels:?} and {table:?}")),
+    }
+}
+
+/// Checks that every label is an integer row index below `rows`.
+pub fn check_labels(labels: &[f32], rows: usize) -> Result<()> {
+    for (i, &l) in labels.iter().enumerate() {
+        if !(l >= 0.0 && l.fract() == 0.0 && (l as usize) < rows) {
+            return shape_err("embedding", format!("label {i} is {l}, not an index below {rows}"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a sinusoidal embedding request: t `[n]`, even dim >= 2.
+pub fn check_timestep(t: &[usize], dim: usize) -> Result<usize> {
+    let &[n] = t else { return shape_err("timestep_embedding", format!("t must be [n], got {t:?}")) };
+    if dim < 2 || dim % 2 != 0 {
+        return shape_err("timestep_embedding", format!("dim must be even and >= 2, got {dim}"));
+    }
+    Ok(n)
+}

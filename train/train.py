@@ -1,0 +1,197 @@
+"""Train a score model with denoising score matching on the VP SDE.
+
+    python -m train.train digits --steps 4000 --threads 2
+
+Checkpoints go to train/runs/<name>/ckpt.pt every --ckpt-every steps; running the same command again
+resumes from there (same seed, same data order). An EMA copy is kept with a warm-up
+(decay_n = min(ema, (1 + n) / (10 + n))). Sample grids are written to train/runs/<name>/.
+"""
+import argparse
+import copy
+import csv
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data, nets
+from .sde import VPSDE, ddim_sample
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# One entry per shipped model: architecture, data and default training settings.
+PRESETS = {
+    "toy2d": {
+        "arch": {"type": "mlp", "dim": 2, "width": 128, "depth": 3, "num_classes": len(data.TOY2D_NAMES),
+                 "time_base": 64, "time_scale": 1000.0},
+        "batch": 512, "lr": 2e-3, "steps": 6000, "ema": 0.999, "label_dropout": 0.2, "bf16": False,
+    },
+    "digits": {
+        "arch": {"type": "unet", "in_ch": 1, "base": 32, "mults": [1, 2, 2], "num_res": 1, "attn_res": [8],
+                 "image_size": 32, "num_classes": 10, "groups": 8, "norm_eps": 1e-5, "time_scale": 1000.0},
+        "batch": 64, "lr": 1e-3, "steps": 6000, "ema": 0.999, "label_dropout": 0.1, "bf16": True,
+    },
+    "emoji": {
+        "arch": {"type": "unet", "in_ch": 3, "base": 32, "mults": [1, 2, 2], "num_res": 1, "attn_res": [8],
+                 "image_size": 32, "num_classes": len(data.EMOJI_CATEGORIES), "groups": 8, "norm_eps": 1e-5,
+                 "time_scale": 1000.0},
+        "batch": 64, "lr": 1e-3, "steps": 10000, "ema": 0.999, "label_dropout": 0.1, "bf16": True, "hflip": True,
+    },
+}
+SDE = VPSDE()
+
+
+class Batches:
+    """Draws training batches: images from the data set, or fresh points from the toy distributions."""
+
+    def __init__(self, name, seed):
+        self.name = name
+        self.rng = np.random.default_rng(seed)
+        if name == "toy2d":
+            self.num_classes = len(data.TOY2D_NAMES)
+        else:
+            x, y, _, _ = data.load(name)
+            self.x = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+            self.y = torch.from_numpy(y)
+
+    def __call__(self, batch, hflip=False):
+        if self.name == "toy2d":
+            y = self.rng.integers(0, self.num_classes, batch)
+            pts = np.zeros((batch, 2))
+            for k in range(self.num_classes):
+                sel = y == k
+                pts[sel] = data.sample_toy2d(data.TOY2D_NAMES[k], int(sel.sum()), self.rng)
+            return torch.from_numpy(pts).float(), torch.from_numpy(y)
+        idx = torch.from_numpy(self.rng.integers(0, len(self.x), batch))
+        x = self.x[idx]
+        if hflip:
+            flip = torch.from_numpy(self.rng.random(batch) < 0.5)
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x, self.y[idx]
+
+
+def dsm_loss(net, x0, labels, gen):
+    """Denoising score matching with eps-prediction: E ||eps_theta(alpha x0 + sigma eps, t) - eps||^2."""
+    n = x0.shape[0]
+    # stratified t: one uniform draw per batch slot, shifted together (lower-variance loss)
+    u = (torch.rand(1, generator=gen) + torch.arange(n) / n) % 1.0
+    t = SDE.t_eps + (1.0 - SDE.t_eps) * u
+    alpha, sigma = SDE.alpha_sigma(t)
+    shape = (n,) + (1,) * (x0.dim() - 1)
+    eps = torch.randn(x0.shape, generator=gen)
+    xt = alpha.view(shape) * x0 + sigma.view(shape) * eps
+    return F.mse_loss(net(xt, t, labels).float(), eps)
+
+
+def save_grid(path, x, nrow):
+    from PIL import Image
+    x = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    n, h, w, c = x.shape
+    rows = (n + nrow - 1) // nrow
+    grid = np.full((rows * (h + 2) + 2, nrow * (w + 2) + 2, c), 255, np.uint8)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + q * (w + 2):2 + q * (w + 2) + w] = x[i]
+    Image.fromarray(grid[..., 0] if c == 1 else grid).resize((grid.shape[1] * 3, grid.shape[0] * 3),
+                                                             Image.NEAREST).save(path)
+
+
+def preview(name, ema, arch, path, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ncls = arch["num_classes"]
+    if arch["type"] == "mlp":
+        return
+    labels = torch.arange(ncls).repeat_interleave(8)[: 8 * ncls]
+    x = ddim_sample(ema, SDE, (len(labels), arch["in_ch"], arch["image_size"], arch["image_size"]), labels,
+                    steps=30, guidance=2.0, null_label=ncls, generator=g)
+    save_grid(path, x, nrow=8)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=sorted(PRESETS))
+    p.add_argument("--steps", type=int, help="total optimiser steps (default: preset)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument("--preview-every", type=int, default=1000)
+    p.add_argument("--run-dir", help="default train/runs/<name>")
+    args = p.parse_args(argv)
+
+    preset = PRESETS[args.name]
+    steps = args.steps or preset["steps"]
+    torch.set_num_threads(args.threads)
+    run_dir = args.run_dir or os.path.join(os.environ.get("SCORELAB_RUNS", os.path.join(HERE, "runs")), args.name)
+    os.makedirs(run_dir, exist_ok=True)
+    ckpt_path = os.path.join(run_dir, "ckpt.pt")
+
+    torch.manual_seed(args.seed)
+    net = nets.build(preset["arch"])
+    ema = copy.deepcopy(net).requires_grad_(False)
+    opt = torch.optim.AdamW(net.parameters(), lr=preset["lr"], weight_decay=0.0)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    batches = Batches(args.name, args.seed + 2)
+    step, seconds = 0, 0.0
+    if os.path.exists(ckpt_path):
+        ck = torch.load(ckpt_path, weights_only=False)
+        net.load_state_dict(ck["net"]), ema.load_state_dict(ck["ema"]), opt.load_state_dict(ck["opt"])
+        gen.set_state(ck["gen"])
+        batches.rng.bit_generator.state = ck["rng"]
+        step, seconds = ck["step"], ck["seconds"]
+        print(f"resumed {args.name} at step {step}")
+    nparams = sum(p.numel() for p in net.parameters())
+    print(f"{args.name}: {nparams / 1e6:.3f}M parameters, batch {preset['batch']}, {args.threads} threads")
+
+    def checkpoint():
+        tmp = ckpt_path + ".tmp"
+        torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                    "gen": gen.get_state(), "rng": batches.rng.bit_generator.state, "step": step,
+                    "seconds": seconds, "preset": preset, "seed": args.seed}, tmp)
+        os.replace(tmp, ckpt_path)
+
+    log = open(os.path.join(run_dir, "loss.csv"), "a", newline="")
+    writer = csv.writer(log)
+    warmup = 200
+    t_last, loss_avg = time.time(), None
+    while step < steps:
+        x0, labels = batches(preset["batch"], preset.get("hflip", False))
+        drop = torch.rand(labels.shape, generator=gen) < preset["label_dropout"]
+        labels = torch.where(drop, torch.full_like(labels, preset["arch"]["num_classes"]), labels)
+        for g in opt.param_groups:
+            g["lr"] = preset["lr"] * min(1.0, (step + 1) / warmup)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=preset["bf16"]):
+            loss = dsm_loss(net, x0, labels, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        decay = min(preset["ema"], (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pn in zip(ema.parameters(), net.parameters()):
+                pe.lerp_(pn, 1.0 - decay)
+        now = time.time()
+        seconds += now - t_last
+        t_last = now
+        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
+        writer.writerow([step, f"{loss.item():.5f}", f"{seconds:.1f}"])
+        if step % 10 == 0 or step == steps:
+            rate = preset["batch"] * step / max(seconds, 1e-9)
+            bar = "#" * int(30 * step / steps)
+            sys.stdout.write(f"\r[{bar:<30}] {step}/{steps} loss {loss_avg:.4f} {rate:.0f} samples/s "
+                             f"{seconds / 60:.1f} min")
+            sys.stdout.flush()
+        if step % args.ckpt_every == 0 or step == steps:
+            log.flush()
+            checkpoint()
+        if step % args.preview_every == 0 or step == steps:
+            preview(args.name, ema, preset["arch"], os.path.join(run_dir, f"preview_{step:06d}.png"))
+            t_last = time.time()  # previews do not count as training time
+    print(f"\ndone: {step} steps in {seconds / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
