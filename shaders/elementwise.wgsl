@@ -71,7 +71,8 @@ fn embedding(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 }
 
 // Sinusoidal embedding of s = t * f0 (f0 = time scale), u0 = dim (even), half = dim / 2:
-// out[r, j] = sin(s * f_j) for j < half, cos(s * f_(j-half)) otherwise, f_j = exp(-ln(10000) j / half).
+// out[r, j] = sin(s * f_j) for j < half, cos(s * f_(j-half)) otherwise; in1 = the table f_j, computed
+// on the host (exp on GPUs is only accurate to a few ulp, and s * f_j reaches ~1000 radians).
 // The argument is reduced modulo 2*pi with a two-part constant, since sin/cos of arguments far from
 // zero are inaccurate on some GPUs.
 const TWO_PI_HI: f32 = 6.28125;
@@ -83,7 +84,7 @@ fn timestep_embedding(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let half = p.u0 / 2u;
     let r = i / p.u0;
     let j = i % p.u0;
-    let fj = exp(-9.210340371976184 * f32(j % half) / f32(half));
+    let fj = in1[j % half];
     let arg = (in0[r] * p.f0) * fj;
     let q = round(arg / 6.283185307179586);
     let red = (arg - q * TWO_PI_HI) - q * TWO_PI_LO;

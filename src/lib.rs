@@ -8,6 +8,7 @@ pub mod error;
 pub mod gpu;
 pub mod ops;
 pub mod reference;
+pub mod rng;
 
 pub use backend::{Backend, Cpu, CpuTensor};
 pub use error::{Error, Result};

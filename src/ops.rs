@@ -212,3 +212,10 @@ pub fn check_timestep(t: &[usize], dim: usize) -> Result<usize> {
     }
     Ok(n)
 }
+
+/// The frequencies of the sinusoidal time embedding, `f_j = exp(-ln(10000) j / half)` for
+/// `j < dim / 2`, computed as the training code does (f32 product, then exp), correctly rounded.
+pub fn timestep_frequencies(dim: usize) -> Vec<f32> {
+    let half = dim / 2;
+    (0..half).map(|j| ((-(10000f64.ln()) as f32 * j as f32 / half as f32) as f64).exp() as f32).collect()
+}

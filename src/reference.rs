@@ -132,8 +132,7 @@ pub fn embedding(labels: &[f32], table: &[f32], dim: usize) -> Vec<f32> {
 /// The frequencies and the argument are rounded to f32 as in the training code, then sin/cos are
 /// taken in f64.
 pub fn timestep_embedding(t: &[f32], dim: usize, scale: f32) -> Vec<f32> {
-    let half = dim / 2;
-    let freqs: Vec<f32> = (0..half).map(|j| ((-(10000f64.ln()) as f32 * j as f32 / half as f32) as f64).exp() as f32).collect();
+    let freqs = crate::ops::timestep_frequencies(dim);
     let mut out = Vec::with_capacity(t.len() * dim);
     for &tv in t {
         let s = tv * scale;

@@ -88,15 +88,18 @@ pub struct Gpu {
     recording_inputs: Option<Vec<GpuTensor>>,
     /// Bound where an optional input (bias, add) is absent.
     dummy: wgpu::Buffer,
+    /// Sinusoidal frequency tables by embedding width (see `ops::timestep_frequencies`).
+    frequencies: HashMap<usize, GpuTensor>,
 }
 
 const WG: u64 = 256;
+const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 const MAX_GROUPS: u64 = 65535;
 
 impl Gpu {
     pub fn new(ctx: Rc<GpuContext>) -> Gpu {
         let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
-        Gpu { ctx, pipelines: PipelineCache::default(), pool: Rc::default(), pending: Vec::new(), recording_inputs: None, dummy }
+        Gpu { ctx, pipelines: PipelineCache::default(), pool: Rc::default(), pending: Vec::new(), recording_inputs: None, dummy, frequencies: HashMap::new() }
     }
 
     pub fn context(&self) -> &Rc<GpuContext> {
@@ -105,22 +108,31 @@ impl Gpu {
 
     /// An output tensor from the current pool (contents undefined until written).
     fn alloc(&mut self, shape: Vec<usize>) -> Result<GpuTensor> {
+        let bytes = self.checked_bytes(&shape)?;
+        let reused = self.pool.borrow_mut().free.get_mut(&bytes).and_then(|v| v.pop());
+        let buffer = reused.unwrap_or_else(|| self.ctx.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: bytes, usage: TENSOR_USAGE, mapped_at_creation: false }));
+        Ok(GpuTensor { slot: Rc::new(Slot { buffer, pool: self.pool.clone() }), shape })
+    }
+
+    /// A new tensor holding `data` from creation, so no queue write (and no flush) is needed.
+    fn alloc_init(&mut self, data: &[f32], shape: Vec<usize>) -> Result<GpuTensor> {
+        check_upload(data.len(), &shape)?;
+        let bytes = self.checked_bytes(&shape)?;
+        let mut contents = bytemuck::cast_slice::<f32, u8>(data).to_vec();
+        contents.resize(bytes as usize, 0);
+        let buffer = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: &contents, usage: TENSOR_USAGE });
+        Ok(GpuTensor { slot: Rc::new(Slot { buffer, pool: self.pool.clone() }), shape })
+    }
+
+    /// Buffer size for a shape (16-byte multiple), checked against the device's binding limit.
+    fn checked_bytes(&self, shape: &[usize]) -> Result<u64> {
         let len: usize = shape.iter().product();
         let bytes = (len.max(1) * 4).next_multiple_of(16) as u64;
         let limit = self.ctx.device.limits().max_storage_buffer_binding_size as u64;
         if bytes > limit {
             return Err(Error::Gpu(format!("tensor {shape:?} needs {bytes} bytes, over the device's {limit}-byte binding limit; use a smaller batch")));
         }
-        let reused = self.pool.borrow_mut().free.get_mut(&bytes).and_then(|v| v.pop());
-        let buffer = reused.unwrap_or_else(|| {
-            self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: None,
-                size: bytes,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        });
-        Ok(GpuTensor { slot: Rc::new(Slot { buffer, pool: self.pool.clone() }), shape })
+        Ok(bytes)
     }
 
     fn note_input(&mut self, t: &GpuTensor) {
@@ -251,10 +263,7 @@ impl Backend for Gpu {
     }
 
     fn upload(&mut self, data: &[f32], shape: &[usize]) -> Result<GpuTensor> {
-        check_upload(data.len(), shape)?;
-        let t = self.alloc(shape.to_vec())?;
-        self.write(&t, data)?;
-        Ok(t)
+        self.alloc_init(data, shape.to_vec())
     }
 
     async fn read(&mut self, t: &GpuTensor) -> Result<Vec<f32>> {
@@ -376,6 +385,14 @@ impl Backend for Gpu {
 
     fn timestep_embedding(&mut self, t: &GpuTensor, dim: usize, scale: f32) -> Result<GpuTensor> {
         let n = ops::check_timestep(&t.shape, dim)?;
-        self.elementwise("timestep_embedding", [(n * dim) as u32, dim as u32, 0, 0, scale.to_bits(), 0], t, None, vec![n, dim], n * dim)
+        let freqs = match self.frequencies.get(&dim) {
+            Some(f) => f.clone(),
+            None => {
+                let f = self.alloc_init(&ops::timestep_frequencies(dim), vec![dim / 2])?;
+                self.frequencies.insert(dim, f.clone());
+                f
+            }
+        };
+        self.elementwise("timestep_embedding", [(n * dim) as u32, dim as u32, 0, 0, scale.to_bits(), 0], t, Some(&freqs), vec![n, dim], n * dim)
     }
 }

@@ -1,0 +1,200 @@
+//! The GPU-versus-CPU kernel sweep, shared by the native tests (lavapipe) and the browser tests
+//! (Chromium's WebGPU). Each case builds the same inputs on both backends, runs one op, and compares
+//! element by element with a relative + absolute tolerance.
+
+#![allow(dead_code)]
+
+use scorelab::ops::{Conv2d, GroupNorm, Matmul, View};
+use scorelab::rng::Rng;
+use scorelab::{Backend, Cpu, Gpu, Result};
+
+/// One op applied to seeded random inputs.
+#[derive(Clone, Debug)]
+pub enum Case {
+    Conv { n: usize, h: usize, w: usize, cin: usize, cout: usize, ksize: usize, stride: usize },
+    Linear { rows: usize, k: usize, n: usize, bias: bool },
+    /// Batched product of transposed views, as attention uses.
+    MatmulStrided { batch: usize, m: usize, n: usize, k: usize },
+    GroupNorm { n: usize, h: usize, w: usize, c: usize, groups: usize, silu: bool, add: bool },
+    Silu { len: usize },
+    Axpby { len: usize, a: f32, b: f32 },
+    Upsample { n: usize, h: usize, w: usize, c: usize },
+    Concat { n: usize, h: usize, w: usize, ca: usize, cb: usize },
+    Softmax { rows: usize, len: usize, spread: f32 },
+    Embedding { n: usize, rows: usize, dim: usize },
+    Timestep { n: usize, dim: usize, scale: f32 },
+    Attention { n: usize, h: usize, w: usize, c: usize },
+}
+
+/// The sweep: every op, with the awkward shapes (1x1 maps, odd sizes, channels off the tile, groups,
+/// stride 2, batch > 1).
+pub fn sweep() -> Vec<Case> {
+    use Case::*;
+    vec![
+        Conv { n: 1, h: 1, w: 1, cin: 3, cout: 5, ksize: 3, stride: 1 },
+        Conv { n: 2, h: 5, w: 7, cin: 3, cout: 6, ksize: 3, stride: 1 },
+        Conv { n: 1, h: 8, w: 8, cin: 4, cout: 32, ksize: 3, stride: 2 },
+        Conv { n: 2, h: 7, w: 5, cin: 5, cout: 33, ksize: 3, stride: 2 },
+        Conv { n: 1, h: 1, w: 1, cin: 2, cout: 3, ksize: 3, stride: 2 },
+        Conv { n: 3, h: 4, w: 3, cin: 6, cout: 7, ksize: 1, stride: 1 },
+        Conv { n: 1, h: 9, w: 9, cin: 1, cout: 1, ksize: 3, stride: 1 },
+        Conv { n: 1, h: 6, w: 6, cin: 37, cout: 9, ksize: 1, stride: 2 },
+        Linear { rows: 1, k: 1, n: 1, bias: true },
+        Linear { rows: 5, k: 3, n: 7, bias: false },
+        Linear { rows: 33, k: 17, n: 9, bias: true },
+        Linear { rows: 70, k: 64, n: 65, bias: true },
+        MatmulStrided { batch: 1, m: 1, n: 1, k: 1 },
+        MatmulStrided { batch: 3, m: 9, n: 13, k: 5 },
+        MatmulStrided { batch: 2, m: 37, n: 33, k: 16 },
+        GroupNorm { n: 1, h: 1, w: 1, c: 4, groups: 2, silu: false, add: false },
+        GroupNorm { n: 2, h: 3, w: 5, c: 6, groups: 3, silu: true, add: true },
+        GroupNorm { n: 1, h: 8, w: 8, c: 32, groups: 8, silu: true, add: false },
+        GroupNorm { n: 3, h: 2, w: 2, c: 7, groups: 7, silu: false, add: true },
+        GroupNorm { n: 2, h: 1, w: 1, c: 12, groups: 1, silu: true, add: true },
+        GroupNorm { n: 1, h: 17, w: 19, c: 5, groups: 1, silu: false, add: false },
+        Silu { len: 1 },
+        Silu { len: 1000 },
+        Axpby { len: 1, a: 1.0, b: 1.0 },
+        Axpby { len: 777, a: 0.3, b: -2.5 },
+        Upsample { n: 1, h: 1, w: 1, c: 1 },
+        Upsample { n: 2, h: 3, w: 5, c: 7 },
+        Concat { n: 1, h: 1, w: 1, ca: 1, cb: 3 },
+        Concat { n: 2, h: 3, w: 5, ca: 7, cb: 2 },
+        Softmax { rows: 1, len: 1, spread: 1.0 },
+        Softmax { rows: 5, len: 257, spread: 4.0 },
+        Softmax { rows: 3, len: 16, spread: 80.0 },
+        Embedding { n: 1, rows: 1, dim: 1 },
+        Embedding { n: 7, rows: 11, dim: 13 },
+        Timestep { n: 1, dim: 2, scale: 1.0 },
+        Timestep { n: 6, dim: 64, scale: 1000.0 },
+        Attention { n: 1, h: 1, w: 1, c: 4 },
+        Attention { n: 2, h: 3, w: 3, c: 5 },
+        Attention { n: 1, h: 4, w: 4, c: 8 },
+    ]
+}
+
+impl Case {
+    fn seed(&self) -> u64 {
+        format!("{self:?}").bytes().fold(17u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
+    }
+
+    /// Runs the case on a backend and returns the output values.
+    pub async fn run<B: Backend>(&self, be: &mut B) -> Result<Vec<f32>> {
+        let mut rng = Rng::new(self.seed());
+        let mut randn = |be: &mut B, shape: &[usize], scale: f32| -> Result<B::Tensor> {
+            let v: Vec<f32> = rng.normals(shape.iter().product()).into_iter().map(|x| x * scale).collect();
+            be.upload(&v, shape)
+        };
+        let out = match *self {
+            Case::Conv { n, h, w, cin, cout, ksize, stride } => {
+                let x = randn(be, &[n, h, w, cin], 1.0)?;
+                let wt = randn(be, &[ksize * ksize * cin, cout], 0.3)?;
+                let b = randn(be, &[cout], 0.5)?;
+                be.conv2d(&x, &wt, &b, Conv2d { ksize, stride })?
+            }
+            Case::Linear { rows, k, n, bias } => {
+                let x = randn(be, &[rows, k], 1.0)?;
+                let wt = randn(be, &[k, n], 0.3)?;
+                let b = if bias { Some(randn(be, &[n], 0.5)?) } else { None };
+                be.linear(&x, &wt, b.as_ref())?
+            }
+            Case::MatmulStrided { batch, m, n, k } => {
+                // a is stored [batch, k, m] and read transposed; b is stored [batch, n, k] read transposed.
+                let a = randn(be, &[batch, k, m], 1.0)?;
+                let b = randn(be, &[batch, n, k], 1.0)?;
+                let spec = Matmul {
+                    batch, m, n, k,
+                    a: View { offset: 0, batch_stride: k * m, row_stride: 1, col_stride: m },
+                    b: View { offset: 0, batch_stride: n * k, row_stride: 1, col_stride: k },
+                    scale: 0.7,
+                };
+                be.matmul(&a, &b, None, &spec)?
+            }
+            Case::GroupNorm { n, h, w, c, groups, silu, add } => {
+                let x = randn(be, &[n, h, w, c], 2.0)?;
+                let gamma = randn(be, &[c], 1.0)?;
+                let beta = randn(be, &[c], 1.0)?;
+                let a = if add { Some(randn(be, &[n, c], 1.0)?) } else { None };
+                be.group_norm(&x, &gamma, &beta, a.as_ref(), GroupNorm { groups, eps: 1e-5, silu })?
+            }
+            Case::Silu { len } => {
+                let x = randn(be, &[len], 4.0)?;
+                be.silu(&x)?
+            }
+            Case::Axpby { len, a, b } => {
+                let x = randn(be, &[len], 1.0)?;
+                let y = randn(be, &[len], 1.0)?;
+                be.axpby(&x, &y, a, b)?
+            }
+            Case::Upsample { n, h, w, c } => {
+                let x = randn(be, &[n, h, w, c], 1.0)?;
+                be.upsample2x(&x)?
+            }
+            Case::Concat { n, h, w, ca, cb } => {
+                let a = randn(be, &[n, h, w, ca], 1.0)?;
+                let b = randn(be, &[n, h, w, cb], 1.0)?;
+                be.concat_channels(&a, &b)?
+            }
+            Case::Softmax { rows, len, spread } => {
+                let x = randn(be, &[rows, len], spread)?;
+                be.softmax_rows(&x)?
+            }
+            Case::Embedding { n, rows, dim } => {
+                let labels: Vec<f32> = (0..n).map(|i| ((i * 5 + 3) % rows) as f32).collect();
+                let l = be.upload(&labels, &[n])?;
+                let table = randn(be, &[rows, dim], 1.0)?;
+                be.embedding(&l, &table)?
+            }
+            Case::Timestep { n, dim, scale } => {
+                let t: Vec<f32> = (0..n).map(|i| if n == 1 { 0.5 } else { 1e-3 + (1.0 - 1e-3) * i as f32 / (n - 1) as f32 }).collect();
+                let t = be.upload(&t, &[n])?;
+                be.timestep_embedding(&t, dim, scale)?
+            }
+            Case::Attention { n, h, w, c } => {
+                let x = randn(be, &[n, h, w, c], 1.0)?;
+                let qkv_w = randn(be, &[c, 3 * c], 0.5)?;
+                let qkv_b = randn(be, &[3 * c], 0.1)?;
+                let proj_w = randn(be, &[c, c], 0.5)?;
+                let proj_b = randn(be, &[c], 0.1)?;
+                be.attention(&x, &qkv_w, &qkv_b, &proj_w, &proj_b)?
+            }
+        };
+        be.read(&out).await
+    }
+}
+
+/// Compares with `|got - want| <= atol + rtol * |want|`; the error names the worst element.
+pub fn compare(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) -> std::result::Result<f32, String> {
+    if got.len() != want.len() {
+        return Err(format!("{what}: {} values, expected {}", got.len(), want.len()));
+    }
+    // The element furthest past its tolerance; a NaN on either side counts as infinitely far.
+    let excess = |i: usize| {
+        let e = (got[i] - want[i]).abs() - (atol + rtol * want[i].abs());
+        if e.is_nan() { f32::INFINITY } else { e }
+    };
+    let worst = (0..got.len()).max_by(|&i, &j| excess(i).total_cmp(&excess(j))).unwrap_or(0);
+    if !got.is_empty() && excess(worst) > 0.0 {
+        let (g, w) = (got[worst], want[worst]);
+        return Err(format!("{what}: element {worst} is {g}, expected {w} (|diff| {:.3e} > {atol:e} + {rtol:e} * |expected|)", (g - w).abs()));
+    }
+    let max_abs = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+    Ok(max_abs)
+}
+
+/// Runs the whole sweep on the GPU and the CPU; returns one line per case or the failures.
+pub async fn run_sweep(gpu: &mut Gpu) -> std::result::Result<Vec<String>, String> {
+    let mut cpu = Cpu;
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    for case in sweep() {
+        let what = format!("{case:?}");
+        let want = case.run(&mut cpu).await.map_err(|e| format!("{what} on CPU: {e}"))?;
+        let got = case.run(gpu).await.map_err(|e| format!("{what} on GPU: {e}"))?;
+        match compare(&what, &got, &want, 1e-4, 1e-5) {
+            Ok(max_abs) => report.push(format!("{what}: max |diff| {max_abs:.2e}")),
+            Err(e) => failures.push(e),
+        }
+    }
+    if failures.is_empty() { Ok(report) } else { Err(failures.join("\n")) }
+}

@@ -1,0 +1,41 @@
+//! Native kernel tests: every shader validates with naga, and every GPU kernel matches its CPU twin
+//! on the software Vulkan adapter. Without an adapter the GPU part is skipped, except under CI=true.
+
+mod common;
+
+use std::rc::Rc;
+
+use scorelab::gpu::kernels::SHADERS;
+use scorelab::{Gpu, GpuContext};
+
+#[test]
+fn every_shader_parses_and_validates() {
+    for (name, source) in SHADERS {
+        let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+}
+
+/// A GPU backend, or None (with a note) when the machine has no adapter and CI is not set.
+pub fn gpu_or_skip() -> Option<Gpu> {
+    match pollster::block_on(GpuContext::new()) {
+        Ok(ctx) => Some(Gpu::new(Rc::new(ctx))),
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+        Err(e) => panic!("CI=true requires a GPU adapter: {e}"),
+    }
+}
+
+#[test]
+fn gpu_kernels_match_cpu_reference() {
+    let Some(mut gpu) = gpu_or_skip() else { return };
+    eprintln!("adapter: {:?}", gpu.context().report);
+    match pollster::block_on(common::run_sweep(&mut gpu)) {
+        Ok(report) => report.iter().for_each(|l| eprintln!("{l}")),
+        Err(failures) => panic!("GPU and CPU disagree:\n{failures}"),
+    }
+}
