@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod error;
 pub mod gpu;
+pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod rng;
@@ -13,3 +14,4 @@ pub mod rng;
 pub use backend::{Backend, Cpu, CpuTensor};
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuContext, GpuTensor};
+pub use model::{ModelConfig, Network};

@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! Native kernel tests: every shader validates with naga, and every GPU kernel matches its CPU twin
 //! on the software Vulkan adapter. Without an adapter the GPU part is skipped, except under CI=true.
 

@@ -32,7 +32,7 @@ PRESETS = {
     "digits": {
         "arch": {"type": "unet", "in_ch": 1, "base": 32, "mults": [1, 2, 2], "num_res": 1, "attn_res": [8],
                  "image_size": 32, "num_classes": 10, "groups": 8, "norm_eps": 1e-5, "time_scale": 1000.0},
-        "batch": 64, "lr": 1e-3, "steps": 6000, "ema": 0.999, "label_dropout": 0.1, "bf16": True,
+        "batch": 64, "lr": 1e-3, "steps": 5000, "ema": 0.999, "label_dropout": 0.1, "bf16": True,
     },
     "emoji": {
         "arch": {"type": "unet", "in_ch": 3, "base": 32, "mults": [1, 2, 2], "num_res": 1, "attn_res": [8],

@@ -198,3 +198,42 @@ pub async fn run_sweep(gpu: &mut Gpu) -> std::result::Result<Vec<String>, String
     }
     if failures.is_empty() { Ok(report) } else { Err(failures.join("\n")) }
 }
+
+/// The shipped models and their golden tensors (exported by `train/export.py`).
+pub const MODELS: &[(&str, &[u8], &[u8])] = &[
+    ("toy2d", include_bytes!("../../models/toy2d.safetensors"), include_bytes!("../golden/toy2d.safetensors")),
+    ("digits", include_bytes!("../../models/digits.safetensors"), include_bytes!("../golden/digits.safetensors")),
+];
+
+/// Runs a model's forward pass on the golden inputs and compares eps and every tap with the
+/// training code's outputs; passes when max |diff| <= rtol * max |golden| for each tensor.
+/// Returns one line per tensor: max abs error and that error relative to the largest golden value.
+pub async fn check_golden<B: Backend>(be: &mut B, model: &[u8], golden: &[u8], rtol: f32) -> std::result::Result<Vec<String>, String> {
+    use scorelab::model::file::read_tensors;
+    let net = scorelab::Network::load(be, model).map_err(|e| e.to_string())?;
+    let (g, _) = read_tensors(golden).map_err(|e| e.to_string())?;
+    let input = |be: &mut B, name: &str| be.upload(&g[name].data, &g[name].shape).map_err(|e| e.to_string());
+    let (x, t, labels) = (input(be, "x")?, input(be, "t")?, input(be, "labels")?);
+    let mut taps = Vec::new();
+    let eps = net.forward_with_taps(be, &x, &t, &labels, Some(&mut taps)).map_err(|e| e.to_string())?;
+    let mut outputs = vec![("eps".to_string(), eps)];
+    outputs.extend(taps.into_iter().map(|(name, t)| (format!("tap.{name}"), t)));
+    let mut lines = Vec::new();
+    let mut failures = Vec::new();
+    for (name, tensor) in outputs {
+        let want = g.get(&name).ok_or_else(|| format!("golden file has no {name}"))?;
+        let got = be.read(&tensor).await.map_err(|e| e.to_string())?;
+        if got.len() != want.data.len() {
+            failures.push(format!("{name}: {} values, golden has {}", got.len(), want.data.len()));
+            continue;
+        }
+        let (worst, max_abs) = got.iter().zip(&want.data).map(|(a, b)| (a - b).abs()).enumerate().fold((0, 0f32), |m, (i, d)| if d > m.1 { (i, d) } else { m });
+        let scale = want.data.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let rel = max_abs / scale.max(f32::MIN_POSITIVE);
+        lines.push(format!("{name}: max abs {max_abs:.2e}, rel {rel:.2e}"));
+        if !(rel <= rtol) {
+            failures.push(format!("{name}: element {worst} is {}, golden {} (max abs {max_abs:.3e}, rel {rel:.3e} > {rtol:e})", got[worst], want.data[worst]));
+        }
+    }
+    if failures.is_empty() { Ok(lines) } else { Err(failures.join("\n")) }
+}

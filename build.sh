@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# scorelab build and test entry point.
+#
+#   ./build.sh setup          install what the build and the tests need (idempotent)
+#   ./build.sh build          release wasm into www/pkg, the native CLI into target/release
+#   ./build.sh serve [port]   build, then serve www/ on http://127.0.0.1:<port> (default 8000)
+#   ./build.sh test           native tests, browser tests (wasm-bindgen-test), page tests (Playwright)
+#   ./build.sh bench          kernel and sampler benchmarks (native GPU and CPU)
+#
+# serve and test run setup first when something is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+export PATH="$HOME/.cargo/bin:$PATH"
+
+APT_PACKAGES=(chromium chromium-driver mesa-vulkan-drivers libvulkan1)
+BROWSER_ARGS="--enable-unsafe-webgpu --no-sandbox --disable-dev-shm-usage --no-first-run --disable-background-networking --disable-component-update --disable-sync --disable-quic"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# The wasm-bindgen version Cargo.lock pins; the CLI must match it exactly.
+bindgen_version() {
+    awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock
+}
+
+missing() {
+    local m=()
+    for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || m+=("apt:$p"); done
+    rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || m+=(wasm32-target)
+    [[ "$(wasm-bindgen --version 2>/dev/null)" == "wasm-bindgen $(bindgen_version)" ]] || m+=(wasm-bindgen-cli)
+    command -v wasm-pack >/dev/null || m+=(wasm-pack)
+    [[ -d node_modules/playwright-core ]] || m+=(node-packages)
+    echo "${m[@]:-}"
+}
+
+setup() {
+    command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+    local sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo=sudo
+    local need=()
+    for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+    if ((${#need[@]})); then
+        log "apt: ${need[*]}"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+    fi
+    if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+        log "rust target wasm32-unknown-unknown"
+        rustup target add wasm32-unknown-unknown
+    fi
+    local v
+    v=$(bindgen_version)
+    if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $v" ]]; then
+        log "wasm-bindgen-cli $v (a few minutes)"
+        cargo install wasm-bindgen-cli --version "$v" --force
+    fi
+    if ! command -v wasm-pack >/dev/null; then
+        log "wasm-pack (a few minutes)"
+        cargo install wasm-pack --version 0.15.1
+    fi
+    if [[ ! -d node_modules/playwright-core ]]; then
+        log "node packages"
+        npm ci --no-audit --no-fund
+    fi
+}
+
+ensure_setup() {
+    local m
+    m=$(missing)
+    if [[ -n "$m" ]]; then
+        log "setup needed: $m"
+        setup
+    fi
+}
+
+build() {
+    log "wasm (release)"
+    cargo build --lib --release --target wasm32-unknown-unknown
+    wasm-bindgen --target web --no-typescript --out-dir www/pkg target/wasm32-unknown-unknown/release/scorelab.wasm
+    mkdir -p www/models
+    cp models/*.safetensors www/models/
+    log "native CLI (release)"
+    cargo build --release --bin scorelab
+}
+
+serve() {
+    local port=${1:-8000}
+    ensure_setup
+    build
+    log "serving http://127.0.0.1:$port/ (Ctrl-C stops)"
+    exec python3 -m http.server "$port" --bind 127.0.0.1 --directory www
+}
+
+run_tests() {
+    ensure_setup
+    log "native tests (kernels on the software Vulkan adapter, networks, samplers)"
+    cargo test --release
+    log "browser tests (wasm-bindgen-test in headless Chromium, WebGPU)"
+    WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-600} wasm-pack test --headless --chrome --release
+    build
+    log "page tests (Playwright, headless Chromium)"
+    BROWSER_ARGS="$BROWSER_ARGS" node tests/e2e/run.mjs
+}
+
+bench() {
+    ensure_setup
+    cargo bench --bench ops
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+    setup) setup ;;
+    build) ensure_setup; build ;;
+    serve) serve "$@" ;;
+    test) run_tests ;;
+    bench) bench ;;
+    *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,148 @@
+//! Layers built from stored tensors: each takes its PyTorch-named tensors, checks their shapes,
+//! converts them once to the runtime layout (NHWC convolutions, `[in, out]` matrices) and uploads them.
+
+use std::collections::BTreeMap;
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::ops::{Conv2d, GroupNorm};
+
+use super::file::StoredTensor;
+
+/// Hands out a file's tensors by name and shape; whatever is left at the end is an error.
+pub struct TensorSource {
+    tensors: BTreeMap<String, StoredTensor>,
+}
+
+impl TensorSource {
+    pub fn new(tensors: BTreeMap<String, StoredTensor>) -> TensorSource {
+        TensorSource { tensors }
+    }
+
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self.tensors.remove(name).ok_or_else(|| Error::Weights { what: format!("tensor {name}"), detail: format!("missing (expected shape {shape:?})") })?;
+        if t.shape != shape {
+            return Err(Error::Weights { what: format!("tensor {name}"), detail: format!("has shape {:?}, the config needs {shape:?}", t.shape) });
+        }
+        Ok(t.data)
+    }
+
+    /// Fails if the file holds tensors the config does not use.
+    pub fn finish(self) -> Result<()> {
+        match self.tensors.keys().next() {
+            None => Ok(()),
+            Some(name) => Err(Error::Weights { what: format!("tensor {name}"), detail: format!("is not part of the configured network ({} unused tensors)", self.tensors.len()) }),
+        }
+    }
+}
+
+pub struct Linear<B: Backend> {
+    w: B::Tensor,
+    b: B::Tensor,
+}
+
+impl<B: Backend> Linear<B> {
+    pub fn load(be: &mut B, src: &mut TensorSource, name: &str, cin: usize, cout: usize) -> Result<Self> {
+        let w = src.take(&format!("{name}.weight"), &[cout, cin])?;
+        let mut wt = vec![0f32; cin * cout];
+        for o in 0..cout {
+            for i in 0..cin {
+                wt[i * cout + o] = w[o * cin + i];
+            }
+        }
+        let b = src.take(&format!("{name}.bias"), &[cout])?;
+        Ok(Linear { w: be.upload(&wt, &[cin, cout])?, b: be.upload(&b, &[cout])? })
+    }
+
+    pub fn forward(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
+        be.linear(x, &self.w, Some(&self.b))
+    }
+
+    pub fn tensors(&self) -> (&B::Tensor, &B::Tensor) {
+        (&self.w, &self.b)
+    }
+}
+
+pub struct Conv<B: Backend> {
+    w: B::Tensor,
+    b: B::Tensor,
+    spec: Conv2d,
+}
+
+impl<B: Backend> Conv<B> {
+    pub fn load(be: &mut B, src: &mut TensorSource, name: &str, cin: usize, cout: usize, ksize: usize, stride: usize) -> Result<Self> {
+        let w = src.take(&format!("{name}.weight"), &[cout, cin, ksize, ksize])?;
+        let mut wt = vec![0f32; w.len()];
+        for o in 0..cout {
+            for i in 0..cin {
+                for ky in 0..ksize {
+                    for kx in 0..ksize {
+                        wt[((ky * ksize + kx) * cin + i) * cout + o] = w[((o * cin + i) * ksize + ky) * ksize + kx];
+                    }
+                }
+            }
+        }
+        let b = src.take(&format!("{name}.bias"), &[cout])?;
+        Ok(Conv { w: be.upload(&wt, &[ksize * ksize * cin, cout])?, b: be.upload(&b, &[cout])?, spec: Conv2d { ksize, stride } })
+    }
+
+    pub fn forward(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
+        be.conv2d(x, &self.w, &self.b, self.spec)
+    }
+}
+
+pub struct Norm<B: Backend> {
+    gamma: B::Tensor,
+    beta: B::Tensor,
+    groups: usize,
+    eps: f32,
+}
+
+impl<B: Backend> Norm<B> {
+    pub fn load(be: &mut B, src: &mut TensorSource, name: &str, c: usize, groups: usize, eps: f32) -> Result<Self> {
+        let g = src.take(&format!("{name}.weight"), &[c])?;
+        let b = src.take(&format!("{name}.bias"), &[c])?;
+        Ok(Norm { gamma: be.upload(&g, &[c])?, beta: be.upload(&b, &[c])?, groups, eps })
+    }
+
+    /// GroupNorm of `x + add` (add is per (n, c)), optionally followed by SiLU.
+    pub fn forward(&self, be: &mut B, x: &B::Tensor, add: Option<&B::Tensor>, silu: bool) -> Result<B::Tensor> {
+        be.group_norm(x, &self.gamma, &self.beta, add, GroupNorm { groups: self.groups, eps: self.eps, silu })
+    }
+}
+
+/// `silu(fc2(silu(fc1(sinusoidal(t * scale)))) + class_emb[label])`: the activated time/class
+/// embedding every block reads.
+pub struct TimeClassEmbedding<B: Backend> {
+    fc1: Linear<B>,
+    fc2: Linear<B>,
+    class_emb: Option<B::Tensor>,
+    base: usize,
+    scale: f32,
+}
+
+impl<B: Backend> TimeClassEmbedding<B> {
+    pub fn load(be: &mut B, src: &mut TensorSource, base: usize, dim: usize, num_classes: usize, scale: f32) -> Result<Self> {
+        let fc1 = Linear::load(be, src, "embed.fc1", base, dim)?;
+        let fc2 = Linear::load(be, src, "embed.fc2", dim, dim)?;
+        let class_emb = if num_classes > 0 {
+            let table = src.take("embed.class_emb.weight", &[num_classes + 1, dim])?;
+            Some(be.upload(&table, &[num_classes + 1, dim])?)
+        } else {
+            None
+        };
+        Ok(TimeClassEmbedding { fc1, fc2, class_emb, base, scale })
+    }
+
+    pub fn forward(&self, be: &mut B, t: &B::Tensor, labels: &B::Tensor) -> Result<B::Tensor> {
+        let s = be.timestep_embedding(t, self.base, self.scale)?;
+        let h = self.fc1.forward(be, &s)?;
+        let h = be.silu(&h)?;
+        let mut h = self.fc2.forward(be, &h)?;
+        if let Some(table) = &self.class_emb {
+            let c = be.embedding(labels, table)?;
+            h = be.add(&h, &c)?;
+        }
+        be.silu(&h)
+    }
+}

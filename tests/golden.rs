@@ -1,0 +1,41 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! Every shipped model's forward pass, on the CPU reference and on the GPU, reproduces the golden
+//! outputs exported by the training code (CPU within 1e-4 relative, GPU within 1e-3).
+
+mod common;
+
+use std::rc::Rc;
+
+use scorelab::{Cpu, Gpu, GpuContext};
+
+fn gpu_or_skip() -> Option<Gpu> {
+    match pollster::block_on(GpuContext::new()) {
+        Ok(ctx) => Some(Gpu::new(Rc::new(ctx))),
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+        Err(e) => panic!("CI=true requires a GPU adapter: {e}"),
+    }
+}
+
+#[test]
+fn cpu_forward_matches_golden() {
+    for (name, model, golden) in common::MODELS {
+        match pollster::block_on(common::check_golden(&mut Cpu, model, golden, 1e-4)) {
+            Ok(lines) => lines.iter().for_each(|l| eprintln!("{name} cpu {l}")),
+            Err(e) => panic!("{name} on the CPU:\n{e}"),
+        }
+    }
+}
+
+#[test]
+fn gpu_forward_matches_golden() {
+    let Some(mut gpu) = gpu_or_skip() else { return };
+    for (name, model, golden) in common::MODELS {
+        match pollster::block_on(common::check_golden(&mut gpu, model, golden, 1e-3)) {
+            Ok(lines) => lines.iter().for_each(|l| eprintln!("{name} gpu {l}")),
+            Err(e) => panic!("{name} on the GPU:\n{e}"),
+        }
+    }
+}
