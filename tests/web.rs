@@ -26,3 +26,14 @@ async fn gpu_kernels_match_cpu_reference() {
         Err(failures) => panic!("GPU and CPU disagree:\n{failures}"),
     }
 }
+
+#[wasm_bindgen_test]
+async fn shipped_models_match_golden_on_webgpu() {
+    let mut gpu = gpu().await;
+    for (name, model, golden) in common::MODELS {
+        match common::check_golden(&mut gpu, model, golden, 1e-3).await {
+            Ok(lines) => lines.iter().for_each(|l| web_sys::console::log_1(&format!("{name} webgpu {l}").into())),
+            Err(e) => panic!("{name} on WebGPU:\n{e}"),
+        }
+    }
+}

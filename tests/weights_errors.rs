@@ -1,0 +1,126 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! A bad weights file gets a clear error naming the tensor or field at fault.
+
+use scorelab::model::file::parse_header;
+use scorelab::{Cpu, Network};
+use serde_json::{json, Value};
+
+const TOY: &[u8] = include_bytes!("../models/toy2d.safetensors");
+
+/// Rebuilds a safetensors file after editing its header and data.
+fn rebuild(edit: impl FnOnce(&mut serde_json::Map<String, Value>, &mut Vec<u8>)) -> Vec<u8> {
+    let (mut header, start) = parse_header(TOY).unwrap();
+    let mut data = TOY[start..].to_vec();
+    edit(&mut header, &mut data);
+    let text = serde_json::to_string(&header).unwrap();
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text.as_bytes());
+    out.extend(data);
+    out
+}
+
+fn error_of(bytes: &[u8]) -> String {
+    match Network::load(&mut Cpu, bytes) {
+        Ok(_) => panic!("a bad file loaded without error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn edit_config(f: impl FnOnce(&mut Value)) -> Vec<u8> {
+    rebuild(|h, _| {
+        let meta = h["__metadata__"].as_object_mut().unwrap();
+        let mut cfg: Value = serde_json::from_str(meta["scorelab"].as_str().unwrap()).unwrap();
+        f(&mut cfg);
+        meta.insert("scorelab".into(), Value::String(cfg.to_string()));
+    })
+}
+
+fn assert_mentions(err: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(err.contains(p), "error {err:?} should mention {p:?}");
+    }
+}
+
+#[test]
+fn the_shipped_file_loads() {
+    Network::load(&mut Cpu, TOY).unwrap();
+}
+
+#[test]
+fn truncated_file() {
+    assert_mentions(&error_of(&TOY[..TOY.len() - 100]), &["truncated"]);
+    assert_mentions(&error_of(&TOY[..4]), &["too short"]);
+    assert_mentions(&error_of(&TOY[..200]), &["header"]);
+}
+
+#[test]
+fn not_a_safetensors_file() {
+    assert_mentions(&error_of(b"\x05\x00\x00\x00\x00\x00\x00\x00hello, world"), &["header", "JSON"]);
+}
+
+#[test]
+fn missing_tensor() {
+    let bytes = rebuild(|h, _| {
+        h.remove("blocks.1.fc2.weight");
+    });
+    assert_mentions(&error_of(&bytes), &["blocks.1.fc2.weight", "missing"]);
+}
+
+#[test]
+fn extra_tensor() {
+    let bytes = rebuild(|h, data| {
+        let at = data.len();
+        data.extend([0u8; 8]);
+        h.insert("stray.weight".into(), json!({"dtype": "F32", "shape": [2], "data_offsets": [at, at + 8]}));
+    });
+    assert_mentions(&error_of(&bytes), &["stray.weight", "not part of"]);
+}
+
+#[test]
+fn wrong_shape() {
+    let bytes = rebuild(|h, _| {
+        h.get_mut("in_proj.weight").unwrap()["shape"] = json!([2, 128]);
+    });
+    assert_mentions(&error_of(&bytes), &["in_proj.weight", "[2, 128]", "[128, 2]"]);
+}
+
+#[test]
+fn wrong_dtype() {
+    let bytes = rebuild(|h, _| {
+        h.get_mut("out_proj.bias").unwrap()["dtype"] = json!("I8");
+    });
+    assert_mentions(&error_of(&bytes), &["out_proj.bias", "I8"]);
+    let bytes = rebuild(|h, _| {
+        h.get_mut("out_proj.bias").unwrap()["dtype"] = json!("F32");
+    });
+    assert_mentions(&error_of(&bytes), &["out_proj.bias", "bytes"]);
+}
+
+#[test]
+fn non_finite_value() {
+    let bytes = rebuild(|h, data| {
+        let at = h["embed.fc1.bias"]["data_offsets"][0].as_u64().unwrap() as usize;
+        data[at + 6..at + 8].copy_from_slice(&half::f16::NAN.to_le_bytes());
+    });
+    assert_mentions(&error_of(&bytes), &["embed.fc1.bias", "element 3", "not finite"]);
+}
+
+#[test]
+fn unknown_format_version() {
+    let bytes = edit_config(|c| c["format_version"] = json!(7));
+    assert_mentions(&error_of(&bytes), &["format_version", "7", "not supported"]);
+}
+
+#[test]
+fn missing_or_broken_config() {
+    let bytes = rebuild(|h, _| {
+        h.remove("__metadata__");
+    });
+    assert_mentions(&error_of(&bytes), &["scorelab", "missing"]);
+    let bytes = edit_config(|c| {
+        c["arch"].as_object_mut().unwrap().remove("width");
+    });
+    assert_mentions(&error_of(&bytes), &["config", "width"]);
+    let bytes = edit_config(|c| c["parameterization"] = json!("v"));
+    assert_mentions(&error_of(&bytes), &["parameterization"]);
+}
