@@ -37,6 +37,20 @@ pub trait Backend {
     /// Sinusoidal embedding of `t * scale` (see `reference::timestep_embedding`), `[n, dim]`.
     fn timestep_embedding(&mut self, t: &Self::Tensor, dim: usize, scale: f32) -> Result<Self::Tensor>;
 
+    /// Standard normal noise of `shape`; sample i (along the first dim) uses seed `seed + i`, and
+    /// every element is a pure function of (seed, stream, index within the sample).
+    fn randn(&mut self, shape: &[usize], seed: u32, stream: u32) -> Result<Self::Tensor>;
+    /// `a x + b y + c z` (z optional).
+    fn combine3(&mut self, x: &Self::Tensor, y: &Self::Tensor, z: Option<&Self::Tensor>, coeffs: [f32; 3]) -> Result<Self::Tensor>;
+    /// Dot product of each sample (first dim) of a with the same sample of b: `[n]`.
+    fn row_dot(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// One Langevin corrector step with per-sample step size `2 alpha (snr |z| / |g|)^2`.
+    fn langevin(&mut self, x: &Self::Tensor, g: &Self::Tensor, z: &Self::Tensor, snr: f32, alpha: f32) -> Result<Self::Tensor>;
+    /// `err / (atol + rtol max(|a|, |b|))` element-wise (adaptive step-size control).
+    fn error_ratio(&mut self, err: &Self::Tensor, a: &Self::Tensor, b: &Self::Tensor, rtol: f32, atol: f32) -> Result<Self::Tensor>;
+    /// `m y + (1 - m) x` with one mask (the shape of one sample) for every sample.
+    fn blend(&mut self, x: &Self::Tensor, y: &Self::Tensor, mask: &Self::Tensor) -> Result<Self::Tensor>;
+
     /// `x [.., in] * w [in, out] + bias`, keeping x's leading dims.
     fn linear(&mut self, x: &Self::Tensor, w: &Self::Tensor, bias: Option<&Self::Tensor>) -> Result<Self::Tensor> {
         let xs = Self::shape(x).to_vec();
@@ -173,6 +187,59 @@ impl Backend for Cpu {
         let n = ops::check_timestep(&t.shape, dim)?;
         Ok(Self::make(reference::timestep_embedding(&t.data, dim, scale), vec![n, dim]))
     }
+
+    fn randn(&mut self, shape: &[usize], seed: u32, stream: u32) -> Result<CpuTensor> {
+        let (n, per) = check_rows("randn", shape, shape)?;
+        Ok(Self::make(reference::randn(n, per, seed, stream), shape.to_vec()))
+    }
+
+    fn combine3(&mut self, x: &CpuTensor, y: &CpuTensor, z: Option<&CpuTensor>, coeffs: [f32; 3]) -> Result<CpuTensor> {
+        ops::check_same("combine3", &x.shape, &y.shape)?;
+        if let Some(z) = z {
+            ops::check_same("combine3", &x.shape, &z.shape)?;
+        }
+        Ok(Self::make(reference::combine3(&x.data, &y.data, z.map(|z| z.data.as_slice()), coeffs), x.shape.clone()))
+    }
+
+    fn row_dot(&mut self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        let (n, len) = check_rows("row_dot", &a.shape, &b.shape)?;
+        Ok(Self::make(reference::row_dot(&a.data, &b.data, len), vec![n]))
+    }
+
+    fn langevin(&mut self, x: &CpuTensor, g: &CpuTensor, z: &CpuTensor, snr: f32, alpha: f32) -> Result<CpuTensor> {
+        let (_, len) = check_rows("langevin", &x.shape, &g.shape)?;
+        check_rows("langevin", &x.shape, &z.shape)?;
+        Ok(Self::make(reference::langevin(&x.data, &g.data, &z.data, len, snr, alpha), x.shape.clone()))
+    }
+
+    fn error_ratio(&mut self, err: &CpuTensor, a: &CpuTensor, b: &CpuTensor, rtol: f32, atol: f32) -> Result<CpuTensor> {
+        ops::check_same("error_ratio", &err.shape, &a.shape)?;
+        ops::check_same("error_ratio", &err.shape, &b.shape)?;
+        Ok(Self::make(reference::error_ratio(&err.data, &a.data, &b.data, rtol, atol), err.shape.clone()))
+    }
+
+    fn blend(&mut self, x: &CpuTensor, y: &CpuTensor, mask: &CpuTensor) -> Result<CpuTensor> {
+        check_blend(&x.shape, &y.shape, &mask.shape)?;
+        Ok(Self::make(reference::blend(&x.data, &y.data, &mask.data), x.shape.clone()))
+    }
+}
+
+/// Checks that two tensors hold `n` samples of the same length; returns (n, per-sample length).
+pub(crate) fn check_rows(op: &'static str, a: &[usize], b: &[usize]) -> Result<(usize, usize)> {
+    ops::check_same(op, a, b)?;
+    match a.split_first() {
+        Some((&n, rest)) if n > 0 && rest.iter().product::<usize>() > 0 => Ok((n, rest.iter().product())),
+        _ => shape_err(op, format!("needs [n, ..] with n > 0, got {a:?}")),
+    }
+}
+
+/// Checks a blend: x and y the same shape, the mask the shape of one sample; returns the mask length.
+pub(crate) fn check_blend(x: &[usize], y: &[usize], mask: &[usize]) -> Result<usize> {
+    check_rows("blend", x, y)?;
+    if mask != &x[1..] {
+        return shape_err("blend", format!("mask must be one sample {:?}, got {mask:?}", &x[1..]));
+    }
+    Ok(mask.iter().product())
 }
 
 pub(crate) fn check_upload(len: usize, shape: &[usize]) -> Result<()> {

@@ -152,3 +152,46 @@ pub fn softmax_rows(x: &[f32], len: usize) -> Vec<f32> {
     }
     out
 }
+
+/// Gaussian noise for `n` samples of `per_sample` elements; sample i uses seed `seed + i`.
+pub fn randn(n: usize, per_sample: usize, seed: u32, stream: u32) -> Vec<f32> {
+    (0..n * per_sample).map(|i| crate::rng::normal_at(seed.wrapping_add((i / per_sample) as u32), stream, (i % per_sample) as u32)).collect()
+}
+
+/// `a x + b y (+ c z)`.
+pub fn combine3(x: &[f32], y: &[f32], z: Option<&[f32]>, [a, b, c]: [f32; 3]) -> Vec<f32> {
+    match z {
+        Some(z) => x.iter().zip(y).zip(z).map(|((&x, &y), &z)| a * x + b * y + c * z).collect(),
+        None => axpby(x, y, a, b),
+    }
+}
+
+/// Per-row dot products of rows of length `len`.
+pub fn row_dot(a: &[f32], b: &[f32], len: usize) -> Vec<f32> {
+    a.chunks(len).zip(b.chunks(len)).map(|(ra, rb)| ra.iter().zip(rb).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>() as f32).collect()
+}
+
+/// Langevin corrector step per row: `x + e g + sqrt(2 e) z`, `e = 2 alpha (snr |z| / |g|)^2`.
+pub fn langevin(x: &[f32], g: &[f32], z: &[f32], len: usize, snr: f32, alpha: f32) -> Vec<f32> {
+    let (gg, zz) = (row_dot(g, g, len), row_dot(z, z, len));
+    (0..x.len())
+        .map(|i| {
+            let r = i / len;
+            let e = 2.0 * alpha * snr * snr * zz[r] / gg[r].max(1e-30);
+            x[i] + e * g[i] + (2.0 * e).sqrt() * z[i]
+        })
+        .collect()
+}
+
+/// `err / (atol + rtol max(|a|, |b|))` element-wise.
+pub fn error_ratio(err: &[f32], a: &[f32], b: &[f32], rtol: f32, atol: f32) -> Vec<f32> {
+    err.iter().zip(a).zip(b).map(|((&e, &a), &b)| e / (atol + rtol * a.abs().max(b.abs()))).collect()
+}
+
+/// `m y + (1 - m) x`, with the mask repeating every `mask.len()` elements.
+pub fn blend(x: &[f32], y: &[f32], mask: &[f32]) -> Vec<f32> {
+    x.iter().zip(y).enumerate().map(|(i, (&x, &y))| {
+        let m = mask[i % mask.len()];
+        m * y + (1.0 - m) * x
+    }).collect()
+}

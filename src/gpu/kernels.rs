@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// The shader files, embedded at compile time.
+/// The shader files, embedded at compile time (`common.wgsl` is prepended where its helpers are used).
 pub const SHADERS: &[(&str, &str)] = &[
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
     ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
     ("group_norm", include_str!("../../shaders/group_norm.wgsl")),
-    ("elementwise", include_str!("../../shaders/elementwise.wgsl")),
+    ("elementwise", concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/elementwise.wgsl"))),
+    ("sampler", concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/sampler.wgsl"))),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub enum Kernel {
     GroupNormApply,
     /// An entry point of `elementwise.wgsl`.
     Elementwise(&'static str),
+    /// An entry point of `sampler.wgsl`.
+    Sampler(&'static str),
 }
 
 impl Kernel {
@@ -39,6 +42,7 @@ impl Kernel {
             Kernel::Conv2d { .. } => "conv2d",
             Kernel::GroupNormStats | Kernel::GroupNormApply => "group_norm",
             Kernel::Elementwise(_) => "elementwise",
+            Kernel::Sampler(_) => "sampler",
         }
     }
 
@@ -47,7 +51,7 @@ impl Kernel {
             Kernel::Matmul | Kernel::Conv2d { .. } => "main",
             Kernel::GroupNormStats => "stats_main",
             Kernel::GroupNormApply => "apply_main",
-            Kernel::Elementwise(e) => e,
+            Kernel::Elementwise(e) | Kernel::Sampler(e) => e,
         }
     }
 
@@ -63,6 +67,7 @@ impl Kernel {
             Kernel::Matmul | Kernel::Conv2d { .. } => &[Uniform, Read, Read, Read, ReadWrite],
             Kernel::GroupNormStats | Kernel::GroupNormApply => &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite],
             Kernel::Elementwise(_) => &[Uniform, Read, Read, ReadWrite],
+            Kernel::Sampler(_) => &[Uniform, Read, Read, Read, Read, Read, ReadWrite],
         }
     }
 }

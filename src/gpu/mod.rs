@@ -19,7 +19,7 @@ use wgpu::util::DeviceExt;
 pub use context::{AdapterReport, GpuContext};
 use kernels::{Kernel, PipelineCache};
 
-use crate::backend::{check_reshape, check_upload, Backend};
+use crate::backend::{check_blend, check_reshape, check_rows, check_upload, Backend};
 use crate::error::{shape_err, Error, Result};
 use crate::ops::{self, Conv2d, GroupNorm, Matmul};
 
@@ -176,6 +176,14 @@ impl Gpu {
         let out = self.alloc(shape)?;
         let words = [params[0], params[1], params[2], params[3], params[4], params[5], 0, 0];
         self.dispatch(Kernel::Elementwise(entry), &words, &[Some(a), b], &[&out], Self::flat_groups(threads));
+        Ok(out)
+    }
+
+    /// A `sampler.wgsl` entry over `threads` invocations with up to five inputs.
+    fn sampler_op(&mut self, entry: &'static str, ints: [u32; 4], floats: [f32; 4], inputs: &[Option<&GpuTensor>; 5], shape: Vec<usize>, threads: usize) -> Result<GpuTensor> {
+        let out = self.alloc(shape)?;
+        let words = [ints[0], ints[1], ints[2], ints[3], floats[0].to_bits(), floats[1].to_bits(), floats[2].to_bits(), floats[3].to_bits()];
+        self.dispatch(Kernel::Sampler(entry), &words, inputs, &[&out], Self::flat_groups(threads));
         Ok(out)
     }
 
@@ -394,5 +402,48 @@ impl Backend for Gpu {
             }
         };
         self.elementwise("timestep_embedding", [(n * dim) as u32, dim as u32, 0, 0, scale.to_bits(), 0], t, Some(&freqs), vec![n, dim], n * dim)
+    }
+
+    fn randn(&mut self, shape: &[usize], seed: u32, stream: u32) -> Result<GpuTensor> {
+        let (n, per) = check_rows("randn", shape, shape)?;
+        self.sampler_op("randn", [(n * per) as u32, per as u32, seed, stream], [0.0; 4], &[None; 5], shape.to_vec(), n * per)
+    }
+
+    fn combine3(&mut self, x: &GpuTensor, y: &GpuTensor, z: Option<&GpuTensor>, [a, b, c]: [f32; 3]) -> Result<GpuTensor> {
+        ops::check_same("combine3", &x.shape, &y.shape)?;
+        if let Some(z) = z {
+            ops::check_same("combine3", &x.shape, &z.shape)?;
+        }
+        self.sampler_op("combine3", [x.len() as u32, z.is_some() as u32, 0, 0], [a, b, c, 0.0], &[Some(x), Some(y), z, None, None], x.shape.clone(), x.len())
+    }
+
+    fn row_dot(&mut self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        let (n, len) = check_rows("row_dot", &a.shape, &b.shape)?;
+        if n as u64 > MAX_GROUPS {
+            return Err(Error::Param { name: "batch".into(), detail: format!("{n} samples exceed one dispatch") });
+        }
+        let out = self.alloc(vec![n])?;
+        let words = [n as u32, len as u32, 0, 0, 0, 0, 0, 0];
+        self.dispatch(Kernel::Sampler("row_dot"), &words, &[Some(a), Some(b), None, None, None], &[&out], [n as u32, 1, 1]);
+        Ok(out)
+    }
+
+    fn langevin(&mut self, x: &GpuTensor, g: &GpuTensor, z: &GpuTensor, snr: f32, alpha: f32) -> Result<GpuTensor> {
+        let (_, len) = check_rows("langevin", &x.shape, &g.shape)?;
+        check_rows("langevin", &x.shape, &z.shape)?;
+        let gg = self.row_dot(g, g)?;
+        let zz = self.row_dot(z, z)?;
+        self.sampler_op("langevin", [x.len() as u32, len as u32, 0, 0], [snr, alpha, 0.0, 0.0], &[Some(x), Some(g), Some(z), Some(&gg), Some(&zz)], x.shape.clone(), x.len())
+    }
+
+    fn error_ratio(&mut self, err: &GpuTensor, a: &GpuTensor, b: &GpuTensor, rtol: f32, atol: f32) -> Result<GpuTensor> {
+        ops::check_same("error_ratio", &err.shape, &a.shape)?;
+        ops::check_same("error_ratio", &err.shape, &b.shape)?;
+        self.sampler_op("error_ratio", [err.len() as u32, 0, 0, 0], [rtol, atol, 0.0, 0.0], &[Some(err), Some(a), Some(b), None, None], err.shape.clone(), err.len())
+    }
+
+    fn blend(&mut self, x: &GpuTensor, y: &GpuTensor, mask: &GpuTensor) -> Result<GpuTensor> {
+        let per = check_blend(&x.shape, &y.shape, &mask.shape)?;
+        self.sampler_op("blend", [x.len() as u32, per as u32, 0, 0], [0.0; 4], &[Some(x), Some(y), Some(mask), None, None], x.shape.clone(), x.len())
     }
 }

@@ -24,6 +24,12 @@ pub enum Case {
     Embedding { n: usize, rows: usize, dim: usize },
     Timestep { n: usize, dim: usize, scale: f32 },
     Attention { n: usize, h: usize, w: usize, c: usize },
+    Randn { n: usize, per: usize, seed: u32, stream: u32 },
+    Combine3 { len: usize, with_z: bool },
+    RowDot { n: usize, per: usize },
+    Langevin { n: usize, per: usize },
+    ErrorRatio { len: usize },
+    Blend { n: usize, per: usize },
 }
 
 /// The sweep: every op, with the awkward shapes (1x1 maps, odd sizes, channels off the tile, groups,
@@ -70,6 +76,19 @@ pub fn sweep() -> Vec<Case> {
         Attention { n: 1, h: 1, w: 1, c: 4 },
         Attention { n: 2, h: 3, w: 3, c: 5 },
         Attention { n: 1, h: 4, w: 4, c: 8 },
+        Randn { n: 1, per: 1, seed: 0, stream: 0 },
+        Randn { n: 3, per: 1000, seed: 4_000_000_000, stream: 7 },
+        Combine3 { len: 1, with_z: true },
+        Combine3 { len: 513, with_z: false },
+        Combine3 { len: 513, with_z: true },
+        RowDot { n: 1, per: 1 },
+        RowDot { n: 3, per: 3072 },
+        RowDot { n: 5, per: 255 },
+        Langevin { n: 2, per: 2 },
+        Langevin { n: 3, per: 777 },
+        ErrorRatio { len: 300 },
+        Blend { n: 1, per: 1 },
+        Blend { n: 3, per: 75 },
     ]
 }
 
@@ -157,6 +176,37 @@ impl Case {
                 let proj_w = randn(be, &[c, c], 0.5)?;
                 let proj_b = randn(be, &[c], 0.1)?;
                 be.attention(&x, &qkv_w, &qkv_b, &proj_w, &proj_b)?
+            }
+            Case::Randn { n, per, seed, stream } => be.randn(&[n, per], seed, stream)?,
+            Case::Combine3 { len, with_z } => {
+                let x = randn(be, &[len], 1.0)?;
+                let y = randn(be, &[len], 1.0)?;
+                let z = randn(be, &[len], 1.0)?;
+                be.combine3(&x, &y, with_z.then_some(&z), [0.9, -0.3, 0.25])?
+            }
+            Case::RowDot { n, per } => {
+                let a = randn(be, &[n, per], 1.0)?;
+                let b = randn(be, &[n, per], 1.0)?;
+                be.row_dot(&a, &b)?
+            }
+            Case::Langevin { n, per } => {
+                let x = randn(be, &[n, per], 1.0)?;
+                let g = randn(be, &[n, per], 3.0)?;
+                let z = randn(be, &[n, per], 1.0)?;
+                be.langevin(&x, &g, &z, 0.16, 0.98)?
+            }
+            Case::ErrorRatio { len } => {
+                let e = randn(be, &[len], 0.01)?;
+                let a = randn(be, &[len], 1.0)?;
+                let b = randn(be, &[len], 1.0)?;
+                be.error_ratio(&e, &a, &b, 1e-3, 1e-4)?
+            }
+            Case::Blend { n, per } => {
+                let x = randn(be, &[n, per], 1.0)?;
+                let y = randn(be, &[n, per], 1.0)?;
+                let m: Vec<f32> = (0..per).map(|i| (i % 5) as f32 / 4.0).collect();
+                let m = be.upload(&m, &[per])?;
+                be.blend(&x, &y, &m)?
             }
         };
         be.read(&out).await
