@@ -1,5 +1,5 @@
 // Per-step sampler arithmetic: counter-based Gaussian noise, linear combinations, per-sample
-// reductions, the Langevin corrector update and the adaptive solver's error ratio.
+// reductions, the adaptive solver's error ratio and masked blending.
 // Layout: (params, in0..in4, out); absent inputs are bound to a dummy buffer.
 
 struct Params {
@@ -88,17 +88,6 @@ fn row_dot(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
         workgroupBarrier();
     }
     if (lid.x == 0u) { out[row] = partial[0]; }
-}
-
-// Langevin corrector: x + e * g + sqrt(2 e) * z with e = 2 * f1 * (f0 * |z| / |g|)^2 per sample
-// (f0 = snr, f1 = alpha); in0 = x, in1 = g (score), in2 = z, in3 = |g|^2, in4 = |z|^2, u0 = row length.
-@compute @workgroup_size(256, 1, 1)
-fn langevin(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p.len) { return; }
-    let r = i / p.u0;
-    let e = 2.0 * p.f1 * p.f0 * p.f0 * in4[r] / max(in3[r], 1e-30);
-    out[i] = in0[i] + e * in1[i] + sqrt(2.0 * e) * in2[i];
 }
 
 // Error ratio of an adaptive step: in0 / (f1 + f0 * max(|in1|, |in2|)) with f0 = rtol, f1 = atol.

@@ -18,6 +18,9 @@ pub trait Backend {
     fn upload(&mut self, data: &[f32], shape: &[usize]) -> Result<Self::Tensor>;
     /// Copies a tensor's values to the host (waits for all recorded work).
     async fn read(&mut self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    /// Waits until the work recorded so far has run (on the web this yields to the event loop, so
+    /// messages such as a cancel get through between sampler steps).
+    async fn sync(&mut self) -> Result<()>;
     /// The same data seen with another shape of equal size (no copy).
     fn reshape(&mut self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
 
@@ -44,8 +47,6 @@ pub trait Backend {
     fn combine3(&mut self, x: &Self::Tensor, y: &Self::Tensor, z: Option<&Self::Tensor>, coeffs: [f32; 3]) -> Result<Self::Tensor>;
     /// Dot product of each sample (first dim) of a with the same sample of b: `[n]`.
     fn row_dot(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
-    /// One Langevin corrector step with per-sample step size `2 alpha (snr |z| / |g|)^2`.
-    fn langevin(&mut self, x: &Self::Tensor, g: &Self::Tensor, z: &Self::Tensor, snr: f32, alpha: f32) -> Result<Self::Tensor>;
     /// `err / (atol + rtol max(|a|, |b|))` element-wise (adaptive step-size control).
     fn error_ratio(&mut self, err: &Self::Tensor, a: &Self::Tensor, b: &Self::Tensor, rtol: f32, atol: f32) -> Result<Self::Tensor>;
     /// `m y + (1 - m) x` with one mask (the shape of one sample) for every sample.
@@ -130,6 +131,10 @@ impl Backend for Cpu {
         Ok(t.data.as_ref().clone())
     }
 
+    async fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     fn reshape(&mut self, t: &CpuTensor, shape: &[usize]) -> Result<CpuTensor> {
         check_reshape(&t.shape, shape)?;
         Ok(CpuTensor { data: t.data.clone(), shape: shape.to_vec() })
@@ -204,12 +209,6 @@ impl Backend for Cpu {
     fn row_dot(&mut self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
         let (n, len) = check_rows("row_dot", &a.shape, &b.shape)?;
         Ok(Self::make(reference::row_dot(&a.data, &b.data, len), vec![n]))
-    }
-
-    fn langevin(&mut self, x: &CpuTensor, g: &CpuTensor, z: &CpuTensor, snr: f32, alpha: f32) -> Result<CpuTensor> {
-        let (_, len) = check_rows("langevin", &x.shape, &g.shape)?;
-        check_rows("langevin", &x.shape, &z.shape)?;
-        Ok(Self::make(reference::langevin(&x.data, &g.data, &z.data, len, snr, alpha), x.shape.clone()))
     }
 
     fn error_ratio(&mut self, err: &CpuTensor, a: &CpuTensor, b: &CpuTensor, rtol: f32, atol: f32) -> Result<CpuTensor> {

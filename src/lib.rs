@@ -10,6 +10,7 @@ pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod rng;
+pub mod sampler;
 
 pub use backend::{Backend, Cpu, CpuTensor};
 pub use error::{Error, Result};

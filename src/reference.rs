@@ -171,18 +171,6 @@ pub fn row_dot(a: &[f32], b: &[f32], len: usize) -> Vec<f32> {
     a.chunks(len).zip(b.chunks(len)).map(|(ra, rb)| ra.iter().zip(rb).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>() as f32).collect()
 }
 
-/// Langevin corrector step per row: `x + e g + sqrt(2 e) z`, `e = 2 alpha (snr |z| / |g|)^2`.
-pub fn langevin(x: &[f32], g: &[f32], z: &[f32], len: usize, snr: f32, alpha: f32) -> Vec<f32> {
-    let (gg, zz) = (row_dot(g, g, len), row_dot(z, z, len));
-    (0..x.len())
-        .map(|i| {
-            let r = i / len;
-            let e = 2.0 * alpha * snr * snr * zz[r] / gg[r].max(1e-30);
-            x[i] + e * g[i] + (2.0 * e).sqrt() * z[i]
-        })
-        .collect()
-}
-
 /// `err / (atol + rtol max(|a|, |b|))` element-wise.
 pub fn error_ratio(err: &[f32], a: &[f32], b: &[f32], rtol: f32, atol: f32) -> Vec<f32> {
     err.iter().zip(a).zip(b).map(|((&e, &a), &b)| e / (atol + rtol * a.abs().max(b.abs()))).collect()

@@ -302,6 +302,18 @@ impl Backend for Gpu {
         Ok(out)
     }
 
+    async fn sync(&mut self) -> Result<()> {
+        self.flush();
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.ctx.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        rx.await.map_err(|_| Error::Gpu("the device stopped responding (lost?)".into()))?;
+        self.ctx.check()
+    }
+
     fn reshape(&mut self, t: &GpuTensor, shape: &[usize]) -> Result<GpuTensor> {
         check_reshape(&t.shape, shape)?;
         Ok(GpuTensor { slot: t.slot.clone(), shape: shape.to_vec() })
@@ -426,14 +438,6 @@ impl Backend for Gpu {
         let words = [n as u32, len as u32, 0, 0, 0, 0, 0, 0];
         self.dispatch(Kernel::Sampler("row_dot"), &words, &[Some(a), Some(b), None, None, None], &[&out], [n as u32, 1, 1]);
         Ok(out)
-    }
-
-    fn langevin(&mut self, x: &GpuTensor, g: &GpuTensor, z: &GpuTensor, snr: f32, alpha: f32) -> Result<GpuTensor> {
-        let (_, len) = check_rows("langevin", &x.shape, &g.shape)?;
-        check_rows("langevin", &x.shape, &z.shape)?;
-        let gg = self.row_dot(g, g)?;
-        let zz = self.row_dot(z, z)?;
-        self.sampler_op("langevin", [x.len() as u32, len as u32, 0, 0], [snr, alpha, 0.0, 0.0], &[Some(x), Some(g), Some(z), Some(&gg), Some(&zz)], x.shape.clone(), x.len())
     }
 
     fn error_ratio(&mut self, err: &GpuTensor, a: &GpuTensor, b: &GpuTensor, rtol: f32, atol: f32) -> Result<GpuTensor> {

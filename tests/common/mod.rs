@@ -27,7 +27,6 @@ pub enum Case {
     Randn { n: usize, per: usize, seed: u32, stream: u32 },
     Combine3 { len: usize, with_z: bool },
     RowDot { n: usize, per: usize },
-    Langevin { n: usize, per: usize },
     ErrorRatio { len: usize },
     Blend { n: usize, per: usize },
 }
@@ -84,8 +83,6 @@ pub fn sweep() -> Vec<Case> {
         RowDot { n: 1, per: 1 },
         RowDot { n: 3, per: 3072 },
         RowDot { n: 5, per: 255 },
-        Langevin { n: 2, per: 2 },
-        Langevin { n: 3, per: 777 },
         ErrorRatio { len: 300 },
         Blend { n: 1, per: 1 },
         Blend { n: 3, per: 75 },
@@ -188,12 +185,6 @@ impl Case {
                 let a = randn(be, &[n, per], 1.0)?;
                 let b = randn(be, &[n, per], 1.0)?;
                 be.row_dot(&a, &b)?
-            }
-            Case::Langevin { n, per } => {
-                let x = randn(be, &[n, per], 1.0)?;
-                let g = randn(be, &[n, per], 3.0)?;
-                let z = randn(be, &[n, per], 1.0)?;
-                be.langevin(&x, &g, &z, 0.16, 0.98)?
             }
             Case::ErrorRatio { len } => {
                 let e = randn(be, &[len], 0.01)?;

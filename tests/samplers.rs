@@ -1,0 +1,157 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! Samplers driven by the exact score of a Gaussian mixture must reproduce the mixture; the
+//! probability-flow ODE must be invertible; DDIM with eta = 0 must approach Euler on the ODE.
+
+use scorelab::rng::Rng;
+use scorelab::sampler::{sample, solve_ode, GaussianMixture, Method, OdeSolver, SamplerOptions, Silent, VpSchedule};
+use scorelab::{Backend, Cpu};
+
+const SCHEDULE: VpSchedule = VpSchedule { beta_min: 0.1, beta_max: 20.0, t_eps: 1e-3, discrete_steps: 1000 };
+
+fn mixture() -> GaussianMixture {
+    GaussianMixture {
+        weights: vec![0.5, 0.3, 0.2],
+        means: vec![vec![-1.5, 0.5], vec![1.5, 1.0], vec![0.2, -1.8]],
+        vars: vec![vec![0.16, 0.09], vec![0.04, 0.25], vec![0.09, 0.09]],
+        schedule: SCHEDULE,
+    }
+}
+
+/// Mode weights, per-mode means and per-mode variances of samples, assigning each to its most
+/// probable component.
+fn moments(gm: &GaussianMixture, xs: &[f32]) -> (Vec<f64>, Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let (k, d) = (gm.weights.len(), gm.dim());
+    let mut count = vec![0.0; k];
+    let mut sum = vec![vec![0.0; d]; k];
+    let mut sq = vec![vec![0.0; d]; k];
+    for row in xs.chunks(d) {
+        let x: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+        let r = gm.responsibilities(&x);
+        let c = (0..k).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap();
+        count[c] += 1.0;
+        for j in 0..d {
+            sum[c][j] += x[j];
+            sq[c][j] += x[j] * x[j];
+        }
+    }
+    let n = xs.len() as f64 / d as f64;
+    let means: Vec<Vec<f64>> = (0..k).map(|c| (0..d).map(|j| sum[c][j] / count[c]).collect()).collect();
+    let vars = (0..k).map(|c| (0..d).map(|j| sq[c][j] / count[c] - means[c][j].powi(2)).collect()).collect();
+    (count.iter().map(|c| c / n).collect(), means, vars)
+}
+
+fn draw(opts: &SamplerOptions, n: usize, seed: u32) -> Vec<f32> {
+    let mut gm = mixture();
+    let mut cpu = Cpu;
+    pollster::block_on(async {
+        let x = sample(&mut cpu, &mut gm, &SCHEDULE, opts, &[n, 2], seed, &mut Silent).await.unwrap();
+        cpu.read(&x).await.unwrap()
+    })
+}
+
+/// Checks mode weights within `w_tol` (absolute), means within `m_tol`, and variances within a
+/// relative `v_tol`; returns the worst errors for the report.
+fn check(name: &str, xs: &[f32], w_tol: f64, m_tol: f64, v_tol: f64) {
+    let gm = mixture();
+    let (w, m, v) = moments(&gm, xs);
+    let mut worst = (0f64, 0f64, 0f64);
+    for c in 0..gm.weights.len() {
+        worst.0 = worst.0.max((w[c] - gm.weights[c]).abs());
+        for j in 0..gm.dim() {
+            worst.1 = worst.1.max((m[c][j] - gm.means[c][j]).abs());
+            worst.2 = worst.2.max((v[c][j] / gm.vars[c][j] - 1.0).abs());
+        }
+    }
+    eprintln!("{name}: weight err {:.3}, mean err {:.3}, var rel err {:.3}", worst.0, worst.1, worst.2);
+    assert!(worst.0 <= w_tol && worst.1 <= m_tol && worst.2 <= v_tol, "{name}: weights {w:?} means {m:?} vars {v:?} (worst {worst:?})");
+}
+
+fn opts(method: Method, steps: usize) -> SamplerOptions {
+    SamplerOptions { sampler: method, steps, ..Default::default() }
+}
+
+// 4000 samples: the standard error of a mode weight is below 0.008, of a mode mean below 0.02.
+const N: usize = 4000;
+
+#[test]
+fn every_sampler_reproduces_the_mixture() {
+    let cases = [
+        ("ddpm 200", opts(Method::Ddpm, 200)),
+        ("ddim eta=0, 50", opts(Method::Ddim, 50)),
+        ("ddim eta=0.5, 50", SamplerOptions { eta: 0.5, ..opts(Method::Ddim, 50) }),
+        ("euler 100", opts(Method::Euler, 100)),
+        ("heun 25", opts(Method::Heun, 25)),
+        ("rk45", SamplerOptions { rtol: 1e-4, atol: 1e-4, ..opts(Method::Rk45, 500) }),
+        ("sde 500", opts(Method::Sde, 500)),
+        ("pc 100 (sde predictor)", opts(Method::Pc, 100)),
+        ("pc 50 (ddim predictor)", SamplerOptions { predictor: Method::Ddim, ..opts(Method::Pc, 50) }),
+        ("annealed 100 levels x 3", opts(Method::Annealed, 100)),
+        ("dpm2m 10", opts(Method::Dpm2m, 10)),
+        ("dpm2m 20", opts(Method::Dpm2m, 20)),
+    ];
+    for (name, o) in cases {
+        check(name, &draw(&o, N, 1), 0.03, 0.06, 0.25);
+    }
+}
+
+#[test]
+fn ddpm_is_ddim_with_eta_one() {
+    let a = draw(&opts(Method::Ddpm, 40), 64, 5);
+    let b = draw(&SamplerOptions { eta: 1.0, ..opts(Method::Ddim, 40) }, 64, 5);
+    let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(d < 1e-5, "max diff {d}");
+}
+
+#[test]
+fn ddim_eta_zero_approaches_euler_on_the_ode() {
+    let gap = |k: usize| {
+        let a = draw(&opts(Method::Ddim, k), 256, 3);
+        let b = draw(&opts(Method::Euler, k), 256, 3);
+        (a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64).sqrt()
+    };
+    let (g50, g500) = (gap(50), gap(500));
+    eprintln!("rms gap ddim vs euler: {g50:.4} at 50 steps, {g500:.5} at 500");
+    assert!(g500 < g50 / 5.0 && g500 < 0.02, "gap {g50} -> {g500}");
+}
+
+#[test]
+fn probability_flow_ode_returns_to_its_start() {
+    let mut gm = mixture();
+    let mut rng = Rng::new(9);
+    let x0: Vec<f32> = gm.sample(64, &mut rng).into_iter().map(|v| v as f32).collect();
+    let mut cpu = Cpu;
+    let solver = OdeSolver::Rk45 { rtol: 1e-5, atol: 1e-5, max_steps: 2000 };
+    let (back, evals) = pollster::block_on(async {
+        let x = cpu.upload(&x0, &[64, 2]).unwrap();
+        let (z, e1) = solve_ode(&mut cpu, &mut gm, &SCHEDULE, x, SCHEDULE.t_eps, 1.0, solver, 0, &mut Silent).await.unwrap();
+        let (x, e2) = solve_ode(&mut cpu, &mut gm, &SCHEDULE, z, 1.0, SCHEDULE.t_eps, solver, 0, &mut Silent).await.unwrap();
+        (cpu.read(&x).await.unwrap(), e1 + e2)
+    });
+    let err = back.iter().zip(&x0).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    eprintln!("PF-ODE encode+decode: max error {err:.2e} with {evals} evaluations");
+    assert!(err < 2e-3, "max error {err}");
+}
+
+#[test]
+fn a_sample_depends_only_on_its_own_seed() {
+    let batch = draw(&opts(Method::Sde, 20), 4, 10);
+    let single = draw(&opts(Method::Sde, 20), 1, 12);
+    assert_eq!(&batch[4..6], &single[..]);
+}
+
+#[test]
+fn impossible_parameters_are_refused() {
+    let mut gm = mixture();
+    let bad = [
+        SamplerOptions { eta: 1.5, ..Default::default() },
+        SamplerOptions { rtol: 0.0, ..opts(Method::Rk45, 10) },
+        SamplerOptions { predictor: Method::Rk45, ..opts(Method::Pc, 10) },
+        SamplerOptions { steps: 1, ..opts(Method::Dpm2m, 1) },
+        SamplerOptions { steps: 20_000, ..Default::default() },
+    ];
+    for o in bad {
+        let r = pollster::block_on(sample(&mut Cpu, &mut gm, &SCHEDULE, &o, &[1, 2], 0, &mut Silent));
+        assert!(matches!(r, Err(scorelab::Error::Param { .. })), "{o:?} was accepted");
+    }
+    assert!(Method::parse("ddim").is_ok() && Method::parse("dpm").is_err());
+}
