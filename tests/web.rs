@@ -37,3 +37,21 @@ async fn shipped_models_match_golden_on_webgpu() {
         }
     }
 }
+
+/// The browser build reproduces the native reference runs (same seeds, same samples), on WebGPU
+/// and on the CPU backend compiled to wasm.
+#[wasm_bindgen_test]
+async fn samplers_match_the_native_reference() {
+    let reference: std::collections::BTreeMap<String, Vec<f32>> = serde_json::from_str(include_str!("golden/sampler_runs.json")).unwrap();
+    let mut gpu = gpu().await;
+    for i in 0..common::SAMPLER_RUNS.len() {
+        let name = common::run_name(i);
+        let want = &reference[&name];
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let (_, cpu) = common::sampler_run(&mut scorelab::Cpu, i).await.unwrap();
+        let cpu_diff = common::compare(&format!("{name} wasm cpu"), &cpu, want, 0.0, 1e-4 * scale).unwrap_or_else(|e| panic!("{e}"));
+        let (_, webgpu) = common::sampler_run(&mut gpu, i).await.unwrap();
+        let gpu_diff = common::compare(&format!("{name} webgpu"), &webgpu, want, 0.0, 1e-3 * scale).unwrap_or_else(|e| panic!("{e}"));
+        web_sys::console::log_1(&format!("{name}: max |diff| vs native: wasm cpu {cpu_diff:.2e}, webgpu {gpu_diff:.2e}").into());
+    }
+}

@@ -278,3 +278,51 @@ pub async fn check_golden<B: Backend>(be: &mut B, model: &[u8], golden: &[u8], r
     }
     if failures.is_empty() { Ok(lines) } else { Err(failures.join("\n")) }
 }
+
+/// Collects the predicted x0 after every step.
+#[derive(Default)]
+pub struct Recorder {
+    pub previews: Vec<Vec<f32>>,
+}
+
+impl scorelab::sampler::Progress for Recorder {
+    fn step(&mut self, _: &scorelab::sampler::StepInfo) -> scorelab::sampler::Control {
+        scorelab::sampler::Control::Preview
+    }
+    fn preview(&mut self, _: &scorelab::sampler::StepInfo, x0: &[f32]) {
+        self.previews.push(x0.to_vec());
+    }
+}
+
+/// Fixed sampler runs whose results are compared across backends and against the committed
+/// reference `tests/golden/sampler_runs.json` (written by the native CPU backend).
+pub const SAMPLER_RUNS: &[(&str, &str, usize, usize, u32, Option<usize>)] = &[
+    // (model, sampler, steps, batch, seed, class)
+    ("toy2d", "ddim", 8, 6, 42, Some(1)),
+    ("toy2d", "sde", 8, 6, 7, None),
+    ("toy2d", "pc", 4, 6, 9, Some(3)),
+    ("toy2d", "dpm2m", 6, 6, 11, Some(0)),
+    ("digits", "ddpm", 3, 2, 5, Some(7)),
+];
+
+pub fn run_name(i: usize) -> String {
+    let (model, sampler, steps, n, seed, class) = SAMPLER_RUNS[i];
+    format!("{model}/{sampler}/{steps} steps/n={n}/seed={seed}/class={class:?}")
+}
+
+/// Runs `SAMPLER_RUNS[i]` on a backend; returns the previews of every step and the result.
+pub async fn sampler_run<B: Backend>(be: &mut B, i: usize) -> Result<(Vec<Vec<f32>>, Vec<f32>)> {
+    use scorelab::sampler::{sample, Guided, Method, SamplerOptions, VpSchedule};
+    let (model, sampler, steps, n, seed, class) = SAMPLER_RUNS[i];
+    let bytes = MODELS.iter().find(|m| m.0 == model).expect("a shipped model").1;
+    let net = scorelab::Network::load(be, bytes)?;
+    let mut shape = vec![n];
+    shape.extend(net.config.sample_shape());
+    let schedule = VpSchedule::from_config(&net.config.sde);
+    let opts = SamplerOptions { sampler: Method::parse(sampler)?, steps, ..Default::default() };
+    let mut den = Guided::new(be, &net, &vec![class; n], 2.0)?;
+    let mut rec = Recorder::default();
+    let x = sample(be, &mut den, &schedule, &opts, &shape, seed, &mut rec).await?;
+    let out = be.read(&x).await?;
+    Ok((rec.previews, out))
+}
