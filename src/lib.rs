@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod error;
 pub mod gpu;
+pub mod image;
 pub mod model;
 pub mod ops;
 pub mod reference;

@@ -67,7 +67,7 @@ fn check(name: &str, xs: &[f32], w_tol: f64, m_tol: f64, v_tol: f64) {
 }
 
 fn opts(method: Method, steps: usize) -> SamplerOptions {
-    SamplerOptions { sampler: method, steps, ..Default::default() }
+    SamplerOptions { sampler: method, steps: Some(steps), ..Default::default() }
 }
 
 // 4000 samples: the standard error of a mode weight is below 0.008, of a mode mean below 0.02.
@@ -146,8 +146,9 @@ fn impossible_parameters_are_refused() {
         SamplerOptions { eta: 1.5, ..Default::default() },
         SamplerOptions { rtol: 0.0, ..opts(Method::Rk45, 10) },
         SamplerOptions { predictor: Method::Rk45, ..opts(Method::Pc, 10) },
-        SamplerOptions { steps: 1, ..opts(Method::Dpm2m, 1) },
-        SamplerOptions { steps: 20_000, ..Default::default() },
+        opts(Method::Dpm2m, 1),
+        opts(Method::Ddim, 0),
+        opts(Method::Ddpm, 20_000),
     ];
     for o in bad {
         let r = pollster::block_on(sample(&mut Cpu, &mut gm, &SCHEDULE, &o, &[1, 2], 0, &mut Silent));

@@ -92,8 +92,8 @@ impl Method {
 #[serde(default, deny_unknown_fields)]
 pub struct SamplerOptions {
     pub sampler: Method,
-    /// Steps (0 = the method's default). For rk45 the cap on accepted steps; for annealed, levels.
-    pub steps: usize,
+    /// Steps (None = the method's default). For rk45 the cap on accepted steps; for annealed, levels.
+    pub steps: Option<usize>,
     /// DDIM (and PC with the DDIM predictor): 0 deterministic .. 1 DDPM variance.
     pub eta: f64,
     /// rk45 tolerances.
@@ -110,7 +110,7 @@ pub struct SamplerOptions {
 
 impl Default for SamplerOptions {
     fn default() -> Self {
-        SamplerOptions { sampler: Method::Ddim, steps: 0, eta: 0.0, rtol: 1e-3, atol: 1e-3, predictor: Method::Sde, snr: 0.16, corrector_steps: 1, langevin_steps: 3, step_lr: 2e-4 }
+        SamplerOptions { sampler: Method::Ddim, steps: None, eta: 0.0, rtol: 1e-3, atol: 1e-3, predictor: Method::Sde, snr: 0.16, corrector_steps: 1, langevin_steps: 3, step_lr: 2e-4 }
     }
 }
 
@@ -120,13 +120,13 @@ fn param<T>(name: &str, detail: String) -> Result<T> {
 
 impl SamplerOptions {
     pub fn steps(&self) -> usize {
-        if self.steps == 0 { self.sampler.default_steps() } else { self.steps }
+        self.steps.unwrap_or(self.sampler.default_steps())
     }
 
     /// Rejects impossible settings with a message naming the parameter.
     pub fn validate(&self) -> Result<()> {
-        if self.steps > 10_000 {
-            return param("steps", format!("{} is more than 10000", self.steps));
+        if !(1..=10_000).contains(&self.steps()) {
+            return param("steps", format!("{} must be 1..=10000", self.steps()));
         }
         if !(0.0..=1.0).contains(&self.eta) {
             return param("eta", format!("{} is outside [0, 1]", self.eta));
