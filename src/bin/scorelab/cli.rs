@@ -1,4 +1,4 @@
-//! The native command-line sampler: the same crate, on any wgpu adapter or the CPU backend.
+//! The command-line interface (native only).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -219,7 +219,7 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn main() {
+pub fn main() {
     if let Err(e) = run(Cli::parse()) {
         eprintln!("\nerror: {e}");
         std::process::exit(1);
