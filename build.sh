@@ -79,6 +79,8 @@ build() {
     wasm-bindgen --target web --no-typescript --out-dir www/pkg target/wasm32-unknown-unknown/release/scorelab.wasm
     mkdir -p www/models
     cp models/*.safetensors www/models/
+    # The page lists the shipped models from this index.
+    printf '{"models": [%s]}\n' "$(ls models/*.safetensors | xargs -n1 basename | sed 's/\.safetensors$//; s/.*/"&"/' | paste -sd, -)" > www/models/index.json
     log "native CLI (release)"
     cargo build --release --bin scorelab
 }

@@ -7,11 +7,14 @@ pub mod backend;
 pub mod error;
 pub mod gpu;
 pub mod image;
+pub mod lab;
 pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod rng;
 pub mod sampler;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use backend::{Backend, Cpu, CpuTensor};
 pub use error::{Error, Result};

@@ -67,7 +67,7 @@ fn check(name: &str, xs: &[f32], w_tol: f64, m_tol: f64, v_tol: f64) {
 }
 
 fn opts(method: Method, steps: usize) -> SamplerOptions {
-    SamplerOptions { sampler: method, steps: Some(steps), ..Default::default() }
+    SamplerOptions { method, steps: Some(steps), ..Default::default() }
 }
 
 // 4000 samples: the standard error of a mode weight is below 0.008, of a mode mean below 0.02.

@@ -87,11 +87,11 @@ impl Method {
     }
 }
 
-/// Sampler settings; every field has a default, so `{"sampler": "ddim"}` is a complete request.
+/// Sampler settings; every field has a default, so `{"method": "ddim"}` is a complete request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SamplerOptions {
-    pub sampler: Method,
+    pub method: Method,
     /// Steps (None = the method's default). For rk45 the cap on accepted steps; for annealed, levels.
     pub steps: Option<usize>,
     /// DDIM (and PC with the DDIM predictor): 0 deterministic .. 1 DDPM variance.
@@ -110,7 +110,7 @@ pub struct SamplerOptions {
 
 impl Default for SamplerOptions {
     fn default() -> Self {
-        SamplerOptions { sampler: Method::Ddim, steps: None, eta: 0.0, rtol: 1e-3, atol: 1e-3, predictor: Method::Sde, snr: 0.16, corrector_steps: 1, langevin_steps: 3, step_lr: 2e-4 }
+        SamplerOptions { method: Method::Ddim, steps: None, eta: 0.0, rtol: 1e-3, atol: 1e-3, predictor: Method::Sde, snr: 0.16, corrector_steps: 1, langevin_steps: 3, step_lr: 2e-4 }
     }
 }
 
@@ -120,7 +120,7 @@ fn param<T>(name: &str, detail: String) -> Result<T> {
 
 impl SamplerOptions {
     pub fn steps(&self) -> usize {
-        self.steps.unwrap_or(self.sampler.default_steps())
+        self.steps.unwrap_or(self.method.default_steps())
     }
 
     /// Rejects impossible settings with a message naming the parameter.
@@ -151,7 +151,7 @@ impl SamplerOptions {
         if !(self.step_lr > 0.0 && self.step_lr < 1.0) {
             return param("step_lr", format!("{} must be in (0, 1)", self.step_lr));
         }
-        if self.sampler == Method::Dpm2m && self.steps() < 2 {
+        if self.method == Method::Dpm2m && self.steps() < 2 {
             return param("steps", "dpm2m needs at least 2 steps".into());
         }
         Ok(())
@@ -177,6 +177,8 @@ pub enum Control {
     Continue,
     /// Read back the current predicted x0 and pass it to [`Progress::preview`].
     Preview,
+    /// Read back the current state x_t and pass it to [`Progress::trace`] (for trajectories).
+    Trace,
     /// Stop: the run returns [`Error::Cancelled`].
     Cancel,
 }
@@ -184,6 +186,7 @@ pub enum Control {
 pub trait Progress {
     fn step(&mut self, info: &StepInfo) -> Control;
     fn preview(&mut self, _info: &StepInfo, _x0: &[f32]) {}
+    fn trace(&mut self, _info: &StepInfo, _x: &[f32]) {}
 }
 
 /// No reporting.
@@ -240,7 +243,7 @@ impl<B: Backend, D: Denoiser<B>, P: Progress> Run<'_, B, D, P> {
     }
 
     /// Reports a finished step; previews and cancels as the caller asks; lets the device catch up.
-    async fn end_step(&mut self, t: f64, fraction: f64) -> Result<()> {
+    async fn end_step(&mut self, t: f64, fraction: f64, x: &B::Tensor) -> Result<()> {
         self.step += 1;
         let info = StepInfo { step: self.step, total: self.total, fraction, t, evals: self.evals };
         match self.progress.step(&info) {
@@ -251,6 +254,10 @@ impl<B: Backend, D: Denoiser<B>, P: Progress> Run<'_, B, D, P> {
                     let values = self.be.read(&x0).await?;
                     self.progress.preview(&info, &values);
                 }
+            }
+            Control::Trace => {
+                let values = self.be.read(x).await?;
+                self.progress.trace(&info, &values);
             }
             Control::Continue => {}
         }
@@ -348,7 +355,7 @@ pub async fn sample<B: Backend, D: Denoiser<B>, P: Progress>(be: &mut B, den: &m
     opts.validate()?;
     let x = be.randn(shape, seed, 0)?;
     let mut run = Run { be, den, progress, s: *s, shape: shape.to_vec(), seed, evals: 0, step: 0, total: opts.steps(), last: None };
-    match opts.sampler {
+    match opts.method {
         Method::Rk45 => {
             let x = solve_ode_in(&mut run, x, 1.0, s.t_eps, OdeSolver::Rk45 { rtol: opts.rtol, atol: opts.atol, max_steps: opts.steps() }).await?;
             run.denoise(&x, s.t_eps).await
@@ -361,7 +368,7 @@ pub async fn sample<B: Backend, D: Denoiser<B>, P: Progress>(be: &mut B, den: &m
             for k in 0..opts.steps() {
                 x = run.single_step(opts.predictor, opts.eta, &x, grid[k], grid[k + 1], k).await?;
                 x = run.correct(x, grid[k + 1], opts.snr, opts.corrector_steps, k).await?;
-                run.end_step(grid[k + 1], (k + 1) as f64 / opts.steps() as f64).await?;
+                run.end_step(grid[k + 1], (k + 1) as f64 / opts.steps() as f64, &x).await?;
             }
             run.denoise(&x, s.t_eps).await
         }
@@ -370,7 +377,7 @@ pub async fn sample<B: Backend, D: Denoiser<B>, P: Progress>(be: &mut B, den: &m
             let mut x = x;
             for k in 0..opts.steps() {
                 x = run.single_step(method, opts.eta, &x, grid[k], grid[k + 1], k).await?;
-                run.end_step(grid[k + 1], (k + 1) as f64 / opts.steps() as f64).await?;
+                run.end_step(grid[k + 1], (k + 1) as f64 / opts.steps() as f64, &x).await?;
             }
             run.denoise(&x, s.t_eps).await
         }
@@ -401,7 +408,7 @@ async fn dpm_solver_2m<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_
             }
         };
         prev = Some((d, h));
-        run.end_step(tn, (i + 1) as f64 / k as f64).await?;
+        run.end_step(tn, (i + 1) as f64 / k as f64, &x).await?;
     }
     run.denoise(&x, s.t_eps).await
 }
@@ -427,7 +434,7 @@ async fn annealed<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_, B, 
             // x + (step / 2) score + sqrt(step) z, score = -eps / sig
             x = run.be.combine3(&x, &e, Some(&z), [1.0, (-0.5 * step / sig) as f32, step.sqrt() as f32])?;
         }
-        run.end_step(t, (i + 1) as f64 / levels as f64).await?;
+        run.end_step(t, (i + 1) as f64 / levels as f64, &x).await?;
     }
     // Tweedie at the last level: x0 = x_ve + sigma^2 score = x_ve - sigma eps.
     let t = s.t_from_ve_sigma(lo);
@@ -470,7 +477,7 @@ async fn solve_ode_in<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_,
             for k in 0..steps {
                 let (t, s) = (t0 + (t1 - t0) * k as f64 / steps as f64, t0 + (t1 - t0) * (k + 1) as f64 / steps as f64);
                 x = run.single_step(method, 0.0, &x, t, s, k).await?;
-                run.end_step(s, fraction(s)).await?;
+                run.end_step(s, fraction(s), &x).await?;
             }
             Ok(x)
         }
@@ -547,7 +554,7 @@ async fn rk45<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_, B, D, P
             x = x_new;
             k1 = ks.pop().expect("seven stages"); // first same as last
             accepted += 1;
-            run.end_step(t, fraction(t)).await?;
+            run.end_step(t, fraction(t), &x).await?;
         }
         h *= (0.9 * norm.max(1e-10).powf(-0.2)).clamp(0.2, 5.0);
     }

@@ -319,7 +319,7 @@ pub async fn sampler_run<B: Backend>(be: &mut B, i: usize) -> Result<(Vec<Vec<f3
     let mut shape = vec![n];
     shape.extend(net.config.sample_shape());
     let schedule = VpSchedule::from_config(&net.config.sde);
-    let opts = SamplerOptions { sampler: Method::parse(sampler)?, steps: Some(steps), ..Default::default() };
+    let opts = SamplerOptions { method: Method::parse(sampler)?, steps: Some(steps), ..Default::default() };
     let mut den = Guided::new(be, &net, &vec![class; n], 2.0)?;
     let mut rec = Recorder::default();
     let x = sample(be, &mut den, &schedule, &opts, &shape, seed, &mut rec).await?;

@@ -72,7 +72,7 @@ struct SamplerArgs {
 impl SamplerArgs {
     fn options(&self) -> Result<SamplerOptions> {
         Ok(SamplerOptions {
-            sampler: Method::parse(&self.sampler)?,
+            method: Method::parse(&self.sampler)?,
             steps: self.steps,
             eta: self.eta,
             rtol: self.rtol,

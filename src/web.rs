@@ -1,0 +1,183 @@
+//! The browser API (wasm-bindgen). One `Lab` owns the backend (WebGPU, or the CPU backend when the
+//! browser has no WebGPU) and the loaded models; each call takes one options object and a progress
+//! callback. Errors are thrown as JS `Error`s with the crate's message.
+//!
+//! Progress: `progress(event)` is called with `{kind: "step", step, total, fraction, t, evals}` after
+//! every step and may return `"preview"` (then it is called again with
+//! `{kind: "preview", step, values: Float32Array}`) or `"cancel"` (the call rejects with "cancelled").
+
+use std::rc::Rc;
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::backend::Cpu;
+use crate::error::Error;
+use crate::gpu::{AdapterReport, Gpu, GpuContext};
+use crate::lab::{SampleRequest, Samples, Session};
+use crate::sampler::{Control, Method, Progress, StepInfo};
+
+fn js_err(e: Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
+}
+
+fn from_js<T: serde::de::DeserializeOwned>(what: &str, v: JsValue) -> Result<T, JsError> {
+    let v = if v.is_undefined() || v.is_null() { js_sys::Object::new().into() } else { v };
+    serde_wasm_bindgen::from_value(v).map_err(|e| JsError::new(&format!("{what}: {e}")))
+}
+
+enum Engine {
+    Gpu(Session<Gpu>),
+    Cpu(Session<Cpu>),
+}
+
+/// Runs the same code on whichever backend the lab has.
+macro_rules! with_session {
+    ($lab:expr, $s:ident => $body:expr) => {
+        match &mut $lab.engine {
+            Engine::Gpu($s) => $body,
+            Engine::Cpu($s) => $body,
+        }
+    };
+}
+
+#[derive(Serialize)]
+struct BackendInfo {
+    kind: &'static str,
+    adapter: Option<AdapterReport>,
+    /// Why the CPU backend is in use, when it is.
+    fallback_reason: Option<String>,
+}
+
+#[wasm_bindgen]
+pub struct Lab {
+    engine: Engine,
+    info: BackendInfo,
+}
+
+/// Opens the lab: WebGPU unless `backend` is "cpu" or the browser has no usable adapter.
+#[wasm_bindgen]
+pub async fn open_lab(backend: Option<String>) -> Result<Lab, JsError> {
+    console_error_panic_hook::set_once();
+    if backend.as_deref() == Some("cpu") {
+        return Ok(Lab { engine: Engine::Cpu(Session::new(Cpu)), info: BackendInfo { kind: "cpu", adapter: None, fallback_reason: Some("requested".into()) } });
+    }
+    match GpuContext::new().await {
+        Ok(ctx) => {
+            let report = ctx.report.clone();
+            Ok(Lab { engine: Engine::Gpu(Session::new(Gpu::new(Rc::new(ctx)))), info: BackendInfo { kind: "webgpu", adapter: Some(report), fallback_reason: None } })
+        }
+        Err(e) => Ok(Lab { engine: Engine::Cpu(Session::new(Cpu)), info: BackendInfo { kind: "cpu", adapter: None, fallback_reason: Some(e.to_string()) } }),
+    }
+}
+
+/// The samplers with their one-line descriptions and default step counts.
+#[wasm_bindgen]
+pub fn samplers() -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct Entry {
+        name: &'static str,
+        description: &'static str,
+        default_steps: usize,
+    }
+    to_js(&Method::ALL.map(|m| Entry { name: m.name(), description: m.describe(), default_steps: m.default_steps() }))
+}
+
+/// Model values `[n, h, w, c]` in [-1, 1] to RGBA bytes, one image after another.
+#[wasm_bindgen]
+pub fn to_rgba(values: &[f32], height: usize, width: usize, channels: usize) -> Vec<u8> {
+    let per = height * width * channels;
+    values.chunks(per.max(1)).flat_map(|s| crate::image::to_rgba(s, height, width, channels)).collect()
+}
+
+/// Forwards progress to a JS function.
+struct JsProgress<'a> {
+    callback: &'a js_sys::Function,
+}
+
+impl Progress for JsProgress<'_> {
+    fn step(&mut self, info: &StepInfo) -> Control {
+        #[derive(Serialize)]
+        struct Event<'a> {
+            kind: &'static str,
+            #[serde(flatten)]
+            info: &'a StepInfo,
+        }
+        let Ok(event) = to_js(&Event { kind: "step", info }) else { return Control::Continue };
+        match self.callback.call1(&JsValue::NULL, &event).ok().and_then(|r| r.as_string()).as_deref() {
+            Some("cancel") => Control::Cancel,
+            Some("preview") => Control::Preview,
+            Some("trace") => Control::Trace,
+            _ => Control::Continue,
+        }
+    }
+
+    fn preview(&mut self, info: &StepInfo, x0: &[f32]) {
+        self.values_event("preview", info, x0);
+    }
+
+    fn trace(&mut self, info: &StepInfo, x: &[f32]) {
+        self.values_event("trace", info, x);
+    }
+}
+
+impl JsProgress<'_> {
+    fn values_event(&self, kind: &str, info: &StepInfo, values: &[f32]) {
+        let event = js_sys::Object::new();
+        let set = |k: &str, v: JsValue| js_sys::Reflect::set(&event, &k.into(), &v);
+        let _ = set("kind", kind.into());
+        let _ = set("step", (info.step as u32).into());
+        let _ = set("t", info.t.into());
+        let _ = set("values", js_sys::Float32Array::from(values).into());
+        let _ = self.callback.call1(&JsValue::NULL, &event);
+    }
+}
+
+fn samples_to_js(s: &Samples) -> Result<JsValue, JsError> {
+    let out = js_sys::Object::new();
+    let set = |k: &str, v: JsValue| js_sys::Reflect::set(&out, &k.into(), &v).map(|_| ()).map_err(|_| JsError::new("building the result"));
+    set("values", js_sys::Float32Array::from(s.values.as_slice()).into())?;
+    set("n", (s.n as u32).into())?;
+    set("shape", to_js(&s.shape)?)?;
+    Ok(out.into())
+}
+
+#[wasm_bindgen]
+impl Lab {
+    /// `{kind: "webgpu" | "cpu", adapter: {name, backend, device_type, driver, software, features} | null, fallback_reason}`.
+    pub fn backend(&self) -> Result<JsValue, JsError> {
+        to_js(&self.info)
+    }
+
+    /// Loads a weights file under a name; returns its config.
+    pub fn load_model(&mut self, name: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
+        with_session!(self, s => { let cfg = s.load_model(name, bytes).map_err(js_err)?; to_js(cfg) })
+    }
+
+    /// Draws samples: options `{sampler: {method, steps, eta, rtol, atol, predictor, snr,
+    /// corrector_steps, langevin_steps, step_lr}, seed, n, class, guidance}`; returns
+    /// `{values: Float32Array, n, shape}`.
+    pub async fn sample(&mut self, model: String, options: JsValue, progress: js_sys::Function) -> Result<JsValue, JsError> {
+        let req: SampleRequest = from_js("sample options", options)?;
+        let mut p = JsProgress { callback: &progress };
+        let samples = with_session!(self, s => s.sample(&model, &req, &mut p).await.map_err(js_err)?);
+        samples_to_js(&samples)
+    }
+
+    /// The network's eps at time t for `x` (whole samples); options `{class, guidance}`.
+    pub async fn eps(&mut self, model: String, x: Vec<f32>, t: f64, options: JsValue) -> Result<js_sys::Float32Array, JsError> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct EpsOptions {
+            class: Option<usize>,
+            guidance: Option<f32>,
+        }
+        let o: EpsOptions = from_js("eps options", options)?;
+        let e = with_session!(self, s => s.eps(&model, &x, t, o.class, o.guidance.unwrap_or(1.0)).await.map_err(js_err)?);
+        Ok(js_sys::Float32Array::from(e.as_slice()))
+    }
+}

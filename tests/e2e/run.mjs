@@ -1,0 +1,161 @@
+// End-to-end tests of the page in headless Chromium (Playwright driving Debian's Chromium with
+// WebGPU). They use the page as a person would and assert on real pixels and state.
+// Run by `./build.sh test` after `./build.sh build`. Screenshots go to tests/e2e/screenshots/.
+import { chromium } from 'playwright-core';
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const WWW = path.join(ROOT, 'www');
+const SHOTS = path.join(ROOT, 'tests/e2e/screenshots');
+fs.mkdirSync(SHOTS, { recursive: true });
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.json': 'application/json', '.safetensors': 'application/octet-stream', '.png': 'image/png' };
+function serve() {
+  const server = http.createServer((req, res) => {
+    const file = path.join(WWW, decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    if (!file.startsWith(WWW) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+      const index = path.join(file, 'index.html');
+      if (fs.existsSync(index)) { res.writeHead(200, { 'content-type': 'text/html' }); return res.end(fs.readFileSync(index)); }
+      res.writeHead(404); return res.end('not found');
+    }
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream' });
+    res.end(fs.readFileSync(file));
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+const results = [];
+async function test(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true, ms: Date.now() - t0 });
+    console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    results.push({ name, ok: false, error: e });
+    console.log(`FAIL ${name}: ${e.stack || e}`);
+  }
+}
+function assert(cond, msg) { if (!cond) throw new Error(msg); }
+
+/** Pixel statistics of a canvas: mean and standard deviation of the RGB values. */
+async function canvasStats(page, selector) {
+  return page.$eval(selector, (c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let s = 0, s2 = 0, n = 0;
+    for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) { s += d[i + k]; s2 += d[i + k] ** 2; n++; }
+    const mean = s / n;
+    return { mean, std: Math.sqrt(s2 / n - mean * mean), width: c.width, height: c.height };
+  });
+}
+
+const server = await serve();
+const base = `http://127.0.0.1:${server.address().port}/`;
+const args = (process.env.BROWSER_ARGS || '--enable-unsafe-webgpu --no-sandbox --disable-dev-shm-usage --no-first-run --disable-background-networking --disable-component-update --disable-sync --disable-quic').split(' ');
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args });
+const consoleErrors = [];
+
+async function openPage(hash = '', viewport = { width: 1200, height: 900 }) {
+  const page = await browser.newPage({ viewport });
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  const t0 = Date.now();
+  await page.goto(base + hash);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+  page.readyMs = Date.now() - t0;
+  return page;
+}
+
+await test('the page starts, reports the adapter and shows attribution', async () => {
+  const page = await openPage();
+  const backend = await page.textContent('#backend');
+  console.log(`     backend: ${backend}; interactive after ${page.readyMs} ms`);
+  assert(/WebGPU|CPU backend/.test(backend), `backend line: ${backend}`);
+  if (process.env.CI === 'true') assert(/WebGPU/.test(backend), 'CI expects WebGPU in Chromium');
+  assert((await page.textContent('#attribution')).includes('MNIST'), 'attribution');
+  const options = await page.$$eval('#sampler option', (o) => o.map((x) => x.value));
+  for (const s of ['ddpm', 'ddim', 'euler', 'heun', 'rk45', 'sde', 'pc', 'annealed', 'dpm2m']) assert(options.includes(s), `sampler ${s} offered`);
+  await page.screenshot({ path: path.join(SHOTS, 'start.png') });
+  await page.close();
+});
+
+await test('generate digits from URL settings; previews, then a finished grid', async () => {
+  const page = await openPage('#model=digits&class=3&sampler=dpm2m&steps=10&seed=7&batch=2&guidance=1');
+  assert(await page.inputValue('#steps') === '10', 'settings come from the URL');
+  let previews = 0;
+  await page.click('#generate');
+  await page.waitForFunction(() => document.querySelector('#progress-text').textContent.startsWith('step'), null, { timeout: 120_000 });
+  await page.waitForSelector('#output[data-done]', { timeout: 600_000 });
+  const text = await page.textContent('#progress-text');
+  assert(text.startsWith('done'), text);
+  const canvases = await page.$$('#output canvas');
+  assert(canvases.length === 2, `2 canvases, got ${canvases.length}`);
+  const s = await canvasStats(page, '#output canvas');
+  console.log(`     first digit: mean ${s.mean.toFixed(1)}, std ${s.std.toFixed(1)}`);
+  // A digit is a bright stroke on black: mostly dark, with real contrast.
+  assert(s.width === 32 && s.mean > 5 && s.mean < 120 && s.std > 40, `digit pixels ${JSON.stringify(s)}`);
+  assert((await page.evaluate(() => location.hash)).includes('seed=7'), 'settings go to the URL');
+  await page.screenshot({ path: path.join(SHOTS, 'generate-digits.png') });
+  // The same settings give the same image.
+  const first = await page.$eval('#output canvas', (c) => c.toDataURL());
+  await page.click('#generate');
+  await page.waitForFunction((prev) => document.querySelector('#output').dataset.done !== prev, await page.$eval('#output', (o) => o.dataset.done), { timeout: 600_000 });
+  assert(await page.$eval('#output canvas', (c) => c.toDataURL()) === first, 'same seed, same image');
+  await page.close();
+});
+
+await test('toy2d samples look like two moons', async () => {
+  const page = await openPage('#model=toy2d&class=1&sampler=ddim&steps=20&seed=3&batch=64');
+  await page.click('#generate');
+  await page.waitForSelector('#output[data-done]', { timeout: 300_000 });
+  const s = await canvasStats(page, '#output canvas');
+  assert(s.mean < 255 && s.mean > 200, `points drawn: ${JSON.stringify(s)}`);
+  await page.screenshot({ path: path.join(SHOTS, 'generate-toy2d.png') });
+  await page.close();
+});
+
+await test('cancel stops a run within a step', async () => {
+  const page = await openPage('#model=digits&sampler=ddpm&steps=500&seed=1&batch=1');
+  await page.click('#generate');
+  await page.waitForFunction(() => /step [1-9]/.test(document.querySelector('#progress-text').textContent), null, { timeout: 300_000 });
+  await page.click('#cancel');
+  await page.waitForFunction(() => document.querySelector('#progress-text').textContent === 'cancelled', null, { timeout: 120_000 });
+  assert(!(await page.isDisabled('#generate')), 'generate is enabled again');
+  await page.close();
+});
+
+await test('the 2-D playground draws a score field and trajectories', async () => {
+  const page = await openPage();
+  await page.click('#tab-playground');
+  await page.waitForSelector('#pg-canvas[data-field]', { timeout: 120_000 });
+  const field = await canvasStats(page, '#pg-canvas');
+  assert(field.mean < 254 && field.std > 5, `arrows drawn ${JSON.stringify(field)}`);
+  await page.screenshot({ path: path.join(SHOTS, 'playground-field.png') });
+  await page.fill('#pg-steps', '40');
+  await page.click('#pg-run');
+  await page.waitForSelector('#pg-canvas[data-trajectories]', { timeout: 300_000 });
+  assert(Number(await page.getAttribute('#pg-canvas', 'data-trajectories')) === 41, 'one trace per step plus the result');
+  await page.screenshot({ path: path.join(SHOTS, 'playground-trajectories.png') });
+  await page.close();
+});
+
+await test('works at phone width', async () => {
+  const page = await openPage('', { width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  assert(!overflow, 'no horizontal scrolling at 390 px');
+  await page.screenshot({ path: path.join(SHOTS, 'phone.png'), fullPage: true });
+  await page.close();
+});
+
+await test('no console errors', async () => {
+  assert(consoleErrors.length === 0, consoleErrors.join('\n'));
+});
+
+await browser.close();
+server.close();
+const failed = results.filter((r) => !r.ok);
+console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
+process.exit(failed.length ? 1 : 0);

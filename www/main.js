@@ -1,0 +1,282 @@
+// The page: controls, URL state, drawing. All computation happens in the worker (worker.js).
+import { LabClient } from './lab.js';
+
+const $ = (id) => document.getElementById(id);
+const client = new LabClient();
+const state = { samplers: [], configs: new Map(), loading: new Map(), running: null, last: null };
+window.scorelab = state; // for tests and the curious
+
+// ---------- helpers ----------
+function vpSigma(sde, t) {
+  const logAlpha = -t * t * (sde.beta_max - sde.beta_min) / 4 - t * sde.beta_min / 2;
+  return Math.sqrt(-Math.expm1(2 * logAlpha));
+}
+
+function toRgba(values, h, w, c) {
+  const out = new Uint8ClampedArray(h * w * 4);
+  for (let i = 0; i < h * w; i++) {
+    for (let k = 0; k < 3; k++) out[i * 4 + k] = Math.round((Math.max(-1, Math.min(1, values[i * c + (c >= 3 ? k : 0)])) + 1) * 127.5);
+    out[i * 4 + 3] = 255;
+  }
+  return out;
+}
+
+function drawImage(canvas, values, shape) {
+  const [h, w, c] = shape;
+  canvas.width = w; canvas.height = h;
+  canvas.getContext('2d').putImageData(new ImageData(toRgba(values, h, w, c), w, h), 0, 0);
+}
+
+function drawPoints(canvas, values, range = 4) {
+  const ctx = canvas.getContext('2d');
+  const s = canvas.width;
+  ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, s, s);
+  ctx.fillStyle = '#1e3ca0';
+  for (let i = 0; i + 1 < values.length; i += 2) {
+    const x = (values[i] / range + 1) / 2 * s, y = (1 - (values[i + 1] / range + 1) / 2) * s;
+    ctx.fillRect(x - 1, y - 1, 2.5, 2.5);
+  }
+}
+
+function setBackendText(info) {
+  const el = $('backend');
+  if (info.kind === 'webgpu') {
+    const a = info.adapter;
+    const name = a.name || a.driver || 'unnamed adapter';
+    el.textContent = `WebGPU: ${name} (${a.device_type.toLowerCase()})` + (a.software ? ' — a software adapter: results are correct but slow; use few steps and small batches.' : '');
+    el.classList.toggle('warn', a.software);
+  } else {
+    el.textContent = `No WebGPU here (${info.fallback_reason}). Running on the CPU backend instead: correct, slower.`;
+    el.classList.add('warn');
+  }
+}
+
+// ---------- URL state ----------
+const FIELDS = ['model', 'class', 'guidance', 'sampler', 'steps', 'eta', 'tol', 'predictor', 'snr', 'corrector', 'langevin', 'steplr', 'seed', 'batch'];
+function readHash() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  return Object.fromEntries(FIELDS.filter((f) => p.has(f)).map((f) => [f, p.get(f)]));
+}
+function writeHash() {
+  const p = new URLSearchParams();
+  for (const f of FIELDS) p.set(f, $(f).value);
+  history.replaceState(null, '', '#' + p.toString());
+}
+
+// ---------- models ----------
+async function loadModel(name) {
+  if (state.configs.has(name)) return state.configs.get(name);
+  if (!state.loading.has(name)) {
+    state.loading.set(name, client.call('load', { name, url: `models/${name}.safetensors` }).then((r) => {
+      state.configs.set(name, r.config);
+      return r.config;
+    }));
+  }
+  return state.loading.get(name);
+}
+
+function fillClasses(select, config, withNone = true) {
+  const keep = select.value;
+  select.innerHTML = '';
+  if (withNone) select.add(new Option('none (unconditional)', ''));
+  config.classes.names.forEach((n, i) => select.add(new Option(n.replace(/_/g, ' '), String(i))));
+  if ([...select.options].some((o) => o.value === keep)) select.value = keep;
+}
+
+function showSamplerParams() {
+  const m = $('sampler').value;
+  document.querySelectorAll('[data-for]').forEach((el) => { el.hidden = !el.dataset.for.split(' ').includes(m); });
+  const entry = state.samplers.find((s) => s.name === m);
+  $('sampler-help').textContent = entry ? entry.description : '';
+}
+
+function samplerOptions() {
+  const num = (id) => Number($(id).value);
+  const method = $('sampler').value;
+  const o = { method, steps: num('steps') };
+  if (method === 'ddim' || method === 'pc') o.eta = num('eta');
+  if (method === 'rk45') { o.rtol = num('tol'); o.atol = num('tol'); }
+  if (method === 'pc') { o.predictor = $('predictor').value; o.snr = num('snr'); o.corrector_steps = num('corrector'); }
+  if (method === 'annealed') { o.langevin_steps = num('langevin'); o.step_lr = num('steplr'); }
+  return o;
+}
+
+// ---------- generate ----------
+async function generate() {
+  const model = $('model').value;
+  const config = await loadModel(model);
+  const n = Number($('batch').value);
+  const cls = $('class').value === '' ? null : Number($('class').value);
+  const options = { sampler: samplerOptions(), seed: Number($('seed').value) >>> 0, n, class: cls, guidance: Number($('guidance').value) };
+  writeHash();
+  const out = $('output');
+  out.innerHTML = '';
+  const points = config.data.kind === 'points';
+  const canvases = points ? [Object.assign(document.createElement('canvas'), { width: 512, height: 512, className: 'points' })]
+    : Array.from({ length: n }, (_, i) => Object.assign(document.createElement('canvas'), { width: config.data.width, height: config.data.height, title: `seed ${options.seed + i}` }));
+  canvases.forEach((c) => out.appendChild(c));
+  const shape = [config.data.height, config.data.width, config.data.channels];
+  const per = points ? config.data.dim : shape[0] * shape[1] * shape[2];
+  const draw = (values) => {
+    if (points) drawPoints(canvases[0], values);
+    else canvases.forEach((c, i) => drawImage(c, values.subarray(i * per, (i + 1) * per), shape));
+  };
+  const t0 = performance.now();
+  $('progress').value = 0;
+  $('progress-text').textContent = 'starting…';
+  $('generate').disabled = true; $('cancel').disabled = false; $('download').disabled = true;
+  const run = client.start('sample', { model, options, previewEvery: points ? 0 : 1 }, (ev) => {
+    if (ev.kind === 'step') {
+      const s = (performance.now() - t0) / 1000;
+      $('progress').value = ev.info.fraction;
+      $('progress-text').textContent = `step ${ev.info.step}/${ev.info.total} · ${(ev.info.step / s).toFixed(1)} steps/s · ${ev.info.evals} evaluations`;
+    } else if (ev.kind === 'preview') draw(ev.values);
+  });
+  state.running = run.id;
+  try {
+    const result = await run.done;
+    draw(result.values);
+    state.last = { canvases, points, n, seed: options.seed, model };
+    $('progress').value = 1;
+    $('progress-text').textContent = `done: ${n} sample${n > 1 ? 's' : ''} in ${(result.ms / 1000).toFixed(2)} s`;
+    $('download').disabled = false;
+    out.dataset.done = String(Date.now());
+  } catch (e) {
+    $('progress-text').textContent = e.message === 'cancelled' ? 'cancelled' : `error: ${e.message}`;
+    $('progress-text').classList.toggle('error', e.message !== 'cancelled');
+  } finally {
+    state.running = null;
+    $('generate').disabled = false; $('cancel').disabled = true;
+  }
+}
+
+function downloadPng() {
+  const last = state.last;
+  if (!last) return;
+  let canvas = last.canvases[0];
+  if (!last.points) {
+    const [w, h] = [canvas.width, canvas.height];
+    const cols = Math.ceil(Math.sqrt(last.n)), rows = Math.ceil(last.n / cols), scale = 4, gap = 4;
+    canvas = document.createElement('canvas');
+    canvas.width = cols * (w * scale + gap) + gap; canvas.height = rows * (h * scale + gap) + gap;
+    const ctx = canvas.getContext('2d');
+    ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.imageSmoothingEnabled = false;
+    last.canvases.forEach((c, i) => ctx.drawImage(c, gap + (i % cols) * (w * scale + gap), gap + Math.floor(i / cols) * (h * scale + gap), w * scale, h * scale));
+  }
+  canvas.toBlob((blob) => {
+    const a = Object.assign(document.createElement('a'), { href: URL.createObjectURL(blob), download: `scorelab-${last.model}-seed${last.seed}.png` });
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  });
+}
+
+// ---------- 2-D playground ----------
+const PG = { range: 4, size: 512 };
+function pgToPx(x, y) { return [(x / PG.range + 1) / 2 * PG.size, (1 - (y / PG.range + 1) / 2) * PG.size]; }
+
+async function drawField() {
+  const config = await loadModel('toy2d');
+  const t = Number($('pg-t').value);
+  const k = 21, pts = new Float32Array(k * k * 2);
+  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) {
+    pts[(i * k + j) * 2] = -PG.range + (2 * PG.range) * (j + 0.5) / k;
+    pts[(i * k + j) * 2 + 1] = -PG.range + (2 * PG.range) * (i + 0.5) / k;
+  }
+  const cls = Number($('pg-class').value);
+  const { values } = await client.call('eps', { model: 'toy2d', x: pts, t, options: { class: cls } });
+  const sigma = vpSigma(config.sde, t);
+  const ctx = $('pg-canvas').getContext('2d');
+  ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, PG.size, PG.size);
+  let maxNorm = 0;
+  const scores = Array.from({ length: k * k }, (_, i) => {
+    const sx = -values[2 * i] / sigma, sy = -values[2 * i + 1] / sigma;
+    maxNorm = Math.max(maxNorm, Math.hypot(sx, sy));
+    return [sx, sy];
+  });
+  const cell = PG.size / k;
+  ctx.strokeStyle = '#2747b8'; ctx.lineWidth = 1.2;
+  scores.forEach(([sx, sy], i) => {
+    const [px, py] = pgToPx(pts[2 * i], pts[2 * i + 1]);
+    const norm = Math.hypot(sx, sy) || 1;
+    const len = 0.45 * cell * Math.sqrt(norm / (maxNorm || 1));
+    const dx = sx / norm * len, dy = -sy / norm * len;
+    ctx.beginPath(); ctx.moveTo(px, py); ctx.lineTo(px + dx, py + dy); ctx.stroke();
+    ctx.beginPath(); ctx.arc(px + dx, py + dy, 1.6, 0, 2 * Math.PI); ctx.fillStyle = '#2747b8'; ctx.fill();
+  });
+  $('pg-canvas').dataset.field = String(t);
+}
+
+async function animateTrajectories() {
+  await loadModel('toy2d');
+  const n = 96;
+  const options = { sampler: { method: $('pg-sampler').value, steps: Number($('pg-steps').value) }, seed: 1000, n, class: Number($('pg-class').value), guidance: 1 };
+  const paths = [];
+  const ctx = $('pg-canvas').getContext('2d');
+  const redraw = () => {
+    ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, PG.size, PG.size);
+    ctx.strokeStyle = 'rgba(39,71,184,0.18)'; ctx.lineWidth = 1;
+    for (let i = 0; i < n; i++) {
+      ctx.beginPath();
+      paths.forEach((p, k) => { const [x, y] = pgToPx(p[2 * i], p[2 * i + 1]); k ? ctx.lineTo(x, y) : ctx.moveTo(x, y); });
+      ctx.stroke();
+    }
+    const last = paths[paths.length - 1];
+    if (last) { ctx.fillStyle = '#b8274a'; for (let i = 0; i < n; i++) { const [x, y] = pgToPx(last[2 * i], last[2 * i + 1]); ctx.fillRect(x - 1.5, y - 1.5, 3, 3); } }
+  };
+  $('pg-run').disabled = true;
+  try {
+    const result = await client.call('sample', { model: 'toy2d', options, trace: true }, (ev) => {
+      if (ev.kind === 'trace') { paths.push(ev.values); redraw(); }
+    });
+    paths.push(result.values);
+    redraw();
+    $('pg-canvas').dataset.trajectories = String(paths.length);
+  } finally { $('pg-run').disabled = false; }
+}
+
+// ---------- wiring ----------
+function selectTab(name) {
+  document.querySelectorAll('[role=tab]').forEach((b) => {
+    const on = b.id === `tab-${name}`;
+    b.setAttribute('aria-selected', String(on));
+    $(b.getAttribute('aria-controls')).hidden = !on;
+  });
+  if (name === 'playground') loadModel('toy2d').then((c) => { if (!$('pg-class').options.length) fillClasses($('pg-class'), c, false); drawField(); });
+}
+
+async function start() {
+  document.querySelectorAll('[role=tab]').forEach((b) => b.addEventListener('click', () => selectTab(b.id.slice(4))));
+  const { backend, samplers } = await client.call('init', { backend: new URLSearchParams(location.search).get('backend') });
+  setBackendText(backend);
+  state.backend = backend;
+  state.samplers = samplers;
+  for (const s of samplers) $('sampler').add(new Option(s.name, s.name));
+  const index = await (await fetch('models/index.json')).json();
+  for (const m of index.models) $('model').add(new Option(m, m));
+  const saved = readHash();
+  if (!saved.model) $('model').value = index.models.includes('digits') ? 'digits' : index.models[0];
+  for (const [k, v] of Object.entries(saved)) if (k !== 'class') $(k).value = v;
+  $('sampler').addEventListener('change', () => { showSamplerParams(); const s = state.samplers.find((x) => x.name === $('sampler').value); });
+  showSamplerParams();
+  const onModel = async () => { fillClasses($('class'), await loadModel($('model').value)); };
+  $('model').addEventListener('change', onModel);
+  await onModel();
+  if (saved.class !== undefined) $('class').value = saved.class;
+  $('dice').addEventListener('click', () => { $('seed').value = String(crypto.getRandomValues(new Uint32Array(1))[0]); });
+  $('generate').addEventListener('click', generate);
+  $('cancel').addEventListener('click', () => { if (state.running) client.cancel(state.running); });
+  $('download').addEventListener('click', downloadPng);
+  $('pg-t').addEventListener('input', () => { $('pg-t-out').value = Number($('pg-t').value).toFixed(3); });
+  $('pg-t').addEventListener('change', drawField);
+  $('pg-class').addEventListener('change', drawField);
+  $('pg-field').addEventListener('click', drawField);
+  $('pg-run').addEventListener('click', animateTrajectories);
+  $('generate').disabled = false;
+  document.body.dataset.ready = 'true';
+}
+
+start().catch((e) => {
+  $('backend').textContent = `Could not start: ${e.message}`;
+  $('backend').classList.add('error');
+});
