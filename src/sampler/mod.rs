@@ -8,6 +8,7 @@
 //! starting noise, stream `1 + 16 * step + k` the k-th draw of a step.
 
 pub mod denoiser;
+pub mod edit;
 pub mod mixture;
 pub mod schedule;
 
@@ -114,7 +115,7 @@ impl Default for SamplerOptions {
     }
 }
 
-fn param<T>(name: &str, detail: String) -> Result<T> {
+pub(crate) fn param<T>(name: &str, detail: String) -> Result<T> {
     Err(Error::Param { name: name.into(), detail })
 }
 
@@ -199,7 +200,7 @@ impl Progress for Silent {
 }
 
 /// The noise stream of draw `k` within step `step`.
-fn stream(step: usize, k: usize) -> u32 {
+pub(crate) fn stream(step: usize, k: usize) -> u32 {
     (1 + 16 * step + k) as u32
 }
 

@@ -1,0 +1,259 @@
+//! Editing and measuring with a score model: inpainting (replacement and RePaint), colorization
+//! (inpainting in an orthonormal colour basis), probability-flow encoding and decoding, spherical
+//! interpolation of latents, and likelihood in bits/dim.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::ops::Conv2d;
+
+use super::{param, stream, time_grid, Denoiser, Method, OdeSolver, Progress, Run, SamplerOptions, VpSchedule};
+
+/// How known pixels are enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum InpaintMethod {
+    /// After every step the known region is replaced by a forward-noised copy of the data
+    /// (Song et al. 2021).
+    Replace,
+    /// RePaint (Lugmayr et al. 2022): as Replace, but every `jump` steps the sample is noised
+    /// back up `jump` steps and re-denoised, `resample` times, which harmonises the boundary.
+    Repaint { jump: usize, resample: usize },
+}
+
+/// Fills the unknown part of `known` (mask 1 = keep, 0 = fill, soft values blend; one mask of the
+/// shape of one sample for the whole batch). `method` is ddpm, ddim, pc (with its predictor) or
+/// any single-step sampler. Known pixels (mask 1) are reproduced exactly.
+#[allow(clippy::too_many_arguments)]
+pub async fn inpaint<B: Backend, D: Denoiser<B>, P: Progress>(be: &mut B, den: &mut D, s: &VpSchedule, opts: &SamplerOptions, how: InpaintMethod, known: &B::Tensor, mask: &B::Tensor, seed: u32, progress: &mut P) -> Result<B::Tensor> {
+    opts.validate()?;
+    let (predictor, corrector) = match opts.method {
+        Method::Pc => (opts.predictor, true),
+        m @ (Method::Ddpm | Method::Ddim | Method::Euler | Method::Heun | Method::Sde) => (m, false),
+        m => return param("sampler", format!("{} cannot inpaint; use ddpm, ddim, euler, heun, sde or pc", m.name())),
+    };
+    let (jump, resample) = match how {
+        InpaintMethod::Replace => (1, 1),
+        InpaintMethod::Repaint { jump, resample } => {
+            if !(1..=50).contains(&jump) || !(1..=20).contains(&resample) {
+                return param("repaint", format!("jump {jump} and resample {resample} must be 1..=50 and 1..=20"));
+            }
+            (jump, resample)
+        }
+    };
+    let shape = B::shape(known).to_vec();
+    let k = opts.steps();
+    let grid = time_grid(s, predictor, k);
+    let total = k.div_ceil(jump) * jump * resample;
+    let x = be.randn(&shape, seed, 0)?;
+    let mut run = Run { be, den, progress, s: *s, shape, seed, evals: 0, step: 0, total, last: None };
+    let mut x = x;
+    let mut draw = 0usize; // numbers every step taken, for distinct noise streams
+    let mut i = 0;
+    while i < k {
+        let block = jump.min(k - i);
+        for r in 0..resample {
+            for j in i..i + block {
+                x = run.single_step(predictor, opts.eta, &x, grid[j], grid[j + 1], draw).await?;
+                if corrector {
+                    x = run.correct(x, grid[j + 1], opts.snr, opts.corrector_steps, draw).await?;
+                }
+                // Known region: the data noised to the new time.
+                let (a, sg) = (s.alpha(grid[j + 1]), s.sigma(grid[j + 1]));
+                let z = run.noise(stream(draw, 8))?;
+                let noised = run.be.axpby(known, &z, a as f32, sg as f32)?;
+                x = run.be.blend(&x, &noised, mask)?;
+                draw += 1;
+                run.end_step(grid[j + 1], draw as f64 / total as f64, &x).await?;
+            }
+            if r + 1 < resample {
+                // Back up: x_t = (alpha_t / alpha_s) x_s + sqrt(1 - (alpha_t / alpha_s)^2) z.
+                let (t, sn) = (grid[i], grid[i + block]);
+                let ratio = s.alpha(t) / s.alpha(sn);
+                let z = run.noise(stream(draw, 9))?;
+                x = run.be.axpby(&x, &z, ratio as f32, (1.0 - ratio * ratio).max(0.0).sqrt() as f32)?;
+            }
+        }
+        i += block;
+    }
+    let x0 = run.denoise(&x, s.t_eps).await?;
+    run.be.blend(&x0, known, mask)
+}
+
+/// An orthonormal colour basis whose first axis is luminance (the mean of r, g, b, normalised):
+/// rows are (1,1,1)/sqrt3, (1,-1,0)/sqrt2, (1,1,-2)/sqrt6. As a 1x1 convolution weight
+/// `[cin = 3, cout = 3]` it maps rgb to (luma, chroma1, chroma2); its transpose maps back.
+pub fn colour_basis() -> [[f32; 3]; 3] {
+    let (a, b, c) = (1.0 / 3f32.sqrt(), 1.0 / 2f32.sqrt(), 1.0 / 6f32.sqrt());
+    [[a, a, a], [b, -b, 0.0], [c, c, -2.0 * c]]
+}
+
+/// A denoiser in the colour basis: converts to rgb, asks the inner denoiser, converts eps back.
+/// (The VP SDE is isotropic, so an orthonormal change of basis commutes with it.)
+pub struct InBasis<'a, B: Backend, D> {
+    pub inner: &'a mut D,
+    to_rgb: B::Tensor,
+    from_rgb: B::Tensor,
+    zero: B::Tensor,
+}
+
+impl<'a, B: Backend, D: Denoiser<B>> InBasis<'a, B, D> {
+    pub fn new(be: &mut B, inner: &'a mut D) -> Result<Self> {
+        let m = colour_basis();
+        // 1x1 conv weight [cin, cout]: out[o] = sum_i x[i] w[i][o].
+        let from_rgb: Vec<f32> = (0..3).flat_map(|i| (0..3).map(move |o| m[o][i])).collect();
+        let to_rgb: Vec<f32> = (0..3).flat_map(|i| (0..3).map(move |o| m[i][o])).collect();
+        Ok(InBasis { inner, to_rgb: be.upload(&to_rgb, &[3, 3])?, from_rgb: be.upload(&from_rgb, &[3, 3])?, zero: be.upload(&[0.0; 3], &[3])? })
+    }
+
+    pub fn to_rgb(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
+        be.conv2d(x, &self.to_rgb, &self.zero, Conv2d { ksize: 1, stride: 1 })
+    }
+
+    pub fn from_rgb(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
+        be.conv2d(x, &self.from_rgb, &self.zero, Conv2d { ksize: 1, stride: 1 })
+    }
+}
+
+impl<B: Backend, D: Denoiser<B>> Denoiser<B> for InBasis<'_, B, D> {
+    async fn eps(&mut self, be: &mut B, x: &B::Tensor, t: f64) -> Result<B::Tensor> {
+        let rgb = self.to_rgb(be, x)?;
+        let e = self.inner.eps(be, &rgb, t).await?;
+        self.from_rgb(be, &e)
+    }
+}
+
+/// Colours grayscale images (`[n, h, w, 3]` with r = g = b, or any rgb image whose luminance
+/// should be kept): inpainting of the two chroma channels with the luminance channel known.
+/// The output's luminance equals the input's.
+#[allow(clippy::too_many_arguments)]
+pub async fn colorize<B: Backend, D: Denoiser<B>, P: Progress>(be: &mut B, den: &mut D, s: &VpSchedule, opts: &SamplerOptions, how: InpaintMethod, gray: &B::Tensor, seed: u32, progress: &mut P) -> Result<B::Tensor> {
+    let shape = B::shape(gray).to_vec();
+    if shape.len() != 4 || shape[3] != 3 {
+        return Err(Error::Shape { op: "colorize", detail: format!("needs rgb images [n, h, w, 3], got {shape:?}") });
+    }
+    let mut basis = InBasis::new(be, den)?;
+    let known = basis.from_rgb(be, gray)?;
+    let mask: Vec<f32> = (0..shape[1] * shape[2]).flat_map(|_| [1.0, 0.0, 0.0]).collect();
+    let mask = be.upload(&mask, &shape[1..])?;
+    let y = inpaint(be, &mut basis, s, opts, how, &known, &mask, seed, progress).await?;
+    basis.to_rgb(be, &y)
+}
+
+/// Spherical interpolation between two latents (flattened samples), as in DDIM's interpolation.
+pub fn slerp(a: &[f32], b: &[f32], u: f64) -> Vec<f32> {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let (na, nb) = (a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt(), b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt());
+    let cos = (dot / (na * nb).max(1e-30)).clamp(-1.0, 1.0);
+    let theta = cos.acos();
+    if theta < 1e-6 {
+        return a.iter().zip(b).map(|(x, y)| ((1.0 - u) * *x as f64 + u * *y as f64) as f32).collect();
+    }
+    let (wa, wb) = (((1.0 - u) * theta).sin() / theta.sin(), (u * theta).sin() / theta.sin());
+    a.iter().zip(b).map(|(x, y)| (wa * *x as f64 + wb * *y as f64) as f32).collect()
+}
+
+/// Likelihood settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LikelihoodOptions {
+    /// Heun steps of the probability-flow ODE from t_eps to 1 (4 evaluations each).
+    pub steps: usize,
+    /// Hutchinson probes: "gaussian" or "rademacher".
+    pub probe: String,
+    /// Add uniform noise of one 8-bit level before measuring (for 8-bit images).
+    pub dequantize: bool,
+}
+
+impl Default for LikelihoodOptions {
+    fn default() -> Self {
+        LikelihoodOptions { steps: 50, probe: "rademacher".into(), dequantize: true }
+    }
+}
+
+/// Per-sample results of [`log_likelihood`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Likelihood {
+    /// `log p(x)` in nats for each sample, in model units (values in [-1, 1]).
+    pub log_p: Vec<f64>,
+    /// Bits per dimension on the 8-bit scale (`-log p / (d ln 2) + log2(127.5)`), for images.
+    pub bits_per_dim: Vec<f64>,
+    pub evals: usize,
+}
+
+/// `log p_0(x)` through the probability-flow ODE (Song et al. 2021, sec. 4.3):
+/// `log p_0(x_eps) = log N(x_1; 0, I) + int_eps^1 div f(x_t, t) dt`, with the divergence from the
+/// Hutchinson estimator `E[v^T (df/dx) v]` and the Jacobian-vector product as a central difference
+/// of two drift evaluations (whose mean is also the drift). Sample i uses probe seed `seed + i`.
+#[allow(clippy::too_many_arguments)]
+pub async fn log_likelihood<B: Backend, D: Denoiser<B>, P: Progress>(be: &mut B, den: &mut D, s: &VpSchedule, opts: &LikelihoodOptions, x: &B::Tensor, seed: u32, progress: &mut P) -> Result<Likelihood> {
+    if !(1..=2000).contains(&opts.steps) {
+        return param("steps", format!("{} must be 1..=2000", opts.steps));
+    }
+    let shape = B::shape(x).to_vec();
+    let (n, d) = (shape[0], shape[1..].iter().product::<usize>());
+    let mut x = x.clone();
+    if opts.dequantize {
+        // Uniform noise of one 8-bit level, from the seeded host generator (one read, one upload).
+        let values = be.read(&x).await?;
+        let mut rng = crate::rng::Rng::new(seed as u64 ^ 0x00de_9a47);
+        let dithered: Vec<f32> = values.iter().map(|&v| v + (rng.uniform() as f32) / 127.5).collect();
+        x = be.upload(&dithered, &shape)?;
+    }
+    let v = be.randn(&shape, seed, 1)?;
+    let v = match opts.probe.as_str() {
+        "gaussian" => v,
+        "rademacher" => {
+            let values = be.read(&v).await?;
+            be.upload(&values.iter().map(|z| if *z >= 0.0 { 1.0 } else { -1.0 }).collect::<Vec<f32>>(), &shape)?
+        }
+        other => return param("probe", format!("{other:?}: use gaussian or rademacher")),
+    };
+    let delta = 1e-3f64;
+    let total = opts.steps;
+    let mut run = Run { be, den, progress, s: *s, shape: shape.clone(), seed, evals: 0, step: 0, total, last: None };
+    // (drift, divergence estimate) at (x, t).
+    async fn drift_div<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_, B, D, P>, x: &B::Tensor, v: &B::Tensor, t: f64, delta: f64) -> Result<(B::Tensor, B::Tensor)> {
+        let xp = run.be.axpby(x, v, 1.0, delta as f32)?;
+        let xm = run.be.axpby(x, v, 1.0, -delta as f32)?;
+        let fp = run.drift(&xp, t).await?;
+        let fm = run.drift(&xm, t).await?;
+        let f = run.be.axpby(&fp, &fm, 0.5, 0.5)?;
+        let jv = run.be.axpby(&fp, &fm, (0.5 / delta) as f32, (-0.5 / delta) as f32)?;
+        let div = run.be.row_dot(v, &jv)?;
+        Ok((f, div))
+    }
+    let (t0, t1) = (s.t_eps, 1.0);
+    let h = (t1 - t0) / opts.steps as f64;
+    let mut integral = vec![0f64; n];
+    for k in 0..opts.steps {
+        let t = t0 + h * k as f64;
+        let (f1, d1) = drift_div(&mut run, &x, &v, t, delta).await?;
+        let xe = run.be.axpby(&x, &f1, 1.0, h as f32)?;
+        let (f2, d2) = drift_div(&mut run, &xe, &v, t + h, delta).await?;
+        x = run.be.combine3(&x, &f1, Some(&f2), [1.0, (h / 2.0) as f32, (h / 2.0) as f32])?;
+        let dsum = run.be.axpby(&d1, &d2, 1.0, 1.0)?;
+        for (acc, dv) in integral.iter_mut().zip(run.be.read(&dsum).await?) {
+            *acc += h / 2.0 * dv as f64;
+        }
+        run.end_step(t + h, (k + 1) as f64 / opts.steps as f64, &x).await?;
+    }
+    let xs = run.be.read(&x).await?;
+    let log_p: Vec<f64> = (0..n)
+        .map(|i| {
+            let sq: f64 = xs[i * d..(i + 1) * d].iter().map(|v| (*v as f64).powi(2)).sum();
+            let prior = -0.5 * sq - 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
+            prior + integral[i]
+        })
+        .collect();
+    let bits_per_dim = log_p.iter().map(|lp| -lp / (d as f64 * std::f64::consts::LN_2) + 127.5f64.log2()).collect();
+    Ok(Likelihood { log_p, bits_per_dim, evals: run.evals })
+}
+
+/// Encodes data to its probability-flow latent at t = 1 (`t_eps -> 1`) or decodes a latent
+/// (`1 -> t_eps`), deterministically.
+pub async fn ode_transport<B: Backend, D: Denoiser<B>, P: Progress>(be: &mut B, den: &mut D, s: &VpSchedule, x: B::Tensor, encode: bool, solver: OdeSolver, progress: &mut P) -> Result<(B::Tensor, usize)> {
+    let (t0, t1) = if encode { (s.t_eps, 1.0) } else { (1.0, s.t_eps) };
+    super::solve_ode(be, den, s, x, t0, t1, solver, 0, progress).await
+}

@@ -1,0 +1,197 @@
+"""Quality of the shipped models, measured on the exported (f16) weights.
+
+    python -m train.evaluate toy2d    # sliced Wasserstein: 10k model samples vs 10k true, and true vs true
+    python -m train.evaluate digits   # independent classifier: accuracy of class-conditional samples
+                                      # (guidance 1 and 3) and a Frechet distance on its features
+    python -m train.evaluate emoji    # Frechet distance on a category classifier's features,
+                                      # nearest-training-neighbour distances, a sample grid
+
+Results go to docs/quality.json (merged per model) and sample grids to docs/<model>-samples.png.
+The classifiers are trained here on a split the classifier never sees at test time; the diffusion
+models were trained on all images, so "held-out" means held out from the classifier only.
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors import safe_open
+
+from . import data, nets
+from .sde import VPSDE, ddim_sample
+from .train import HERE, save_grid
+
+ROOT = os.path.dirname(HERE)
+DOCS = os.path.join(ROOT, "docs")
+
+
+def load_shipped(name):
+    path = os.path.join(ROOT, "models", f"{name}.safetensors")
+    with safe_open(path, "pt") as f:
+        cfg = json.loads(f.metadata()["scorelab"])
+        state = {k: f.get_tensor(k).float() for k in f.keys()}
+    net = nets.build(cfg["arch"])
+    net.load_state_dict(state)
+    return net.eval(), cfg
+
+
+def sliced_wasserstein(a, b, projections=512, seed=0):
+    g = np.random.default_rng(seed)
+    dirs = g.normal(size=(projections, a.shape[1]))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    pa, pb = np.sort(a @ dirs.T, axis=0), np.sort(b @ dirs.T, axis=0)
+    return float(np.sqrt(np.mean((pa - pb) ** 2)))
+
+
+def frechet(f1, f2):
+    mu1, mu2 = f1.mean(0), f2.mean(0)
+    c1, c2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    # sqrt of c1 c2 through the symmetric form c1^1/2 c2 c1^1/2
+    w, v = np.linalg.eigh(c1)
+    s1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    m = s1 @ c2 @ s1
+    w2 = np.linalg.eigvalsh(m)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2 * np.sqrt(np.clip(w2, 0, None)).sum())
+
+
+class Classifier(nn.Module):
+    """A small CNN; `features` is its 128-d penultimate layer."""
+
+    def __init__(self, in_ch, classes):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_ch, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(128, 128), nn.ReLU())
+        self.head = nn.Linear(128, classes)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def train_classifier(x, y, classes, epochs, seed=0):
+    torch.manual_seed(seed)
+    clf = Classifier(x.shape[1], classes)
+    opt = torch.optim.Adam(clf.parameters(), 2e-3)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), 128):
+            idx = perm[i:i + 128]
+            loss = F.cross_entropy(clf(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return clf.eval()
+
+
+@torch.no_grad()
+def batched(fn, x, bs=500):
+    return torch.cat([fn(x[i:i + bs]) for i in range(0, len(x), bs)])
+
+
+def image_split(name, seed=0):
+    x, y, names, _ = data.load(name)
+    x = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    y = torch.from_numpy(y).long()
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    cut = int(0.8 * len(x))
+    return (x[perm[:cut]], y[perm[:cut]]), (x[perm[cut:]], y[perm[cut:]]), names
+
+
+@torch.no_grad()
+def sample_classes(net, cfg, per_class, guidance, steps, classes, seed):
+    sde = VPSDE()
+    out, labels = [], []
+    s = cfg["arch"]["image_size"]
+    for c in classes:
+        lab = torch.full((per_class,), c)
+        g = torch.Generator().manual_seed(seed + c)
+        out.append(ddim_sample(net, sde, (per_class, cfg["arch"]["in_ch"], s, s), lab, steps, guidance, cfg["classes"]["null_index"], g).clamp(-1, 1))
+        labels.append(lab)
+    return torch.cat(out), torch.cat(labels)
+
+
+def evaluate_toy2d():
+    net, cfg = load_shipped("toy2d")
+    sde = VPSDE()
+    rng = np.random.default_rng(0)
+    res = {}
+    for k, name in enumerate(cfg["classes"]["names"]):
+        g = torch.Generator().manual_seed(k)
+        lab = torch.full((10000,), k)
+        with torch.no_grad():
+            xs = ddim_sample(net, sde, (10000, 2), lab, 100, generator=g).numpy()
+        t1, t2 = data.sample_toy2d(name, 10000, rng), data.sample_toy2d(name, 10000, rng)
+        res[name] = {"sw_model_vs_true": round(sliced_wasserstein(xs, t1), 4), "sw_true_vs_true": round(sliced_wasserstein(t1, t2), 4)}
+        print(name, res[name])
+    return {"sampler": "DDIM 100 steps (eta 0)", "metric": "sliced Wasserstein-2, 512 projections, 10k vs 10k", "distributions": res}
+
+
+def evaluate_images(name, epochs, per_class, steps):
+    net, cfg = load_shipped(name)
+    (xtr, ytr), (xte, yte), names = image_split(name)
+    t0 = time.time()
+    clf = train_classifier(xtr, ytr, len(names), epochs)
+    acc = (batched(clf, xte).argmax(1) == yte).float().mean().item()
+    print(f"{name} classifier: test accuracy {acc:.4f} ({time.time() - t0:.0f} s)")
+    ref = batched(clf.features, xte).numpy()
+    res = {"classifier": {"test_accuracy": round(acc, 4), "train_images": len(xtr), "test_images": len(xte), "epochs": epochs}, "sampler": f"DDIM {steps} steps (eta 0)"}
+    classes = list(range(len(names)))
+    for w in (1.0, 3.0):
+        t0 = time.time()
+        xs, ls = sample_classes(net, cfg, per_class, w, steps, classes, seed=100)
+        pred = batched(clf, xs).argmax(1)
+        feats = batched(clf.features, xs).numpy()
+        entry = {"samples": len(xs), "class_accuracy": round((pred == ls).float().mean().item(), 4), "frechet_distance": round(frechet(feats, ref), 3)}
+        res[f"guidance_{w:g}"] = entry
+        print(name, f"guidance {w}", entry, f"{time.time() - t0:.0f} s")
+        if w == 1.0:
+            order = torch.cat([torch.nonzero(ls == c)[:8, 0] for c in classes])
+            save_grid(os.path.join(DOCS, f"{name}-samples.png"), xs[order], 8)
+            if name == "emoji":
+                # Nearest training image (L2 in pixels) of each sample vs the same for held-out images.
+                xall = torch.cat([xtr, xte])
+                def nn_dist(q, pool):
+                    d = torch.cdist(q.flatten(1), pool.flatten(1))
+                    return d.min(1).values
+                s_nn = nn_dist(xs[:256], xall)
+                h_nn = nn_dist(xte[:256], xtr)
+                res["nearest_neighbour"] = {"sample_to_train_median": round(s_nn.median().item(), 3), "sample_to_train_min": round(s_nn.min().item(), 3),
+                                            "heldout_to_train_median": round(h_nn.median().item(), 3), "note": "L2 over 32x32x3 values in [-1, 1]"}
+                print(res["nearest_neighbour"])
+    ref_fd = frechet(batched(clf.features, xtr[:len(xte)]).numpy(), ref)
+    res["frechet_train_vs_heldout"] = round(ref_fd, 3)
+    return res
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=["toy2d", "digits", "emoji"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--per-class", type=int, default=100)
+    p.add_argument("--steps", type=int, default=50)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.makedirs(DOCS, exist_ok=True)
+    if args.name == "toy2d":
+        res = evaluate_toy2d()
+    else:
+        res = evaluate_images(args.name, epochs=4 if args.name == "digits" else 6, per_class=args.per_class, steps=args.steps)
+    path = os.path.join(DOCS, "quality.json")
+    allres = json.load(open(path)) if os.path.exists(path) else {}
+    allres[args.name] = res
+    json.dump(allres, open(path, "w"), indent=1)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
