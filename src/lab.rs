@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, Network};
-use crate::sampler::{self, Guided, Progress, SamplerOptions, VpSchedule};
+use crate::sampler::edit::{self, InpaintMethod, Likelihood, LikelihoodOptions};
+use crate::sampler::{self, Guided, OdeSolver, Progress, SamplerOptions, VpSchedule};
 
 /// A sampling request; every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -30,6 +31,57 @@ impl Default for SampleRequest {
     }
 }
 
+/// An inpainting or colorization request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EditRequest {
+    pub sampler: SamplerOptions,
+    pub method: InpaintMethod,
+    pub seed: u32,
+    pub class: Option<usize>,
+    pub guidance: f32,
+}
+
+impl Default for EditRequest {
+    fn default() -> Self {
+        EditRequest { sampler: SamplerOptions { method: sampler::Method::Ddpm, steps: Some(100), ..Default::default() }, method: InpaintMethod::Replace, seed: 0, class: None, guidance: 1.0 }
+    }
+}
+
+/// Settings of the deterministic probability-flow transport (encode, decode, interpolate).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OdeRequest {
+    /// "rk45", "heun" or "euler" (Euler on the ODE is DDIM inversion in the limit).
+    pub solver: String,
+    pub steps: usize,
+    pub rtol: f64,
+    pub atol: f64,
+    pub class: Option<usize>,
+    pub guidance: f32,
+}
+
+impl Default for OdeRequest {
+    fn default() -> Self {
+        OdeRequest { solver: "rk45".into(), steps: 500, rtol: 1e-3, atol: 1e-3, class: None, guidance: 1.0 }
+    }
+}
+
+impl OdeRequest {
+    fn solver(&self) -> Result<OdeSolver> {
+        if !(1..=10_000).contains(&self.steps) {
+            return Err(Error::Param { name: "steps".into(), detail: format!("{} must be 1..=10000", self.steps) });
+        }
+        match self.solver.as_str() {
+            "rk45" if self.rtol > 0.0 && self.atol > 0.0 => Ok(OdeSolver::Rk45 { rtol: self.rtol, atol: self.atol, max_steps: self.steps }),
+            "rk45" => Err(Error::Param { name: "rtol".into(), detail: "rtol and atol must be positive".into() }),
+            "heun" => Ok(OdeSolver::Heun { steps: self.steps }),
+            "euler" => Ok(OdeSolver::Euler { steps: self.steps }),
+            other => Err(Error::Param { name: "solver".into(), detail: format!("{other:?}: use rk45, heun or euler") }),
+        }
+    }
+}
+
 /// Samples as model values, `[n, ..sample_shape]` row-major.
 #[derive(Clone, Debug, Serialize)]
 pub struct Samples {
@@ -38,9 +90,10 @@ pub struct Samples {
     pub shape: Vec<usize>,
 }
 
-/// Largest batch accepted in one request (device limits allow more for small models; this keeps
-/// one request's memory and time bounded).
+/// Largest batch of images accepted in one request (keeps one request's memory and time bounded);
+/// small samples (points) may come in larger batches, up to `MAX_VALUES` values in all.
 pub const MAX_BATCH: usize = 256;
+pub const MAX_VALUES: usize = 1 << 18;
 
 pub struct Session<B: Backend> {
     pub be: B,
@@ -64,8 +117,9 @@ impl<B: Backend> Session<B> {
     }
 
     fn batch_shape(net: &Network<B>, n: usize) -> Result<Vec<usize>> {
-        if !(1..=MAX_BATCH).contains(&n) {
-            return Err(Error::Param { name: "n".into(), detail: format!("{n} samples: choose 1..={MAX_BATCH}") });
+        let max = MAX_BATCH.max(MAX_VALUES / net.config.sample_len());
+        if !(1..=max).contains(&n) {
+            return Err(Error::Param { name: "n".into(), detail: format!("{n} samples: choose 1..={max}") });
         }
         let mut shape = vec![n];
         shape.extend(net.config.sample_shape());
@@ -103,5 +157,80 @@ impl<B: Backend> Session<B> {
         use crate::sampler::Denoiser;
         let e = den.eps(&mut self.be, &xt, t).await?;
         self.be.read(&e).await
+    }
+
+    fn checked_batch<'m>(models: &'m HashMap<String, Network<B>>, model: &str, values: &[f32]) -> Result<(&'m Network<B>, Vec<usize>)> {
+        let net = models.get(model).ok_or_else(|| Error::Param { name: "model".into(), detail: format!("{model:?} is not loaded") })?;
+        let per = net.config.sample_len();
+        if values.is_empty() || values.len() % per != 0 {
+            return Err(Error::Param { name: "image".into(), detail: format!("{} values are not a whole number of {:?} samples", values.len(), net.config.sample_shape()) });
+        }
+        let shape = Self::batch_shape(net, values.len() / per)?;
+        Ok((net, shape))
+    }
+
+    /// Fills the unknown part of each image; `mask` is one sample's shape (1 = keep, 0 = fill).
+    pub async fn inpaint(&mut self, model: &str, req: &EditRequest, images: &[f32], mask: &[f32], progress: &mut impl Progress) -> Result<Samples> {
+        let (net, shape) = Self::checked_batch(&self.models, model, images)?;
+        if mask.len() != net.config.sample_len() || mask.iter().any(|m| !(0.0..=1.0).contains(m)) {
+            return Err(Error::Param { name: "mask".into(), detail: format!("needs {} values in [0, 1] (one sample)", net.config.sample_len()) });
+        }
+        let s = VpSchedule::from_config(&net.config.sde);
+        let known = self.be.upload(images, &shape)?;
+        let m = self.be.upload(mask, &shape[1..])?;
+        let mut den = Guided::new(&mut self.be, net, &vec![req.class; shape[0]], req.guidance)?;
+        let x = edit::inpaint(&mut self.be, &mut den, &s, &req.sampler, req.method, &known, &m, req.seed, progress).await?;
+        Ok(Samples { values: self.be.read(&x).await?, n: shape[0], shape: shape[1..].to_vec() })
+    }
+
+    /// Colours images keeping their luminance (rgb models only).
+    pub async fn colorize(&mut self, model: &str, req: &EditRequest, images: &[f32], progress: &mut impl Progress) -> Result<Samples> {
+        let (net, shape) = Self::checked_batch(&self.models, model, images)?;
+        let s = VpSchedule::from_config(&net.config.sde);
+        let gray = self.be.upload(images, &shape)?;
+        let mut den = Guided::new(&mut self.be, net, &vec![req.class; shape[0]], req.guidance)?;
+        let x = edit::colorize(&mut self.be, &mut den, &s, &req.sampler, req.method, &gray, req.seed, progress).await?;
+        Ok(Samples { values: self.be.read(&x).await?, n: shape[0], shape: shape[1..].to_vec() })
+    }
+
+    /// Probability-flow encoding (`encode = true`: data to latent) or decoding; returns the
+    /// result and the number of evaluations.
+    pub async fn transport(&mut self, model: &str, req: &OdeRequest, values: &[f32], encode: bool, progress: &mut impl Progress) -> Result<(Samples, usize)> {
+        let (net, shape) = Self::checked_batch(&self.models, model, values)?;
+        let solver = req.solver()?;
+        let s = VpSchedule::from_config(&net.config.sde);
+        let x = self.be.upload(values, &shape)?;
+        let mut den = Guided::new(&mut self.be, net, &vec![req.class; shape[0]], req.guidance)?;
+        let (y, evals) = edit::ode_transport(&mut self.be, &mut den, &s, x, encode, solver, progress).await?;
+        Ok((Samples { values: self.be.read(&y).await?, n: shape[0], shape: shape[1..].to_vec() }, evals))
+    }
+
+    /// Decodes the spherical interpolations of two latents at the given positions in [0, 1].
+    pub async fn interpolate(&mut self, model: &str, req: &OdeRequest, a: &[f32], b: &[f32], positions: &[f64], progress: &mut impl Progress) -> Result<(Samples, usize)> {
+        let per = self.model(model)?.config.sample_len();
+        if a.len() != per || b.len() != per {
+            return Err(Error::Param { name: "latent".into(), detail: format!("each latent needs {per} values") });
+        }
+        if positions.is_empty() || positions.iter().any(|u| !(0.0..=1.0).contains(u)) {
+            return Err(Error::Param { name: "positions".into(), detail: "give one or more positions in [0, 1]".into() });
+        }
+        let latents: Vec<f32> = positions.iter().flat_map(|&u| edit::slerp(a, b, u)).collect();
+        self.transport(model, req, &latents, false, progress).await
+    }
+
+    /// The starting noise of a seed (the latent a sample with that seed starts from), computed
+    /// by the CPU twin of the noise kernel.
+    pub fn seed_latent(&self, model: &str, seed: u32) -> Result<Vec<f32>> {
+        let per = self.model(model)?.config.sample_len();
+        Ok(crate::reference::randn(1, per, seed, 0))
+    }
+
+    /// `log p(x)` and bits/dim per sample.
+    pub async fn likelihood(&mut self, model: &str, opts: &LikelihoodOptions, values: &[f32], class: Option<usize>, seed: u32, progress: &mut impl Progress) -> Result<Likelihood> {
+        let (net, shape) = Self::checked_batch(&self.models, model, values)?;
+        let s = VpSchedule::from_config(&net.config.sde);
+        let x = self.be.upload(values, &shape)?;
+        let mut den = Guided::new(&mut self.be, net, &vec![class; shape[0]], 1.0)?;
+        edit::log_likelihood(&mut self.be, &mut den, &s, opts, &x, seed, progress).await
     }
 }

@@ -14,7 +14,8 @@ use wasm_bindgen::prelude::*;
 use crate::backend::Cpu;
 use crate::error::Error;
 use crate::gpu::{AdapterReport, Gpu, GpuContext};
-use crate::lab::{SampleRequest, Samples, Session};
+use crate::lab::{EditRequest, OdeRequest, SampleRequest, Samples, Session};
+use crate::sampler::edit::LikelihoodOptions;
 use crate::sampler::{Control, Method, Progress, StepInfo};
 
 fn js_err(e: Error) -> JsError {
@@ -179,5 +180,63 @@ impl Lab {
         let o: EpsOptions = from_js("eps options", options)?;
         let e = with_session!(self, s => s.eps(&model, &x, t, o.class, o.guidance.unwrap_or(1.0)).await.map_err(js_err)?);
         Ok(js_sys::Float32Array::from(e.as_slice()))
+    }
+
+    /// Inpaints images (`Float32Array` of whole samples in [-1, 1]) where `mask` (one sample,
+    /// 1 = keep) is 0. Options `{sampler, method: {kind: "replace"} | {kind: "repaint", jump,
+    /// resample}, seed, class, guidance}`.
+    pub async fn inpaint(&mut self, model: String, images: Vec<f32>, mask: Vec<f32>, options: JsValue, progress: js_sys::Function) -> Result<JsValue, JsError> {
+        let req: EditRequest = from_js("inpaint options", options)?;
+        let mut p = JsProgress { callback: &progress };
+        let out = with_session!(self, s => s.inpaint(&model, &req, &images, &mask, &mut p).await.map_err(js_err)?);
+        samples_to_js(&out)
+    }
+
+    /// Colours images keeping their luminance (the emoji model); options as for `inpaint`.
+    pub async fn colorize(&mut self, model: String, images: Vec<f32>, options: JsValue, progress: js_sys::Function) -> Result<JsValue, JsError> {
+        let req: EditRequest = from_js("colorize options", options)?;
+        let mut p = JsProgress { callback: &progress };
+        let out = with_session!(self, s => s.colorize(&model, &req, &images, &mut p).await.map_err(js_err)?);
+        samples_to_js(&out)
+    }
+
+    /// Probability-flow encode (data to latent) or decode; options `{solver, steps, rtol, atol,
+    /// class, guidance}`. Returns `{values, n, shape, evals}`.
+    pub async fn transport(&mut self, model: String, values: Vec<f32>, encode: bool, options: JsValue, progress: js_sys::Function) -> Result<JsValue, JsError> {
+        let req: OdeRequest = from_js("ode options", options)?;
+        let mut p = JsProgress { callback: &progress };
+        let (out, evals) = with_session!(self, s => s.transport(&model, &req, &values, encode, &mut p).await.map_err(js_err)?);
+        let js = samples_to_js(&out)?;
+        js_sys::Reflect::set(&js, &"evals".into(), &(evals as u32).into()).map_err(|_| JsError::new("building the result"))?;
+        Ok(js)
+    }
+
+    /// Decodes slerp(a, b, u) for each position u; returns `{values, n, shape, evals}`.
+    pub async fn interpolate(&mut self, model: String, a: Vec<f32>, b: Vec<f32>, positions: Vec<f64>, options: JsValue, progress: js_sys::Function) -> Result<JsValue, JsError> {
+        let req: OdeRequest = from_js("ode options", options)?;
+        let mut p = JsProgress { callback: &progress };
+        let (out, evals) = with_session!(self, s => s.interpolate(&model, &req, &a, &b, &positions, &mut p).await.map_err(js_err)?);
+        let js = samples_to_js(&out)?;
+        js_sys::Reflect::set(&js, &"evals".into(), &(evals as u32).into()).map_err(|_| JsError::new("building the result"))?;
+        Ok(js)
+    }
+
+    /// The starting noise of a seed.
+    pub fn seed_latent(&self, model: &str, seed: u32) -> Result<js_sys::Float32Array, JsError> {
+        let z = match &self.engine {
+            Engine::Gpu(s) => s.seed_latent(model, seed),
+            Engine::Cpu(s) => s.seed_latent(model, seed),
+        }
+        .map_err(js_err)?;
+        Ok(js_sys::Float32Array::from(z.as_slice()))
+    }
+
+    /// `log p` and bits/dim of whole samples; options `{steps, probe, dequantize}`, plus class
+    /// and probe seed. Returns `{log_p, bits_per_dim, evals}`.
+    pub async fn likelihood(&mut self, model: String, values: Vec<f32>, options: JsValue, class: Option<usize>, seed: u32, progress: js_sys::Function) -> Result<JsValue, JsError> {
+        let opts: LikelihoodOptions = from_js("likelihood options", options)?;
+        let mut p = JsProgress { callback: &progress };
+        let out = with_session!(self, s => s.likelihood(&model, &opts, &values, class, seed, &mut p).await.map_err(js_err)?);
+        to_js(&out)
     }
 }

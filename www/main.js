@@ -1,42 +1,12 @@
 // The page: controls, URL state, drawing. All computation happens in the worker (worker.js).
 import { LabClient } from './lab.js';
+import { drawImage, drawPoints, vpSigma } from './draw.js';
+import { setupInpaint, setupInterpolate } from './edit.js';
 
 const $ = (id) => document.getElementById(id);
 const client = new LabClient();
 const state = { samplers: [], configs: new Map(), loading: new Map(), running: null, last: null };
 window.scorelab = state; // for tests and the curious
-
-// ---------- helpers ----------
-function vpSigma(sde, t) {
-  const logAlpha = -t * t * (sde.beta_max - sde.beta_min) / 4 - t * sde.beta_min / 2;
-  return Math.sqrt(-Math.expm1(2 * logAlpha));
-}
-
-function toRgba(values, h, w, c) {
-  const out = new Uint8ClampedArray(h * w * 4);
-  for (let i = 0; i < h * w; i++) {
-    for (let k = 0; k < 3; k++) out[i * 4 + k] = Math.round((Math.max(-1, Math.min(1, values[i * c + (c >= 3 ? k : 0)])) + 1) * 127.5);
-    out[i * 4 + 3] = 255;
-  }
-  return out;
-}
-
-function drawImage(canvas, values, shape) {
-  const [h, w, c] = shape;
-  canvas.width = w; canvas.height = h;
-  canvas.getContext('2d').putImageData(new ImageData(toRgba(values, h, w, c), w, h), 0, 0);
-}
-
-function drawPoints(canvas, values, range = 4) {
-  const ctx = canvas.getContext('2d');
-  const s = canvas.width;
-  ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, s, s);
-  ctx.fillStyle = '#1e3ca0';
-  for (let i = 0; i + 1 < values.length; i += 2) {
-    const x = (values[i] / range + 1) / 2 * s, y = (1 - (values[i + 1] / range + 1) / 2) * s;
-    ctx.fillRect(x - 1, y - 1, 2.5, 2.5);
-  }
-}
 
 function setBackendText(info) {
   const el = $('backend');
@@ -136,10 +106,11 @@ async function generate() {
   try {
     const result = await run.done;
     draw(result.values);
-    state.last = { canvases, points, n, seed: options.seed, model };
+    state.last = { canvases, points, n, seed: options.seed, model, values: result.values, per };
     $('progress').value = 1;
     $('progress-text').textContent = `done: ${n} sample${n > 1 ? 's' : ''} in ${(result.ms / 1000).toFixed(2)} s`;
     $('download').disabled = false;
+    $('bpd').disabled = points;
     out.dataset.done = String(Date.now());
   } catch (e) {
     $('progress-text').textContent = e.message === 'cancelled' ? 'cancelled' : `error: ${e.message}`;
@@ -148,6 +119,30 @@ async function generate() {
     state.running = null;
     $('generate').disabled = false; $('cancel').disabled = true;
   }
+}
+
+function downloadCanvas(canvas, name) {
+  canvas.toBlob((blob) => {
+    const a = Object.assign(document.createElement('a'), { href: URL.createObjectURL(blob), download: name });
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  });
+}
+
+async function bitsPerDim() {
+  const last = state.last;
+  if (!last || last.points) return;
+  $('bpd').disabled = true;
+  $('bpd-text').textContent = 'measuring the likelihood of the first sample…';
+  try {
+    const r = await client.call('likelihood', { model: last.model, values: last.values.slice(0, last.per), options: { steps: 20, probe: 'rademacher', dequantize: true }, seed: 0 }, (ev) => {
+      if (ev.kind === 'step') $('bpd-text').textContent = `likelihood: step ${ev.info.step}/${ev.info.total}`;
+    });
+    $('bpd-text').textContent = `first sample: ${r.bits_per_dim[0].toFixed(3)} bits/dim (${r.evals} evaluations, 20 Heun steps, one Rademacher probe)`;
+    $('bpd-text').dataset.bpd = String(r.bits_per_dim[0]);
+  } catch (e) {
+    $('bpd-text').textContent = `error: ${e.message}`;
+  } finally { $('bpd').disabled = false; }
 }
 
 function downloadPng() {
@@ -164,11 +159,7 @@ function downloadPng() {
     ctx.imageSmoothingEnabled = false;
     last.canvases.forEach((c, i) => ctx.drawImage(c, gap + (i % cols) * (w * scale + gap), gap + Math.floor(i / cols) * (h * scale + gap), w * scale, h * scale));
   }
-  canvas.toBlob((blob) => {
-    const a = Object.assign(document.createElement('a'), { href: URL.createObjectURL(blob), download: `scorelab-${last.model}-seed${last.seed}.png` });
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
-  });
+  downloadCanvas(canvas, `scorelab-${last.model}-seed${last.seed}.png`);
 }
 
 // ---------- 2-D playground ----------
@@ -235,6 +226,33 @@ async function animateTrajectories() {
   } finally { $('pg-run').disabled = false; }
 }
 
+async function densityHeatmap() {
+  await loadModel('toy2d');
+  const k = 48, pts = new Float32Array(k * k * 2);
+  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) {
+    pts[(i * k + j) * 2] = -PG.range + 2 * PG.range * (j + 0.5) / k;
+    pts[(i * k + j) * 2 + 1] = PG.range - 2 * PG.range * (i + 0.5) / k;
+  }
+  $('pg-density').disabled = true;
+  try {
+    const r = await client.call('likelihood', { model: 'toy2d', values: pts, options: { steps: 25, probe: 'gaussian', dequantize: false }, cls: Number($('pg-class').value), seed: 5 });
+    const lp = r.log_p, max = Math.max(...lp), min = Math.max(Math.min(...lp), max - 12);
+    const img = new ImageData(k, k);
+    lp.forEach((v, i) => {
+      const u = Math.max(0, Math.min(1, (v - min) / (max - min)));
+      img.data.set([255 * Math.min(1, 1.6 * u), 255 * u * u, 90 + 120 * (1 - u), 255], i * 4);
+    });
+    const small = new OffscreenCanvas(k, k);
+    small.getContext('2d').putImageData(img, 0, 0);
+    const ctx = $('pg-canvas').getContext('2d');
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(small, 0, 0, PG.size, PG.size);
+    $('pg-canvas').dataset.density = String(r.evals);
+  } catch (e) {
+    $('backend').textContent = `log-density: ${e.message}`;
+  } finally { $('pg-density').disabled = false; }
+}
+
 // ---------- wiring ----------
 function selectTab(name) {
   document.querySelectorAll('[role=tab]').forEach((b) => {
@@ -242,6 +260,7 @@ function selectTab(name) {
     b.setAttribute('aria-selected', String(on));
     $(b.getAttribute('aria-controls')).hidden = !on;
   });
+  if (name === 'inpaint' && !$('ip-canvas').dataset.loaded && state.inpaint) state.inpaint.load();
   if (name === 'playground') loadModel('toy2d').then((c) => { if (!$('pg-class').options.length) fillClasses($('pg-class'), c, false); drawField(); });
 }
 
@@ -272,6 +291,14 @@ async function start() {
   $('pg-class').addEventListener('change', drawField);
   $('pg-field').addEventListener('click', drawField);
   $('pg-run').addEventListener('click', animateTrajectories);
+  $('pg-density').addEventListener('click', densityHeatmap);
+  $('bpd').addEventListener('click', bitsPerDim);
+  const ctx = {
+    client, loadModel, fillClasses, downloadCanvas, models: index.models,
+    lastGenerated: (model) => (state.last && state.last.model === model && !state.last.points ? state.last.values.slice(0, state.last.per) : null),
+  };
+  state.inpaint = setupInpaint(ctx);
+  setupInterpolate(ctx);
   $('generate').disabled = false;
   document.body.dataset.ready = 'true';
 }

@@ -59,6 +59,24 @@ const ops = {
   async eps({ model, x, t, options }) {
     return { values: await lab.eps(model, x, t, options || {}) };
   },
+  async inpaint({ model, images, mask, options, previewEvery }, id) {
+    return lab.inpaint(model, images, mask, options, progressFor(id, { previewEvery }));
+  },
+  async colorize({ model, images, options, previewEvery }, id) {
+    return lab.colorize(model, images, options, progressFor(id, { previewEvery }));
+  },
+  async transport({ model, values, encode, options }, id) {
+    return lab.transport(model, values, encode, options, progressFor(id, {}));
+  },
+  async interpolate({ model, a, b, positions, options }, id) {
+    return lab.interpolate(model, a, b, positions, options, progressFor(id, {}));
+  },
+  async seedLatent({ model, seed }) {
+    return { values: lab.seed_latent(model, seed) };
+  },
+  async likelihood({ model, values, options, cls, seed }, id) {
+    return lab.likelihood(model, values, options, cls ?? null, seed || 0, progressFor(id, {}));
+  },
 };
 
 self.onmessage = (e) => {
