@@ -26,6 +26,12 @@ pub fn from_rgba(rgba: &[u8], c: usize) -> Vec<f32> {
     out
 }
 
+/// Peak signal-to-noise ratio in dB of `b` against `a`, both model values in [-1, 1] (peak-to-peak 2).
+pub fn psnr(a: &[f32], b: &[f32]) -> f64 {
+    let mse = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len().max(1) as f64;
+    10.0 * (4.0 / mse.max(1e-20)).log10()
+}
+
 /// Lays out `n` samples in a grid with `cols` columns and a `gap`-pixel white border; returns RGBA
 /// and the grid's width and height.
 pub fn grid(values: &[f32], n: usize, (h, w, c): (usize, usize, usize), cols: usize, gap: usize) -> (Vec<u8>, usize, usize) {
@@ -71,6 +77,14 @@ mod tests {
         assert_eq!(to_rgba(&from_rgba(&rgba, 3), 8, 8, 3), rgba);
         let gray: Vec<u8> = (0..16u8).flat_map(|i| [i * 16, i * 16, i * 16, 255]).collect();
         assert_eq!(to_rgba(&from_rgba(&gray, 1), 4, 4, 1), gray);
+    }
+
+    #[test]
+    fn psnr_of_known_error() {
+        // A constant error of 0.02 on a peak-to-peak range of 2: 10 log10(4 / 0.0004) = 40 dB.
+        let a = vec![0.5f32; 10];
+        let b: Vec<f32> = a.iter().map(|v| v + 0.02).collect();
+        assert!((psnr(&a, &b) - 40.0).abs() < 1e-4, "{}", psnr(&a, &b));
     }
 
     #[test]

@@ -30,6 +30,18 @@ export function drawPoints(canvas, values, range = 4) {
   }
 }
 
+/** Tiles canvases into one enlarged canvas with `cols` columns (for downloads). */
+export function tileCanvases(canvases, cols, scale = 4, gap = 4) {
+  const [w, h] = [canvases[0].width, canvases[0].height];
+  const rows = Math.ceil(canvases.length / cols);
+  const out = document.createElement('canvas');
+  out.width = cols * (w * scale + gap) + gap; out.height = rows * (h * scale + gap) + gap;
+  const ctx = out.getContext('2d');
+  ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, out.width, out.height);
+  ctx.imageSmoothingEnabled = false;
+  canvases.forEach((c, i) => ctx.drawImage(c, gap + (i % cols) * (w * scale + gap), gap + Math.floor(i / cols) * (h * scale + gap), w * scale, h * scale));
+  return out;
+}
 
 /** Model values of one image from a canvas region (rgba), with `c` channels. */
 export function fromImageData(data, c) {

@@ -1,6 +1,7 @@
 // The page: controls, URL state, drawing. All computation happens in the worker (worker.js).
 import { LabClient } from './lab.js';
-import { drawImage, drawPoints, vpSigma } from './draw.js';
+import { drawImage, drawPoints, tileCanvases, vpSigma } from './draw.js';
+import { setupCompare } from './compare.js';
 import { setupInpaint, setupInterpolate } from './edit.js';
 
 const $ = (id) => document.getElementById(id);
@@ -72,12 +73,16 @@ function samplerOptions() {
 }
 
 // ---------- generate ----------
-async function generate() {
-  const model = $('model').value;
-  const config = await loadModel(model);
-  const n = Number($('batch').value);
+/** The model and sample options set in the Generate form (also used by Compare). */
+function generateSettings() {
   const cls = $('class').value === '' ? null : Number($('class').value);
-  const options = { sampler: samplerOptions(), seed: Number($('seed').value) >>> 0, n, class: cls, guidance: Number($('guidance').value) };
+  return { model: $('model').value, options: { sampler: samplerOptions(), seed: Number($('seed').value) >>> 0, n: Number($('batch').value), class: cls, guidance: Number($('guidance').value) } };
+}
+
+async function generate() {
+  const { model, options } = generateSettings();
+  const config = await loadModel(model);
+  const n = options.n;
   writeHash();
   const out = $('output');
   out.innerHTML = '';
@@ -148,17 +153,7 @@ async function bitsPerDim() {
 function downloadPng() {
   const last = state.last;
   if (!last) return;
-  let canvas = last.canvases[0];
-  if (!last.points) {
-    const [w, h] = [canvas.width, canvas.height];
-    const cols = Math.ceil(Math.sqrt(last.n)), rows = Math.ceil(last.n / cols), scale = 4, gap = 4;
-    canvas = document.createElement('canvas');
-    canvas.width = cols * (w * scale + gap) + gap; canvas.height = rows * (h * scale + gap) + gap;
-    const ctx = canvas.getContext('2d');
-    ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, canvas.width, canvas.height);
-    ctx.imageSmoothingEnabled = false;
-    last.canvases.forEach((c, i) => ctx.drawImage(c, gap + (i % cols) * (w * scale + gap), gap + Math.floor(i / cols) * (h * scale + gap), w * scale, h * scale));
-  }
+  const canvas = last.points ? last.canvases[0] : tileCanvases(last.canvases, Math.ceil(Math.sqrt(last.n)));
   downloadCanvas(canvas, `scorelab-${last.model}-seed${last.seed}.png`);
 }
 
@@ -228,14 +223,14 @@ async function animateTrajectories() {
 
 async function densityHeatmap() {
   await loadModel('toy2d');
-  const k = 48, pts = new Float32Array(k * k * 2);
+  const k = 32, pts = new Float32Array(k * k * 2);
   for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) {
     pts[(i * k + j) * 2] = -PG.range + 2 * PG.range * (j + 0.5) / k;
     pts[(i * k + j) * 2 + 1] = PG.range - 2 * PG.range * (i + 0.5) / k;
   }
   $('pg-density').disabled = true;
   try {
-    const r = await client.call('likelihood', { model: 'toy2d', values: pts, options: { steps: 25, probe: 'gaussian', dequantize: false }, cls: Number($('pg-class').value), seed: 5 });
+    const r = await client.call('likelihood', { model: 'toy2d', values: pts, options: { steps: 12, probe: "gaussian", dequantize: false }, cls: Number($('pg-class').value), seed: 5 });
     const lp = r.log_p, max = Math.max(...lp), min = Math.max(Math.min(...lp), max - 12);
     const img = new ImageData(k, k);
     lp.forEach((v, i) => {
@@ -294,11 +289,12 @@ async function start() {
   $('pg-density').addEventListener('click', densityHeatmap);
   $('bpd').addEventListener('click', bitsPerDim);
   const ctx = {
-    client, loadModel, fillClasses, downloadCanvas, models: index.models,
+    client, loadModel, fillClasses, downloadCanvas, generateSettings, models: index.models, samplers,
     lastGenerated: (model) => (state.last && state.last.model === model && !state.last.points ? state.last.values.slice(0, state.last.per) : null),
   };
   state.inpaint = setupInpaint(ctx);
   setupInterpolate(ctx);
+  state.compare = setupCompare(ctx);
   $('generate').disabled = false;
   document.body.dataset.ready = 'true';
 }

@@ -127,6 +127,37 @@ await test('cancel stops a run within a step', async () => {
   await page.close();
 });
 
+await test('compare two samplers from the same noise, and download the result', async () => {
+  const page = await openPage('#model=digits&class=7&seed=4&batch=2&guidance=1');
+  await page.click('#tab-compare');
+  await page.selectOption('#cmp-a', 'ddim');
+  await page.fill('#cmp-a-steps', '6');
+  await page.selectOption('#cmp-b', 'dpm2m');
+  await page.fill('#cmp-b-steps', '6');
+  await page.selectOption('#cmp-c', '');
+  await page.click('#cmp-run');
+  await page.waitForSelector('#cmp-output[data-done]', { timeout: 600_000 });
+  const cols = await page.$$eval('#cmp-output > div', (ds) => ds.map((d) => ({ canvases: d.querySelectorAll('canvas').length, evals: Number(d.dataset.evals) })));
+  assert(cols.length === 2 && cols.every((c) => c.canvases === 2), `two columns of two: ${JSON.stringify(cols)}`);
+  assert(cols[0].evals === 6 && cols[1].evals === 6, `evaluations ${JSON.stringify(cols)}`);
+  // Same starting noise, two deterministic solvers of the same ODE: different but alike images.
+  const corr = await page.evaluate(() => {
+    const [a, b] = [...document.querySelectorAll('#cmp-output > div')].map((d) => d.querySelector('canvas').getContext('2d').getImageData(0, 0, 32, 32).data);
+    const xs = [], ys = [];
+    for (let i = 0; i < a.length; i += 4) { xs.push(a[i]); ys.push(b[i]); }
+    const m = (v) => v.reduce((p, q) => p + q, 0) / v.length, mx = m(xs), my = m(ys);
+    let sxy = 0, sxx = 0, syy = 0;
+    xs.forEach((x, i) => { sxy += (x - mx) * (ys[i] - my); sxx += (x - mx) ** 2; syy += (ys[i] - my) ** 2; });
+    return { corr: sxy / Math.sqrt(sxx * syy), same: xs.every((x, i) => x === ys[i]) };
+  });
+  console.log(`     ddim vs dpm2m, first digit: pixel correlation ${corr.corr.toFixed(3)}`);
+  assert(!corr.same && corr.corr > 0.5, `ddim and dpm2m from one seed: ${JSON.stringify(corr)}`);
+  await page.screenshot({ path: path.join(SHOTS, 'compare.png') });
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#cmp-download')]);
+  assert(download.suggestedFilename() === 'scorelab-digits-compare-seed4.png', download.suggestedFilename());
+  await page.close();
+});
+
 await test('the 2-D playground draws a score field and trajectories', async () => {
   const page = await openPage();
   await page.click('#tab-playground');

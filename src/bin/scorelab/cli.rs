@@ -1,4 +1,5 @@
-//! The command-line interface (native only).
+//! The command-line interface (native only): a thin layer over [`scorelab::lab::Session`], the
+//! same operations the wasm API exposes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,11 +8,19 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use scorelab::sampler::{self, Control, Guided, Method, Progress, SamplerOptions, StepInfo, VpSchedule};
-use scorelab::{image, Backend, Cpu, Error, Gpu, GpuContext, Network, Result};
+use scorelab::lab::{EditRequest, OdeRequest, SampleRequest, Samples, Session};
+use scorelab::model::ModelConfig;
+use scorelab::sampler::edit::{InpaintMethod, LikelihoodOptions};
+use scorelab::sampler::{Control, Method, Progress, SamplerOptions, StepInfo};
+use scorelab::{image, Backend, Cpu, Error, Gpu, GpuContext, Result};
+
+/// The name the one model of a CLI run is loaded under.
+const MODEL: &str = "model";
+/// Border of the PNG grids the CLI writes and reads.
+const GAP: usize = 2;
 
 #[derive(Parser)]
-#[command(name = "scorelab", version, about = "Score-based diffusion sampling on WebGPU/wgpu or the CPU")]
+#[command(name = "scorelab", version, about = "Score-based diffusion sampling, editing and likelihoods on WebGPU/wgpu or the CPU")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,11 +45,21 @@ struct Common {
 }
 
 #[derive(clap::Args)]
+struct Condition {
+    /// Class index or name (omit for unconditional)
+    #[arg(long)]
+    class: Option<String>,
+    /// Classifier-free guidance scale (1 = plain conditional, 0 = unconditional)
+    #[arg(long, default_value_t = 1.0)]
+    guidance: f32,
+}
+
+#[derive(clap::Args)]
 struct SamplerArgs {
-    /// Sampling method (see the list below)
-    #[arg(long, default_value = "ddim")]
-    sampler: String,
-    /// Steps [default: the sampler's own] (rk45: the step cap; annealed: noise levels)
+    /// Sampling method (see the list below) [default: ddim; inpaint and colorize: ddpm]
+    #[arg(long)]
+    sampler: Option<String>,
+    /// Steps [default: the sampler's own; inpaint and colorize: 100] (rk45: the step cap; annealed: noise levels)
     #[arg(long)]
     steps: Option<usize>,
     /// ddim: 0 = deterministic .. 1 = DDPM variance
@@ -70,10 +89,10 @@ struct SamplerArgs {
 }
 
 impl SamplerArgs {
-    fn options(&self) -> Result<SamplerOptions> {
+    fn options(&self, default_method: &str, default_steps: Option<usize>) -> Result<SamplerOptions> {
         Ok(SamplerOptions {
-            method: Method::parse(&self.sampler)?,
-            steps: self.steps,
+            method: Method::parse(self.sampler.as_deref().unwrap_or(default_method))?,
+            steps: self.steps.or(default_steps),
             eta: self.eta,
             rtol: self.rtol,
             atol: self.atol,
@@ -84,6 +103,71 @@ impl SamplerArgs {
             step_lr: self.step_lr,
         })
     }
+}
+
+#[derive(clap::Args)]
+struct EditArgs {
+    #[command(flatten)]
+    sampler: SamplerArgs,
+    #[command(flatten)]
+    condition: Condition,
+    /// Known-region enforcement: replace, or repaint (resampling that harmonises the boundary)
+    #[arg(long, default_value = "replace")]
+    method: String,
+    /// repaint: jump length in steps
+    #[arg(long, default_value_t = 10)]
+    jump: usize,
+    /// repaint: resamplings per jump
+    #[arg(long, default_value_t = 5)]
+    resample: usize,
+    /// Seed of the first variation
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
+}
+
+impl EditArgs {
+    fn request(&self, cfg: &ModelConfig) -> Result<EditRequest> {
+        let method = match self.method.as_str() {
+            "replace" => InpaintMethod::Replace,
+            "repaint" => InpaintMethod::Repaint { jump: self.jump, resample: self.resample },
+            other => return Err(Error::Param { name: "method".into(), detail: format!("{other:?}: use replace or repaint") }),
+        };
+        Ok(EditRequest { sampler: self.sampler.options("ddpm", Some(100))?, method, seed: self.seed, class: parse_class(cfg, &self.condition.class)?, guidance: self.condition.guidance })
+    }
+}
+
+#[derive(clap::Args)]
+struct OdeArgs {
+    /// Probability-flow ODE solver: rk45, heun or euler
+    #[arg(long, default_value = "rk45")]
+    solver: String,
+    /// Steps (heun, euler) or the step cap (rk45)
+    #[arg(long, default_value_t = 500)]
+    ode_steps: usize,
+    /// rk45 relative tolerance
+    #[arg(long, default_value_t = 1e-4)]
+    rtol: f64,
+    /// rk45 absolute tolerance
+    #[arg(long, default_value_t = 1e-4)]
+    atol: f64,
+    #[command(flatten)]
+    condition: Condition,
+}
+
+impl OdeArgs {
+    fn request(&self, cfg: &ModelConfig) -> Result<OdeRequest> {
+        Ok(OdeRequest { solver: self.solver.clone(), steps: self.ode_steps, rtol: self.rtol, atol: self.atol, class: parse_class(cfg, &self.condition.class)?, guidance: self.condition.guidance })
+    }
+}
+
+/// Which part of the image `inpaint` fills when no mask file is given.
+#[derive(Clone, Copy, ValueEnum)]
+enum Region {
+    Left,
+    Right,
+    Top,
+    Bottom,
+    Center,
 }
 
 fn sampler_list() -> String {
@@ -103,21 +187,106 @@ enum Command {
         common: Common,
         #[command(flatten)]
         sampler: SamplerArgs,
+        #[command(flatten)]
+        condition: Condition,
         /// Seed of the first sample (sample i uses seed + i)
         #[arg(long, default_value_t = 0)]
         seed: u32,
-        /// Class index or name (omit for unconditional)
-        #[arg(long)]
-        class: Option<String>,
-        /// Classifier-free guidance scale (1 = plain conditional, 0 = unconditional)
-        #[arg(long, default_value_t = 1.0)]
-        guidance: f32,
         /// Number of samples
         #[arg(long, default_value_t = 16)]
         n: usize,
         /// Output file (.png, or .csv for point models)
         #[arg(long, default_value = "samples.png")]
         out: PathBuf,
+    },
+    /// Fill a region of an image; writes [image, masked, variations...] as one PNG row
+    #[command(after_help = sampler_list())]
+    Inpaint {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        edit: EditArgs,
+        /// The image (PNG at the model's size)
+        #[arg(long)]
+        image: PathBuf,
+        /// Mask PNG at the model's size: white = keep, black = fill
+        #[arg(long, conflicts_with = "fill")]
+        mask: Option<PathBuf>,
+        /// The region to fill when no mask is given
+        #[arg(long, value_enum, default_value = "right")]
+        fill: Region,
+        /// Number of variations
+        #[arg(long, default_value_t = 4)]
+        n: usize,
+        #[arg(long, default_value = "inpainted.png")]
+        out: PathBuf,
+    },
+    /// Colour a grayscale (or any rgb) image keeping its luminance (rgb models); writes [input, variations...]
+    #[command(after_help = sampler_list())]
+    Colorize {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        edit: EditArgs,
+        /// The image (PNG at the model's size; its luminance is kept)
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        n: usize,
+        #[arg(long, default_value = "colorized.png")]
+        out: PathBuf,
+    },
+    /// Encode images to their probability-flow latents and decode them back; prints the PSNR of
+    /// each reconstruction and writes [image, latent, reconstruction] rows
+    Roundtrip {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        ode: OdeArgs,
+        /// Images (PNGs at the model's size, or grids written by `sample`); without any, `n` samples are drawn first (DDIM 100)
+        #[arg(long, num_args = 1..)]
+        image: Vec<PathBuf>,
+        #[arg(long, default_value_t = 4)]
+        n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u32,
+        #[arg(long, default_value = "roundtrip.png")]
+        out: PathBuf,
+    },
+    /// Decode spherical interpolations between the starting noise of two seeds
+    Interpolate {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        ode: OdeArgs,
+        #[arg(long, default_value_t = 0)]
+        seed_a: u32,
+        #[arg(long, default_value_t = 1)]
+        seed_b: u32,
+        /// Frames, both ends included
+        #[arg(long, default_value_t = 8)]
+        frames: usize,
+        #[arg(long, default_value = "interpolation.png")]
+        out: PathBuf,
+    },
+    /// Estimate log p(x) and bits/dim of images with the probability-flow ODE
+    Likelihood {
+        #[command(flatten)]
+        common: Common,
+        /// Images (PNGs at the model's size, or grids written by `sample`)
+        #[arg(long, num_args = 1.., required = true)]
+        image: Vec<PathBuf>,
+        /// Heun steps of the ODE (4 network evaluations each)
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// Hutchinson probe: rademacher or gaussian
+        #[arg(long, default_value = "rademacher")]
+        probe: String,
+        /// Class index or name the density is conditioned on (omit for unconditional)
+        #[arg(long)]
+        class: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        seed: u32,
     },
     /// Show a model's config and the adapter that would run it
     Info {
@@ -131,6 +300,16 @@ struct Bar {
     start: Instant,
 }
 
+impl Bar {
+    fn new() -> Bar {
+        Bar { start: Instant::now() }
+    }
+
+    fn done(&self, what: &str) {
+        eprintln!("\n{what} in {:.2} s", self.start.elapsed().as_secs_f64());
+    }
+}
+
 impl Progress for Bar {
     fn step(&mut self, info: &StepInfo) -> Control {
         let width = 30;
@@ -142,53 +321,221 @@ impl Progress for Bar {
     }
 }
 
-fn parse_class(net_classes: &[String], class: &Option<String>) -> Result<Option<usize>> {
+fn parse_class(cfg: &ModelConfig, class: &Option<String>) -> Result<Option<usize>> {
     let Some(c) = class else { return Ok(None) };
     if let Ok(i) = c.parse::<usize>() {
-        return Ok(Some(i)); // range-checked by Guided
+        return Ok(Some(i)); // range-checked by the denoiser
     }
-    net_classes.iter().position(|n| n == c).map(Some).ok_or_else(|| Error::Param { name: "class".into(), detail: format!("unknown class {c:?}; classes: {}", net_classes.join(", ")) })
+    let names = &cfg.classes.names;
+    names.iter().position(|n| n == c).map(Some).ok_or_else(|| Error::Param { name: "class".into(), detail: format!("unknown class {c:?}; classes: {}", names.join(", ")) })
+}
+
+fn io_error(name: &str, path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Param { name: name.into(), detail: format!("{}: {e}", path.display()) }
 }
 
 fn write_png(path: &Path, rgba: &[u8], w: usize, h: usize) -> Result<()> {
-    let file = std::fs::File::create(path).map_err(|e| Error::Param { name: "out".into(), detail: format!("{}: {e}", path.display()) })?;
+    let file = std::fs::File::create(path).map_err(|e| io_error("out", path, e))?;
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
     enc.set_color(png::ColorType::Rgba);
     enc.set_depth(png::BitDepth::Eight);
-    let io = |e: png::EncodingError| Error::Param { name: "out".into(), detail: e.to_string() };
-    enc.write_header().map_err(io)?.write_image_data(rgba).map_err(io)
+    enc.write_header().and_then(|mut w| w.write_image_data(rgba)).map_err(|e| io_error("out", path, e))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
-async fn sample_cmd<B: Backend>(be: &mut B, bytes: &[u8], args: &SamplerArgs, seed: u32, class: &Option<String>, guidance: f32, n: usize, out: &Path) -> Result<()> {
-    if n == 0 {
-        return Err(Error::Param { name: "n".into(), detail: "must be at least 1".into() });
+/// Reads a PNG of any colour type as 8-bit RGBA; returns the pixels, width and height.
+fn read_png(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
+    let file = std::fs::File::open(path).map_err(|e| io_error("image", path, e))?;
+    let mut dec = png::Decoder::new(std::io::BufReader::new(file));
+    dec.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = dec.read_info().map_err(|e| io_error("image", path, e))?;
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).map_err(|e| io_error("image", path, e))?;
+    let (w, h) = (info.width as usize, info.height as usize);
+    let px = &buf[..info.buffer_size()];
+    let rgba = match info.color_type {
+        png::ColorType::Rgba => px.to_vec(),
+        png::ColorType::Rgb => px.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+        png::ColorType::Grayscale => px.iter().flat_map(|&g| [g, g, g, 255]).collect(),
+        png::ColorType::GrayscaleAlpha => px.chunks(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
+        png::ColorType::Indexed => return Err(io_error("image", path, "indexed colour was not expanded")),
+    };
+    Ok((rgba, w, h))
+}
+
+/// Reads images as model values, concatenated. A PNG at the model's size is one image; a larger
+/// one must be a grid as `sample` writes it (tiles with a 2-pixel border), whose tiles are read in
+/// order, skipping blank (all-white) tiles.
+fn read_images(paths: &[PathBuf], cfg: &ModelConfig) -> Result<Vec<f32>> {
+    let d = &cfg.data;
+    if d.kind == "points" {
+        return Err(Error::Param { name: "model".into(), detail: "this command works on image models".into() });
     }
-    let net = Network::load(be, bytes)?;
-    let opts = args.options()?;
-    let class = parse_class(&net.config.classes.names, class)?;
-    let mut den = Guided::new(be, &net, &vec![class; n], guidance)?;
-    let schedule = VpSchedule::from_config(&net.config.sde);
-    let mut shape = vec![n];
-    shape.extend(net.config.sample_shape());
-    let start = Instant::now();
-    let x = sampler::sample(be, &mut den, &schedule, &opts, &shape, seed, &mut Bar { start }).await?;
-    let values = be.read(&x).await?;
-    eprintln!("\n{} samples in {:.2} s", n, start.elapsed().as_secs_f64());
-    let cfg = &net.config;
-    if cfg.data.kind == "points" {
-        if out.extension().is_some_and(|e| e == "csv") {
-            let text: String = values.chunks(cfg.data.dim).map(|p| p.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",") + "\n").collect();
-            std::fs::write(out, text).map_err(|e| Error::Param { name: "out".into(), detail: e.to_string() })?;
-        } else {
-            write_png(out, &image::scatter(&values, 512, 4.0), 512, 512)?;
+    let (tw, th) = (d.width + GAP, d.height + GAP);
+    let mut values = Vec::new();
+    for path in paths {
+        let (rgba, w, h) = read_png(path)?;
+        if (w, h) == (d.width, d.height) {
+            values.extend(image::from_rgba(&rgba, d.channels));
+            continue;
         }
-    } else {
-        let cols = (n as f64).sqrt().ceil() as usize;
-        let (rgba, w, h) = image::grid(&values, n, (cfg.data.height, cfg.data.width, cfg.data.channels), cols, 2);
-        write_png(out, &rgba, w, h)?;
+        if w < GAP || h < GAP || (w - GAP) % tw != 0 || (h - GAP) % th != 0 {
+            return Err(io_error("image", path, format!("is {w}x{h}: give {}x{} images or a grid written by `sample`", d.width, d.height)));
+        }
+        for row in 0..(h - GAP) / th {
+            for col in 0..(w - GAP) / tw {
+                let (x0, y0) = (GAP + col * tw, GAP + row * th);
+                let tile: Vec<u8> = (y0..y0 + d.height).flat_map(|y| rgba[(y * w + x0) * 4..(y * w + x0 + d.width) * 4].to_vec()).collect();
+                if tile.iter().any(|&b| b != 255) {
+                    values.extend(image::from_rgba(&tile, d.channels));
+                }
+            }
+        }
     }
-    eprintln!("wrote {}", out.display());
-    Ok(())
+    Ok(values)
+}
+
+/// Reads exactly one image (see [`read_images`]).
+fn read_one_image(path: &Path, cfg: &ModelConfig) -> Result<Vec<f32>> {
+    let values = read_images(&[path.to_path_buf()], cfg)?;
+    if values.len() != cfg.sample_len() {
+        return Err(io_error("image", path, format!("holds {} images; give one", values.len() / cfg.sample_len())));
+    }
+    Ok(values)
+}
+
+/// Writes samples as a grid with `cols` columns (images) or a scatter plot / CSV (points).
+fn write_samples(out: &Path, cfg: &ModelConfig, values: &[f32], cols: usize) -> Result<()> {
+    let d = &cfg.data;
+    if d.kind == "points" {
+        if out.extension().is_some_and(|e| e == "csv") {
+            let text: String = values.chunks(d.dim).map(|p| p.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",") + "\n").collect();
+            return std::fs::write(out, text).map_err(|e| io_error("out", out, e)).map(|_| eprintln!("wrote {}", out.display()));
+        }
+        return write_png(out, &image::scatter(values, 512, 4.0), 512, 512);
+    }
+    let n = values.len() / cfg.sample_len();
+    let (rgba, w, h) = image::grid(values, n, (d.height, d.width, d.channels), cols, GAP);
+    write_png(out, &rgba, w, h)
+}
+
+/// The mask (1 = keep, 0 = fill) of a region, one sample's shape.
+fn region_mask(cfg: &ModelConfig, region: Region) -> Vec<f32> {
+    let (h, w, c) = (cfg.data.height, cfg.data.width, cfg.data.channels);
+    let fill = |y: usize, x: usize| match region {
+        Region::Left => x < w / 2,
+        Region::Right => x >= w / 2,
+        Region::Top => y < h / 2,
+        Region::Bottom => y >= h / 2,
+        Region::Center => (h / 4..h - h / 4).contains(&y) && (w / 4..w - w / 4).contains(&x),
+    };
+    (0..h * w).flat_map(|i| std::iter::repeat_n(if fill(i / w, i % w) { 0.0 } else { 1.0 }, c)).collect()
+}
+
+async fn execute<B: Backend>(mut lab: Session<B>, command: Command, bytes: &[u8]) -> Result<()> {
+    let cfg = lab.load_model(MODEL, bytes)?.clone();
+    let per = cfg.sample_len();
+    match command {
+        Command::Sample { sampler, condition, seed, n, out, .. } => {
+            let req = SampleRequest { sampler: sampler.options("ddim", None)?, seed, n, class: parse_class(&cfg, &condition.class)?, guidance: condition.guidance };
+            let bar = &mut Bar::new();
+            let s = lab.sample(MODEL, &req, bar).await?;
+            bar.done(&format!("{n} samples"));
+            write_samples(&out, &cfg, &s.values, (n as f64).sqrt().ceil() as usize)
+        }
+        Command::Inpaint { edit, image, mask, fill, n, out, .. } => {
+            let req = edit.request(&cfg)?;
+            let img = read_one_image(&image, &cfg)?;
+            let mask = match mask {
+                Some(path) => read_one_image(&path, &cfg)?.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }).collect(),
+                None => region_mask(&cfg, fill),
+            };
+            let batch: Vec<f32> = img.iter().copied().cycle().take(n * per).collect();
+            let bar = &mut Bar::new();
+            let s = lab.inpaint(MODEL, &req, &batch, &mask, bar).await?;
+            bar.done(&format!("{n} inpaintings"));
+            let known_err = s.values.iter().zip(batch.iter().zip(mask.iter().cycle())).filter(|(_, (_, m))| **m == 1.0).map(|(y, (x, _))| (y - x).abs()).fold(0f32, f32::max);
+            eprintln!("largest change in the kept region: {known_err:.2e}");
+            let shown: Vec<f32> = img.iter().zip(&mask).map(|(v, m)| if *m == 1.0 { *v } else { 0.0 }).collect();
+            write_samples(&out, &cfg, &[img, shown, s.values].concat(), n + 2)
+        }
+        Command::Colorize { edit, image, n, out, .. } => {
+            if cfg.data.channels != 3 {
+                return Err(Error::Param { name: "model".into(), detail: "colorize needs an rgb model (emoji)".into() });
+            }
+            let req = edit.request(&cfg)?;
+            let img = read_one_image(&image, &cfg)?;
+            let gray: Vec<f32> = img.chunks(3).flat_map(|p| [(p[0] + p[1] + p[2]) / 3.0; 3]).collect();
+            let batch: Vec<f32> = gray.iter().copied().cycle().take(n * per).collect();
+            let bar = &mut Bar::new();
+            let s = lab.colorize(MODEL, &req, &batch, bar).await?;
+            bar.done(&format!("{n} colorizations"));
+            let luma_err = s.values.chunks(3).zip(batch.chunks(3)).map(|(y, x)| ((y[0] + y[1] + y[2]) / 3.0 - x[0]).abs()).fold(0f32, f32::max);
+            eprintln!("largest luminance change: {luma_err:.2e}");
+            write_samples(&out, &cfg, &[gray, s.values].concat(), n + 1)
+        }
+        Command::Roundtrip { ode, image, n, seed, out, .. } => {
+            let req = ode.request(&cfg)?;
+            let data = if image.is_empty() {
+                let opts = SamplerOptions { method: Method::Ddim, steps: Some(100), ..Default::default() };
+                let bar = &mut Bar::new();
+                let s = lab.sample(MODEL, &SampleRequest { sampler: opts, seed, n, class: req.class, guidance: req.guidance }, bar).await?;
+                bar.done("samples to encode");
+                s.values
+            } else {
+                read_images(&image, &cfg)?
+            };
+            let bar = &mut Bar::new();
+            let (latent, enc_evals) = lab.transport(MODEL, &req, &data, true, bar).await?;
+            bar.done(&format!("encoded with {enc_evals} evaluations"));
+            let bar = &mut Bar::new();
+            let (back, dec_evals) = lab.transport(MODEL, &req, &latent.values, false, bar).await?;
+            bar.done(&format!("decoded with {dec_evals} evaluations"));
+            let mut rows = Vec::new();
+            for (i, ((x, z), y)) in data.chunks(per).zip(latent.values.chunks(per)).zip(back.values.chunks(per)).enumerate() {
+                let norm = (z.iter().map(|v| (v * v) as f64).sum::<f64>() / per as f64).sqrt();
+                println!("image {i}: PSNR {:.2} dB, latent rms {norm:.3}", image::psnr(x, y));
+                // Latents are ~N(0, 1): shown at a third of their scale to fit [-1, 1].
+                rows.extend([x.to_vec(), z.iter().map(|v| v / 3.0).collect(), y.to_vec()].concat());
+            }
+            if cfg.data.kind == "points" {
+                return Ok(());
+            }
+            write_samples(&out, &cfg, &rows, 3)
+        }
+        Command::Interpolate { ode, seed_a, seed_b, frames, out, .. } => {
+            if frames < 2 {
+                return Err(Error::Param { name: "frames".into(), detail: "at least 2 (both ends)".into() });
+            }
+            let req = ode.request(&cfg)?;
+            let (a, b) = (lab.seed_latent(MODEL, seed_a)?, lab.seed_latent(MODEL, seed_b)?);
+            let positions: Vec<f64> = (0..frames).map(|i| i as f64 / (frames - 1) as f64).collect();
+            let bar = &mut Bar::new();
+            let (s, evals): (Samples, usize) = lab.interpolate(MODEL, &req, &a, &b, &positions, bar).await?;
+            bar.done(&format!("{frames} frames with {evals} evaluations"));
+            write_samples(&out, &cfg, &s.values, frames)
+        }
+        Command::Likelihood { image, steps, probe, class, seed, .. } => {
+            let data = read_images(&image, &cfg)?;
+            let opts = LikelihoodOptions { steps, probe, dequantize: true };
+            let bar = &mut Bar::new();
+            let r = lab.likelihood(MODEL, &opts, &data, parse_class(&cfg, &class)?, seed, bar).await?;
+            let count = r.bits_per_dim.len();
+            bar.done(&format!("{count} images with {} evaluations", r.evals));
+            for (i, (lp, bpd)) in r.log_p.iter().zip(&r.bits_per_dim).enumerate() {
+                println!("image {i}: log p {lp:.1} nats, {bpd:.3} bits/dim");
+            }
+            let mean = r.bits_per_dim.iter().sum::<f64>() / count as f64;
+            let sd = (r.bits_per_dim.iter().map(|b| (b - mean).powi(2)).sum::<f64>() / (count.max(2) - 1) as f64).sqrt();
+            println!("mean: {mean:.3} bits/dim over {count} images (standard error {:.3})", sd / (count as f64).sqrt());
+            Ok(())
+        }
+        Command::Info { .. } => {
+            println!("{}", serde_json::to_string_pretty(&cfg).unwrap_or_default());
+            Ok(())
+        }
+    }
 }
 
 fn gpu() -> Result<Gpu> {
@@ -199,23 +546,13 @@ fn gpu() -> Result<Gpu> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Sample { common, sampler, seed, class, guidance, n, out } => {
-            let bytes = std::fs::read(&common.model).map_err(|e| Error::Param { name: "model".into(), detail: format!("{}: {e}", common.model.display()) })?;
-            match common.backend {
-                BackendChoice::Gpu => pollster::block_on(sample_cmd(&mut gpu()?, &bytes, &sampler, seed, &class, guidance, n, &out)),
-                BackendChoice::Cpu => pollster::block_on(sample_cmd(&mut Cpu, &bytes, &sampler, seed, &class, guidance, n, &out)),
-            }
-        }
-        Command::Info { common } => {
-            let bytes = std::fs::read(&common.model).map_err(|e| Error::Param { name: "model".into(), detail: format!("{}: {e}", common.model.display()) })?;
-            let file = scorelab::model::WeightsFile::parse(&bytes)?;
-            println!("{}", serde_json::to_string_pretty(&file.config).unwrap_or_default());
-            if let BackendChoice::Gpu = common.backend {
-                gpu()?;
-            }
-            Ok(())
-        }
+    let common = match &cli.command {
+        Command::Sample { common, .. } | Command::Inpaint { common, .. } | Command::Colorize { common, .. } | Command::Roundtrip { common, .. } | Command::Interpolate { common, .. } | Command::Likelihood { common, .. } | Command::Info { common } => common,
+    };
+    let bytes = std::fs::read(&common.model).map_err(|e| io_error("model", &common.model, e))?;
+    match common.backend {
+        BackendChoice::Gpu => pollster::block_on(execute(Session::new(gpu()?), cli.command, &bytes)),
+        BackendChoice::Cpu => pollster::block_on(execute(Session::new(Cpu), cli.command, &bytes)),
     }
 }
 
