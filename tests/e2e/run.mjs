@@ -236,6 +236,25 @@ await test('bits/dim of a generated digit, and the toy2d log-density heatmap', a
   await page.close();
 });
 
+await test('without WebGPU the page says so and samples on the CPU backend', async () => {
+  const plain = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: args.filter((a) => a !== '--enable-unsafe-webgpu') });
+  try {
+    const page = await plain.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(base + '#model=toy2d&class=2&sampler=ddim&steps=20&seed=3&batch=128');
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+    const backend = await page.textContent('#backend');
+    assert(/No WebGPU here/.test(backend) && /CPU backend/.test(backend), `backend line: ${backend}`);
+    await page.click('#generate');
+    await page.waitForSelector('#output[data-done]', { timeout: 300_000 });
+    const s = await canvasStats(page, '#output canvas');
+    assert(s.mean < 255 && s.mean > 200, `points drawn on the CPU backend: ${JSON.stringify(s)}`);
+    assert(errors.length === 0, errors.join('\n'));
+    await page.screenshot({ path: path.join(SHOTS, 'no-webgpu.png') });
+  } finally { await plain.close(); }
+});
+
 await test('works at phone width', async () => {
   const page = await openPage('', { width: 390, height: 844 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
