@@ -66,8 +66,8 @@ class Classifier(nn.Module):
         self.body = nn.Sequential(
             nn.Conv2d(in_ch, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(128, 128), nn.ReLU())
+            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(128 * 4 * 4, 128), nn.ReLU())
         self.head = nn.Linear(128, classes)
 
     def features(self, x):
@@ -136,9 +136,16 @@ def evaluate_toy2d():
     return {"sampler": "DDIM 100 steps (eta 0)", "metric": "sliced Wasserstein-2, 512 projections, 10k vs 10k", "distributions": res}
 
 
+def write_data_grid(name):
+    """64 data images as a grid the CLI reads (`scorelab likelihood --image docs/<name>-data.png`)."""
+    _, (xte, _), _ = image_split(name)
+    save_grid(os.path.join(DOCS, f"{name}-data.png"), xte[:64], 8, scale=1)
+
+
 def evaluate_images(name, epochs, per_class, steps):
     net, cfg = load_shipped(name)
     (xtr, ytr), (xte, yte), names = image_split(name)
+    write_data_grid(name)
     t0 = time.time()
     clf = train_classifier(xtr, ytr, len(names), epochs)
     acc = (batched(clf, xte).argmax(1) == yte).float().mean().item()
@@ -185,7 +192,7 @@ def main(argv=None):
     if args.name == "toy2d":
         res = evaluate_toy2d()
     else:
-        res = evaluate_images(args.name, epochs=4 if args.name == "digits" else 6, per_class=args.per_class, steps=args.steps)
+        res = evaluate_images(args.name, epochs=10, per_class=args.per_class, steps=args.steps)
     path = os.path.join(DOCS, "quality.json")
     allres = json.load(open(path)) if os.path.exists(path) else {}
     allres[args.name] = res

@@ -86,7 +86,8 @@ def dsm_loss(net, x0, labels, gen):
     return F.mse_loss(net(xt, t, labels).float(), eps)
 
 
-def save_grid(path, x, nrow):
+def save_grid(path, x, nrow, scale=3):
+    """Images in a grid with a 2-pixel white border (the layout the CLI writes and reads), enlarged `scale` times."""
     from PIL import Image
     x = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     n, h, w, c = x.shape
@@ -95,7 +96,7 @@ def save_grid(path, x, nrow):
     for i in range(n):
         r, q = divmod(i, nrow)
         grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + q * (w + 2):2 + q * (w + 2) + w] = x[i]
-    Image.fromarray(grid[..., 0] if c == 1 else grid).resize((grid.shape[1] * 3, grid.shape[0] * 3),
+    Image.fromarray(grid[..., 0] if c == 1 else grid).resize((grid.shape[1] * scale, grid.shape[0] * scale),
                                                              Image.NEAREST).save(path)
 
 

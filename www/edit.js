@@ -71,6 +71,12 @@ export function setupInpaint(ctx) {
   async function run(op) {
     if (!st.values) await load();
     const [h, w, c] = st.shape;
+    if (op === 'colorize') {
+      // Colour comes from the model; only the luminance (mean of r, g, b) of the image is kept.
+      st.values = st.values.map((_, i) => { const p = i - (i % 3); return (st.values[p] + st.values[p + 1] + st.values[p + 2]) / 3; });
+      st.mask.fill(1);
+      redraw();
+    }
     const maskFull = new Float32Array(h * w * c);
     for (let i = 0; i < h * w; i++) for (let k = 0; k < c; k++) maskFull[i * c + k] = st.mask[i];
     const method = $('ip-method').value === 'repaint' ? { kind: 'repaint', jump: Number($('ip-jump').value), resample: Number($('ip-resample').value) } : { kind: 'replace' };
@@ -122,10 +128,18 @@ export function setupInterpolate(ctx) {
   $('it-model').addEventListener('change', onModel);
   onModel();
 
-  async function endpoint(kind, n, model, config, options) {
+  // The latent of an endpoint: a seed's starting noise, or an image encoded through the ODE.
+  async function endpoint(kind, n, file, model, config, options) {
     if (kind === 'seed') return (await client.call('seedLatent', { model, seed: Number(n) >>> 0 })).values;
     const shape = [config.data.height, config.data.width, config.data.channels];
-    const x = await exampleValues(model, Number(n) % 16, ...shape);
+    let x;
+    if (kind === 'upload') {
+      if (!file) throw new Error('choose an image file for the upload endpoint');
+      x = await imageValues(file, ...shape);
+    } else if (kind === 'generated') {
+      x = ctx.lastGenerated(model);
+      if (!x) throw new Error(`generate a ${model} image first (Generate tab)`);
+    } else x = await exampleValues(model, Number(n) % 16, ...shape);
     return (await client.call('transport', { model, values: x, encode: true, options })).values;
   }
 
@@ -146,8 +160,8 @@ export function setupInterpolate(ctx) {
     const t0 = performance.now();
     try {
       $('it-status').textContent = 'encoding the endpoints…';
-      const a = await endpoint($('it-a-kind').value, $('it-a').value, model, config, options);
-      const b = await endpoint($('it-b-kind').value, $('it-b').value, model, config, options);
+      const a = await endpoint($('it-a-kind').value, $('it-a').value, $('it-a-file').files[0], model, config, options);
+      const b = await endpoint($('it-b-kind').value, $('it-b').value, $('it-b-file').files[0], model, config, options);
       $('it-status').textContent = `decoding ${frames} frames…`;
       const positions = Array.from({ length: frames }, (_, i) => i / (frames - 1));
       const out = await client.call('interpolate', { model, a, b, positions, options }, (ev) => {

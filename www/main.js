@@ -231,10 +231,12 @@ async function densityHeatmap() {
   $('pg-density').disabled = true;
   try {
     const r = await client.call('likelihood', { model: 'toy2d', values: pts, options: { steps: 12, probe: "gaussian", dequantize: false }, cls: Number($('pg-class').value), seed: 5 });
-    const lp = r.log_p, max = Math.max(...lp), min = Math.max(Math.min(...lp), max - 12);
+    // log p spans thousands of nats (the learned density is thin); the colour is compressed as
+    // log(1 + (max - log p)) so both the ridge and the far field show structure.
+    const lp = r.log_p, max = Math.max(...lp), min = Math.min(...lp), span = Math.log1p(max - min) || 1;
     const img = new ImageData(k, k);
     lp.forEach((v, i) => {
-      const u = Math.max(0, Math.min(1, (v - min) / (max - min)));
+      const u = 1 - Math.log1p(max - v) / span;
       img.data.set([255 * Math.min(1, 1.6 * u), 255 * u * u, 90 + 120 * (1 - u), 255], i * 4);
     });
     const small = new OffscreenCanvas(k, k);
@@ -243,6 +245,7 @@ async function densityHeatmap() {
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(small, 0, 0, PG.size, PG.size);
     $('pg-canvas').dataset.density = String(r.evals);
+    $('pg-note').textContent = `log p from ${min.toFixed(0)} (dark) to ${max.toFixed(1)} nats (bright), ${r.evals} evaluations of ${k}x${k} points`;
   } catch (e) {
     $('backend').textContent = `log-density: ${e.message}`;
   } finally { $('pg-density').disabled = false; }

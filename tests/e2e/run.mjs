@@ -201,6 +201,37 @@ await test('paint a mask and inpaint: known pixels kept, the hole filled', async
   await page.close();
 });
 
+await test('colorize an emoji: the luminance is kept, colour appears', async () => {
+  const models = (await (await fetch(base + 'models/index.json')).json()).models;
+  assert(models.includes('emoji'), `emoji is shipped: ${models}`);
+  const page = await openPage();
+  await page.click('#tab-inpaint');
+  await page.waitForSelector('#ip-canvas[data-loaded="digits"]', { timeout: 120_000 });
+  await page.selectOption('#ip-model', 'emoji');
+  await page.waitForSelector('#ip-canvas[data-loaded="emoji"]', { timeout: 120_000 });
+  assert(await page.isVisible('#ip-colorize'), 'colorize offered for emoji');
+  await page.selectOption('#ip-sampler', 'ddim');
+  await page.fill('#ip-steps', '8');
+  await page.click('#ip-colorize');
+  await page.waitForSelector('#ip-result[data-done]', { timeout: 600_000 });
+  const st = await page.evaluate(() => {
+    const get = (id) => document.getElementById(id).getContext('2d').getImageData(0, 0, 256, 256).data;
+    const a = get('ip-canvas'), b = get('ip-result');
+    let lumaDiff = 0, grayChroma = 0, chroma = 0;
+    for (let i = 0; i < a.length; i += 4) {
+      lumaDiff = Math.max(lumaDiff, Math.abs((a[i] + a[i + 1] + a[i + 2]) - (b[i] + b[i + 1] + b[i + 2])) / 3);
+      grayChroma = Math.max(grayChroma, Math.abs(a[i] - a[i + 2]));
+      chroma += Math.abs(b[i] - b[i + 1]) + Math.abs(b[i + 1] - b[i + 2]);
+    }
+    return { lumaDiff, grayChroma, chroma: chroma / (a.length / 4) };
+  });
+  console.log(`     colorized: luminance differs by at most ${st.lumaDiff.toFixed(2)} levels, mean chroma ${st.chroma.toFixed(1)}`);
+  // Rounding to 8 bits and clamping to [0, 255] allow a level or two.
+  assert(st.grayChroma === 0 && st.lumaDiff <= 2 && st.chroma > 5, `colorize ${JSON.stringify(st)}`);
+  await page.screenshot({ path: path.join(SHOTS, 'colorize.png') });
+  await page.close();
+});
+
 await test('interpolate between two seeds and scrub the slider', async () => {
   const page = await openPage();
   await page.click('#tab-interpolate');

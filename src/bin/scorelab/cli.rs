@@ -495,6 +495,11 @@ async fn execute<B: Backend>(mut lab: Session<B>, command: Command, bytes: &[u8]
             let mut rows = Vec::new();
             for (i, ((x, z), y)) in data.chunks(per).zip(latent.values.chunks(per)).zip(back.values.chunks(per)).enumerate() {
                 let norm = (z.iter().map(|v| (v * v) as f64).sum::<f64>() / per as f64).sqrt();
+                if cfg.data.kind == "points" {
+                    let err = x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                    println!("point {i}: max error {err:.2e}, latent rms {norm:.3}");
+                    continue;
+                }
                 println!("image {i}: PSNR {:.2} dB, latent rms {norm:.3}", image::psnr(x, y));
                 // Latents are ~N(0, 1): shown at a third of their scale to fit [-1, 1].
                 rows.extend([x.to_vec(), z.iter().map(|v| v / 3.0).collect(), y.to_vec()].concat());
