@@ -244,6 +244,7 @@ pub async fn run_sweep(gpu: &mut Gpu) -> std::result::Result<Vec<String>, String
 pub const MODELS: &[(&str, &[u8], &[u8])] = &[
     ("toy2d", include_bytes!("../../models/toy2d.safetensors"), include_bytes!("../golden/toy2d.safetensors")),
     ("digits", include_bytes!("../../models/digits.safetensors"), include_bytes!("../golden/digits.safetensors")),
+    ("emoji", include_bytes!("../../models/emoji.safetensors"), include_bytes!("../golden/emoji.safetensors")),
 ];
 
 /// Runs a model's forward pass on the golden inputs and compares eps and every tap with the
