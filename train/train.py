@@ -120,6 +120,8 @@ def main(argv=None):
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--preview-every", type=int, default=1000)
     p.add_argument("--run-dir", help="default train/runs/<name>")
+    p.add_argument("--init", help="with no checkpoint: continue from an exported weights file (e.g. models/emoji.safetensors);"
+                                  " the step count and minutes continue from its metadata, the optimiser starts fresh")
     args = p.parse_args(argv)
 
     preset = PRESETS[args.name]
@@ -136,6 +138,7 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(args.seed + 1)
     batches = Batches(args.name, args.seed + 2)
     step, seconds = 0, 0.0
+    first = 0  # the step the learning-rate warm-up counts from (a fresh optimiser warms up again)
     if os.path.exists(ckpt_path):
         ck = torch.load(ckpt_path, weights_only=False)
         net.load_state_dict(ck["net"]), ema.load_state_dict(ck["ema"]), opt.load_state_dict(ck["opt"])
@@ -143,6 +146,18 @@ def main(argv=None):
         batches.rng.bit_generator.state = ck["rng"]
         step, seconds = ck["step"], ck["seconds"]
         print(f"resumed {args.name} at step {step}")
+    elif args.init:
+        import json
+        from safetensors import safe_open
+        with safe_open(args.init, "pt") as f:
+            meta = json.loads(f.metadata()["scorelab"])
+            state = {k: f.get_tensor(k).float() for k in f.keys()}
+        if meta["arch"] != preset["arch"]:
+            sys.exit(f"{args.init}: its architecture differs from the {args.name} preset")
+        net.load_state_dict(state), ema.load_state_dict(state)
+        step, seconds = meta["training"]["steps"], meta["training"]["minutes"] * 60
+        first = step
+        print(f"continuing {args.name} from {args.init} at step {step}")
     nparams = sum(p.numel() for p in net.parameters())
     print(f"{args.name}: {nparams / 1e6:.3f}M parameters, batch {preset['batch']}, {args.threads} threads")
 
@@ -162,7 +177,7 @@ def main(argv=None):
         drop = torch.rand(labels.shape, generator=gen) < preset["label_dropout"]
         labels = torch.where(drop, torch.full_like(labels, preset["arch"]["num_classes"]), labels)
         for g in opt.param_groups:
-            g["lr"] = preset["lr"] * min(1.0, (step + 1) / warmup)
+            g["lr"] = preset["lr"] * min(1.0, (step - first + 1) / warmup)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=preset["bf16"]):
             loss = dsm_loss(net, x0, labels, gen)
         opt.zero_grad(set_to_none=True)

@@ -1,5 +1,5 @@
 // The Inpaint and Interpolate tabs.
-import { drawImage, exampleValues, imageValues } from './draw.js';
+import { drawImage, exampleValues, imageValues, tileCanvases } from './draw.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -149,6 +149,10 @@ export function setupInterpolate(ctx) {
     $('it-pos').value = `${i} / ${st.frames.length - 1}`;
   };
   $('it-slider').addEventListener('input', () => show(Number($('it-slider').value)));
+  $('it-download').addEventListener('click', () => {
+    const frames = [...$('it-strip').querySelectorAll('canvas')];
+    if (frames.length) ctx.downloadCanvas(tileCanvases(frames, frames.length), `scorelab-${$('it-model').value}-interpolation.png`);
+  });
 
   $('it-run').addEventListener('click', async () => {
     const model = $('it-model').value;
@@ -177,6 +181,7 @@ export function setupInterpolate(ctx) {
       show(0);
       $('it-status').textContent = `${frames} frames cached in ${((performance.now() - t0) / 1000).toFixed(1)} s (${out.evals} evaluations for the strip): scrub the slider`;
       $('it-canvas').dataset.frames = String(frames);
+      $('it-download').disabled = false;
     } catch (e) {
       $('it-status').textContent = `error: ${e.message}`;
     } finally { $('it-run').disabled = false; }

@@ -290,6 +290,7 @@ async function start() {
   $('pg-field').addEventListener('click', drawField);
   $('pg-run').addEventListener('click', animateTrajectories);
   $('pg-density').addEventListener('click', densityHeatmap);
+  $('pg-download').addEventListener('click', () => downloadCanvas($('pg-canvas'), 'scorelab-toy2d-playground.png'));
   $('bpd').addEventListener('click', bitsPerDim);
   const ctx = {
     client, loadModel, fillClasses, downloadCanvas, generateSettings, models: index.models, samplers,

@@ -251,6 +251,8 @@ await test('interpolate between two seeds and scrub the slider', async () => {
   const last = await page.$eval('#it-canvas', (c) => c.toDataURL());
   assert(first !== last, 'the slider changes the frame');
   assert((await page.textContent('#it-pos')).startsWith('4'), 'position shown');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#it-download')]);
+  assert(download.suggestedFilename() === 'scorelab-digits-interpolation.png', download.suggestedFilename());
   await page.screenshot({ path: path.join(SHOTS, 'interpolate.png') });
   await page.close();
 });
