@@ -108,6 +108,18 @@ export function setupInpaint(ctx) {
   $('ip-colorize').addEventListener('click', () => run('colorize'));
   $('ip-cancel').addEventListener('click', () => { if (st.running) client.cancel(st.running); });
   $('ip-download').addEventListener('click', () => ctx.downloadCanvas($('ip-result'), `scorelab-${st.model}-inpaint.png`));
+  // The likelihood of the loaded image (example, generated or uploaded), mask ignored.
+  $('ip-bpd').addEventListener('click', async () => {
+    if (!st.values) await load();
+    $('ip-bpd').disabled = true;
+    try {
+      const r = await ctx.measureBitsPerDim(st.model, st.values, (t) => { $('ip-status').textContent = t; });
+      $('ip-status').textContent = `this image: ${r.text}`;
+      $('ip-status').dataset.bpd = String(r.bpd);
+    } catch (e) {
+      $('ip-status').textContent = `error: ${e.message}`;
+    } finally { $('ip-bpd').disabled = false; }
+  });
   return { load };
 }
 

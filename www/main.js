@@ -134,17 +134,25 @@ function downloadCanvas(canvas, name) {
   });
 }
 
+/** Bits/dim of one image (values in [-1, 1]) through the ODE likelihood: the settings the page
+ *  uses wherever it measures an image. */
+const LIKELIHOOD_STEPS = 20;
+async function measureBitsPerDim(model, values, onStatus) {
+  const r = await client.call('likelihood', { model, values, options: { steps: LIKELIHOOD_STEPS, probe: 'rademacher', dequantize: true }, seed: 0 }, (ev) => {
+    if (ev.kind === 'step') onStatus(`likelihood: step ${ev.info.step}/${ev.info.total}`);
+  });
+  return { bpd: r.bits_per_dim[0], text: `${r.bits_per_dim[0].toFixed(3)} bits/dim (${r.evals} evaluations, ${LIKELIHOOD_STEPS} Heun steps, one Rademacher probe)` };
+}
+
 async function bitsPerDim() {
   const last = state.last;
   if (!last || last.points) return;
   $('bpd').disabled = true;
   $('bpd-text').textContent = 'measuring the likelihood of the first sample…';
   try {
-    const r = await client.call('likelihood', { model: last.model, values: last.values.slice(0, last.per), options: { steps: 20, probe: 'rademacher', dequantize: true }, seed: 0 }, (ev) => {
-      if (ev.kind === 'step') $('bpd-text').textContent = `likelihood: step ${ev.info.step}/${ev.info.total}`;
-    });
-    $('bpd-text').textContent = `first sample: ${r.bits_per_dim[0].toFixed(3)} bits/dim (${r.evals} evaluations, 20 Heun steps, one Rademacher probe)`;
-    $('bpd-text').dataset.bpd = String(r.bits_per_dim[0]);
+    const r = await measureBitsPerDim(last.model, last.values.slice(0, last.per), (t) => { $('bpd-text').textContent = t; });
+    $('bpd-text').textContent = `first sample: ${r.text}`;
+    $('bpd-text').dataset.bpd = String(r.bpd);
   } catch (e) {
     $('bpd-text').textContent = `error: ${e.message}`;
   } finally { $('bpd').disabled = false; }
@@ -293,7 +301,7 @@ async function start() {
   $('pg-download').addEventListener('click', () => downloadCanvas($('pg-canvas'), 'scorelab-toy2d-playground.png'));
   $('bpd').addEventListener('click', bitsPerDim);
   const ctx = {
-    client, loadModel, fillClasses, downloadCanvas, generateSettings, models: index.models, samplers,
+    client, loadModel, fillClasses, downloadCanvas, measureBitsPerDim, generateSettings, models: index.models, samplers,
     lastGenerated: (model) => (state.last && state.last.model === model && !state.last.points ? state.last.values.slice(0, state.last.per) : null),
   };
   state.inpaint = setupInpaint(ctx);

@@ -202,6 +202,20 @@ await test('paint a mask and inpaint: known pixels kept, the hole filled', async
   await page.close();
 });
 
+await test('bits/dim of a data set example on the Inpaint tab', async () => {
+  const page = await openPage();
+  await page.click('#tab-inpaint');
+  await page.waitForSelector('#ip-canvas[data-loaded="digits"]', { timeout: 120_000 });
+  await page.click('#ip-bpd');
+  await page.waitForSelector('#ip-status[data-bpd]', { timeout: 600_000 });
+  const bpd = Number(await page.getAttribute('#ip-status', 'data-bpd'));
+  console.log(`     bits/dim of example 0: ${bpd.toFixed(3)}`);
+  // A training digit: the shipped model gives 0.9 to 1.8 bits/dim at 50 steps (README).
+  assert(bpd > 0.3 && bpd < 3, `bits/dim ${bpd}`);
+  assert((await page.textContent('#ip-status')).includes('bits/dim'), 'the status names the unit');
+  await page.close();
+});
+
 await test('colorize an emoji: the luminance is kept, colour appears', async () => {
   const models = (await (await fetch(base + 'models/index.json')).json()).models;
   assert(models.includes('emoji'), `emoji is shipped: ${models}`);
