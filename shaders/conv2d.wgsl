@@ -1,7 +1,9 @@
 // 2-D convolution, NHWC, zero padding KSIZE/2, as an implicit GEMM (im2col on the fly):
 //   out[p, co] = bias[co] + sum_{ky,kx,ci} x[n, oy*S+ky-P, ox*S+kx-P, ci] * w[(ky*K+kx)*Cin+ci, co]
 // where p = (n, oy, ox) is flattened. Weights are pre-transposed at load to [K*K*Cin, Cout].
-// Each invocation computes 4 output pixels x 4 output channels in registers.
+// Each invocation computes 4 output pixels x 4 output channels in registers. `main` handles any
+// channel counts; `main_vec4` (Cin and Cout multiples of 4) reads 4 input channels and a 4x4 weight
+// block per load, a quarter of the loads per multiply-add.
 
 override KSIZE: u32 = 3u;
 override STRIDE: u32 = 1u;
@@ -16,6 +18,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+// The same buffers seen as vec4 by `main_vec4` (WGSL allows aliased bindings across entry points).
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> wt4: array<vec4<f32>>;
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -70,5 +75,64 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (co >= p.cout) { break; }
             out[q * p.cout + co] = acc[i][j] + bias[co];
         }
+    }
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn main_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let co0 = gid.x * 4u;
+    let pix0 = gid.y * 4u;
+    let npix = p.n * p.ho * p.wo;
+    if (co0 >= p.cout || pix0 >= npix) { return; }
+    let pad = i32(KSIZE / 2u);
+    let cin4 = p.cin / 4u;
+    let cout4 = p.cout / 4u;
+    var nbase: array<u32, 4>;
+    var iy0: array<i32, 4>;
+    var ix0: array<i32, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        let q = min(pix0 + i, npix - 1u);
+        let ox = q % p.wo;
+        let oy = (q / p.wo) % p.ho;
+        let nn = q / (p.wo * p.ho);
+        nbase[i] = nn * p.h * p.w * cin4;
+        iy0[i] = i32(oy * STRIDE) - pad;
+        ix0[i] = i32(ox * STRIDE) - pad;
+    }
+    let zero = vec4<f32>(0.0);
+    var acc: array<vec4<f32>, 4>;
+    for (var ky = 0u; ky < KSIZE; ky++) {
+        for (var kx = 0u; kx < KSIZE; kx++) {
+            var src: array<u32, 4>;
+            var ok: array<bool, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                let iy = iy0[i] + i32(ky);
+                let ix = ix0[i] + i32(kx);
+                let inside = iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
+                ok[i] = inside;
+                src[i] = select(0u, nbase[i] + (u32(iy) * p.w + u32(ix)) * cin4, inside);
+            }
+            // Row of weight block (ky, kx, ci) for output channels co0..co0+3, in vec4 units.
+            var wr = (ky * KSIZE + kx) * p.cin * cout4 + gid.x;
+            for (var c4 = 0u; c4 < cin4; c4++) {
+                let w = mat4x4<f32>(wt4[wr], wt4[wr + cout4], wt4[wr + 2u * cout4], wt4[wr + 3u * cout4]);
+                wr += 4u * cout4;
+                acc[0] += w * select(zero, x4[src[0] + c4], ok[0]);
+                acc[1] += w * select(zero, x4[src[1] + c4], ok[1]);
+                acc[2] += w * select(zero, x4[src[2] + c4], ok[2]);
+                acc[3] += w * select(zero, x4[src[3] + c4], ok[3]);
+            }
+        }
+    }
+    let b = vec4<f32>(bias[co0], bias[co0 + 1u], bias[co0 + 2u], bias[co0 + 3u]);
+    for (var i = 0u; i < 4u; i++) {
+        let q = pix0 + i;
+        if (q >= npix) { break; }
+        let o = q * p.cout + co0;
+        let v = acc[i] + b;
+        out[o] = v.x;
+        out[o + 1u] = v.y;
+        out[o + 2u] = v.z;
+        out[o + 3u] = v.w;
     }
 }

@@ -26,7 +26,8 @@ use Binding::{Read, ReadWrite, Uniform};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Matmul,
-    Conv2d { ksize: u32, stride: u32 },
+    /// `vec4`: the entry point for channel counts that are multiples of 4.
+    Conv2d { ksize: u32, stride: u32, vec4: bool },
     GroupNormStats,
     GroupNormApply,
     /// An entry point of `elementwise.wgsl`.
@@ -48,7 +49,8 @@ impl Kernel {
 
     fn entry(&self) -> &'static str {
         match self {
-            Kernel::Matmul | Kernel::Conv2d { .. } => "main",
+            Kernel::Matmul | Kernel::Conv2d { vec4: false, .. } => "main",
+            Kernel::Conv2d { vec4: true, .. } => "main_vec4",
             Kernel::GroupNormStats => "stats_main",
             Kernel::GroupNormApply => "apply_main",
             Kernel::Elementwise(e) | Kernel::Sampler(e) => e,
@@ -57,7 +59,7 @@ impl Kernel {
 
     fn constants(&self) -> Vec<(&'static str, f64)> {
         match *self {
-            Kernel::Conv2d { ksize, stride } => vec![("KSIZE", ksize as f64), ("STRIDE", stride as f64)],
+            Kernel::Conv2d { ksize, stride, .. } => vec![("KSIZE", ksize as f64), ("STRIDE", stride as f64)],
             _ => vec![],
         }
     }

@@ -329,7 +329,8 @@ impl Backend for Gpu {
         }
         let params = [n, h, wd, cin, ho, wo, cout, 0].map(|v| v as u32);
         let groups = [(cout as u32).div_ceil(32), pix_groups as u32, 1];
-        self.dispatch(Kernel::Conv2d { ksize: spec.ksize as u32, stride: spec.stride as u32 }, &params, &[Some(x), Some(w), Some(bias)], &[&out], groups);
+        let vec4 = cin % 4 == 0 && cout % 4 == 0;
+        self.dispatch(Kernel::Conv2d { ksize: spec.ksize as u32, stride: spec.stride as u32, vec4 }, &params, &[Some(x), Some(w), Some(bias)], &[&out], groups);
         Ok(out)
     }
 

@@ -44,6 +44,11 @@ pub fn sweep() -> Vec<Case> {
         Conv { n: 3, h: 4, w: 3, cin: 6, cout: 7, ksize: 1, stride: 1 },
         Conv { n: 1, h: 9, w: 9, cin: 1, cout: 1, ksize: 3, stride: 1 },
         Conv { n: 1, h: 6, w: 6, cin: 37, cout: 9, ksize: 1, stride: 2 },
+        // Channel counts that are multiples of 4 take the vec4 entry point.
+        Conv { n: 1, h: 1, w: 1, cin: 4, cout: 4, ksize: 3, stride: 1 },
+        Conv { n: 2, h: 5, w: 7, cin: 8, cout: 12, ksize: 3, stride: 1 },
+        Conv { n: 2, h: 7, w: 5, cin: 12, cout: 36, ksize: 3, stride: 2 },
+        Conv { n: 3, h: 4, w: 3, cin: 16, cout: 8, ksize: 1, stride: 1 },
         Linear { rows: 1, k: 1, n: 1, bias: true },
         Linear { rows: 5, k: 3, n: 7, bias: false },
         Linear { rows: 33, k: 17, n: 9, bias: true },
