@@ -22,39 +22,43 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> wt4: array<vec4<f32>>;
 
+
+/// Where output pixel `q` (clamped to the last) reads its receptive field: image n, top-left y, x.
+fn field_origin(q_in: u32) -> vec3<i32> {
+    let q = min(q_in, p.n * p.ho * p.wo - 1u);
+    let ox = q % p.wo;
+    let oy = (q / p.wo) % p.ho;
+    let pad = i32(KSIZE / 2u);
+    return vec3<i32>(i32(q / (p.wo * p.ho)), i32(oy * STRIDE) - pad, i32(ox * STRIDE) - pad);
+}
+
+/// Pixel index (n, iy, ix) of tap (ky, kx) from an origin, or -1 where it falls in the zero padding.
+fn tap_pixel(o: vec3<i32>, ky: u32, kx: u32) -> i32 {
+    let iy = o.y + i32(ky);
+    let ix = o.z + i32(kx);
+    let inside = iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
+    return select(-1, (o.x * i32(p.h) + iy) * i32(p.w) + ix, inside);
+}
+
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let co0 = gid.x * 4u;
     let pix0 = gid.y * 4u;
     let npix = p.n * p.ho * p.wo;
     if (co0 >= p.cout || pix0 >= npix) { return; }
-    let pad = i32(KSIZE / 2u);
     var cols: array<u32, 4>;
     for (var j = 0u; j < 4u; j++) { cols[j] = min(co0 + j, p.cout - 1u); }
-    // Per output pixel: image origin of its receptive field.
-    var nbase: array<u32, 4>;
-    var iy0: array<i32, 4>;
-    var ix0: array<i32, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        let q = min(pix0 + i, npix - 1u);
-        let ox = q % p.wo;
-        let oy = (q / p.wo) % p.ho;
-        let nn = q / (p.wo * p.ho);
-        nbase[i] = nn * p.h * p.w * p.cin;
-        iy0[i] = i32(oy * STRIDE) - pad;
-        ix0[i] = i32(ox * STRIDE) - pad;
-    }
+    var origin: array<vec3<i32>, 4>;
+    for (var i = 0u; i < 4u; i++) { origin[i] = field_origin(pix0 + i); }
     var acc: array<vec4<f32>, 4>;
     for (var ky = 0u; ky < KSIZE; ky++) {
         for (var kx = 0u; kx < KSIZE; kx++) {
             var src: array<u32, 4>;
             var ok: array<bool, 4>;
             for (var i = 0u; i < 4u; i++) {
-                let iy = iy0[i] + i32(ky);
-                let ix = ix0[i] + i32(kx);
-                let inside = iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
-                ok[i] = inside;
-                src[i] = select(0u, nbase[i] + (u32(iy) * p.w + u32(ix)) * p.cin, inside);
+                let t = tap_pixel(origin[i], ky, kx);
+                ok[i] = t >= 0;
+                src[i] = u32(max(t, 0)) * p.cin;
             }
             let wrow0 = (ky * KSIZE + kx) * p.cin;
             for (var ci = 0u; ci < p.cin; ci++) {
@@ -84,21 +88,10 @@ fn main_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pix0 = gid.y * 4u;
     let npix = p.n * p.ho * p.wo;
     if (co0 >= p.cout || pix0 >= npix) { return; }
-    let pad = i32(KSIZE / 2u);
     let cin4 = p.cin / 4u;
     let cout4 = p.cout / 4u;
-    var nbase: array<u32, 4>;
-    var iy0: array<i32, 4>;
-    var ix0: array<i32, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        let q = min(pix0 + i, npix - 1u);
-        let ox = q % p.wo;
-        let oy = (q / p.wo) % p.ho;
-        let nn = q / (p.wo * p.ho);
-        nbase[i] = nn * p.h * p.w * cin4;
-        iy0[i] = i32(oy * STRIDE) - pad;
-        ix0[i] = i32(ox * STRIDE) - pad;
-    }
+    var origin: array<vec3<i32>, 4>;
+    for (var i = 0u; i < 4u; i++) { origin[i] = field_origin(pix0 + i); }
     let zero = vec4<f32>(0.0);
     var acc: array<vec4<f32>, 4>;
     for (var ky = 0u; ky < KSIZE; ky++) {
@@ -106,11 +99,9 @@ fn main_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
             var src: array<u32, 4>;
             var ok: array<bool, 4>;
             for (var i = 0u; i < 4u; i++) {
-                let iy = iy0[i] + i32(ky);
-                let ix = ix0[i] + i32(kx);
-                let inside = iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
-                ok[i] = inside;
-                src[i] = select(0u, nbase[i] + (u32(iy) * p.w + u32(ix)) * cin4, inside);
+                let t = tap_pixel(origin[i], ky, kx);
+                ok[i] = t >= 0;
+                src[i] = u32(max(t, 0)) * cin4;
             }
             // Row of weight block (ky, kx, ci) for output channels co0..co0+3, in vec4 units.
             var wr = (ky * KSIZE + kx) * p.cin * cout4 + gid.x;
