@@ -24,13 +24,33 @@ pub trait Backend {
     /// The same data seen with another shape of equal size (no copy).
     fn reshape(&mut self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
 
-    fn conv2d(&mut self, x: &Self::Tensor, w: &Self::Tensor, bias: &Self::Tensor, spec: Conv2d) -> Result<Self::Tensor>;
+    fn conv2d(
+        &mut self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: &Self::Tensor,
+        spec: Conv2d,
+    ) -> Result<Self::Tensor>;
     /// Output `[batch, m, n]`, see [`Matmul`].
-    fn matmul(&mut self, a: &Self::Tensor, b: &Self::Tensor, bias: Option<&Self::Tensor>, spec: &Matmul) -> Result<Self::Tensor>;
-    fn group_norm(&mut self, x: &Self::Tensor, gamma: &Self::Tensor, beta: &Self::Tensor, add: Option<&Self::Tensor>, spec: GroupNorm) -> Result<Self::Tensor>;
+    fn matmul(
+        &mut self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        spec: &Matmul,
+    ) -> Result<Self::Tensor>;
+    fn group_norm(
+        &mut self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        beta: &Self::Tensor,
+        add: Option<&Self::Tensor>,
+        spec: GroupNorm,
+    ) -> Result<Self::Tensor>;
     fn silu(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// `a * x + b * y`.
-    fn axpby(&mut self, x: &Self::Tensor, y: &Self::Tensor, a: f32, b: f32) -> Result<Self::Tensor>;
+    fn axpby(&mut self, x: &Self::Tensor, y: &Self::Tensor, a: f32, b: f32)
+        -> Result<Self::Tensor>;
     fn upsample2x(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
     fn concat_channels(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     /// Softmax over the last dimension.
@@ -38,22 +58,50 @@ pub trait Backend {
     /// `out[i] = table[labels[i]]`; labels hold integer values (checked with [`ops::check_labels`] on entry).
     fn embedding(&mut self, labels: &Self::Tensor, table: &Self::Tensor) -> Result<Self::Tensor>;
     /// Sinusoidal embedding of `t * scale` (see `reference::timestep_embedding`), `[n, dim]`.
-    fn timestep_embedding(&mut self, t: &Self::Tensor, dim: usize, scale: f32) -> Result<Self::Tensor>;
+    fn timestep_embedding(
+        &mut self,
+        t: &Self::Tensor,
+        dim: usize,
+        scale: f32,
+    ) -> Result<Self::Tensor>;
 
     /// Standard normal noise of `shape`; sample i (along the first dim) uses seed `seed + i`, and
     /// every element is a pure function of (seed, stream, index within the sample).
     fn randn(&mut self, shape: &[usize], seed: u32, stream: u32) -> Result<Self::Tensor>;
     /// `a x + b y + c z` (z optional).
-    fn combine3(&mut self, x: &Self::Tensor, y: &Self::Tensor, z: Option<&Self::Tensor>, coeffs: [f32; 3]) -> Result<Self::Tensor>;
+    fn combine3(
+        &mut self,
+        x: &Self::Tensor,
+        y: &Self::Tensor,
+        z: Option<&Self::Tensor>,
+        coeffs: [f32; 3],
+    ) -> Result<Self::Tensor>;
     /// Dot product of each sample (first dim) of a with the same sample of b: `[n]`.
     fn row_dot(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     /// `err / (atol + rtol max(|a|, |b|))` element-wise (adaptive step-size control).
-    fn error_ratio(&mut self, err: &Self::Tensor, a: &Self::Tensor, b: &Self::Tensor, rtol: f32, atol: f32) -> Result<Self::Tensor>;
+    fn error_ratio(
+        &mut self,
+        err: &Self::Tensor,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        rtol: f32,
+        atol: f32,
+    ) -> Result<Self::Tensor>;
     /// `m y + (1 - m) x` with one mask (the shape of one sample) for every sample.
-    fn blend(&mut self, x: &Self::Tensor, y: &Self::Tensor, mask: &Self::Tensor) -> Result<Self::Tensor>;
+    fn blend(
+        &mut self,
+        x: &Self::Tensor,
+        y: &Self::Tensor,
+        mask: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
 
     /// `x [.., in] * w [in, out] + bias`, keeping x's leading dims.
-    fn linear(&mut self, x: &Self::Tensor, w: &Self::Tensor, bias: Option<&Self::Tensor>) -> Result<Self::Tensor> {
+    fn linear(
+        &mut self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor> {
         let xs = Self::shape(x).to_vec();
         let (rows, k, n) = ops::check_linear(&xs, Self::shape(w), bias.map(|b| Self::shape(b)))?;
         let y = self.matmul(x, w, bias, &Matmul::plain(rows, k, n))?;
@@ -69,26 +117,61 @@ pub trait Backend {
 
     /// Single-head self-attention over the h*w tokens of an already normalised NHWC tensor:
     /// `proj(softmax(q k^T / sqrt(c)) v)` with q, k, v = slices of one `qkv` linear layer.
-    fn attention(&mut self, xn: &Self::Tensor, qkv_w: &Self::Tensor, qkv_b: &Self::Tensor, proj_w: &Self::Tensor, proj_b: &Self::Tensor) -> Result<Self::Tensor> {
+    fn attention(
+        &mut self,
+        xn: &Self::Tensor,
+        qkv_w: &Self::Tensor,
+        qkv_b: &Self::Tensor,
+        proj_w: &Self::Tensor,
+        proj_b: &Self::Tensor,
+    ) -> Result<Self::Tensor> {
         let [n, h, w, c] = ops::check_nhwc("attention", Self::shape(xn))?;
         if Self::shape(qkv_w) != [c, 3 * c] {
-            return shape_err("attention", format!("qkv weight must be [{c}, {}], got {:?}", 3 * c, Self::shape(qkv_w)));
+            return shape_err(
+                "attention",
+                format!(
+                    "qkv weight must be [{c}, {}], got {:?}",
+                    3 * c,
+                    Self::shape(qkv_w)
+                ),
+            );
         }
         let hw = h * w;
         let qkv = self.linear(xn, qkv_w, Some(qkv_b))?; // [n, h, w, 3c]
         let per_batch = hw * 3 * c;
         let scores = Matmul {
-            batch: n, m: hw, n: hw, k: c,
-            a: View { offset: 0, batch_stride: per_batch, row_stride: 3 * c, col_stride: 1 },
-            b: View { offset: c, batch_stride: per_batch, row_stride: 1, col_stride: 3 * c },
+            batch: n,
+            m: hw,
+            n: hw,
+            k: c,
+            a: View {
+                offset: 0,
+                batch_stride: per_batch,
+                row_stride: 3 * c,
+                col_stride: 1,
+            },
+            b: View {
+                offset: c,
+                batch_stride: per_batch,
+                row_stride: 1,
+                col_stride: 3 * c,
+            },
             scale: 1.0 / (c as f32).sqrt(),
         };
         let att = self.matmul(&qkv, &qkv, None, &scores)?;
         let att = self.softmax_rows(&att)?;
         let mix = Matmul {
-            batch: n, m: hw, n: c, k: hw,
+            batch: n,
+            m: hw,
+            n: c,
+            k: hw,
             a: View::row_major(hw, hw),
-            b: View { offset: 2 * c, batch_stride: per_batch, row_stride: 3 * c, col_stride: 1 },
+            b: View {
+                offset: 2 * c,
+                batch_stride: per_batch,
+                row_stride: 3 * c,
+                col_stride: 1,
+            },
             scale: 1.0,
         };
         let out = self.matmul(&att, &qkv, None, &mix)?;
@@ -111,7 +194,10 @@ pub struct Cpu;
 impl Cpu {
     fn make(data: Vec<f32>, shape: Vec<usize>) -> CpuTensor {
         debug_assert_eq!(data.len(), shape.iter().product::<usize>());
-        CpuTensor { data: Rc::new(data), shape }
+        CpuTensor {
+            data: Rc::new(data),
+            shape,
+        }
     }
 }
 
@@ -137,24 +223,61 @@ impl Backend for Cpu {
 
     fn reshape(&mut self, t: &CpuTensor, shape: &[usize]) -> Result<CpuTensor> {
         check_reshape(&t.shape, shape)?;
-        Ok(CpuTensor { data: t.data.clone(), shape: shape.to_vec() })
+        Ok(CpuTensor {
+            data: t.data.clone(),
+            shape: shape.to_vec(),
+        })
     }
 
-    fn conv2d(&mut self, x: &CpuTensor, w: &CpuTensor, bias: &CpuTensor, spec: Conv2d) -> Result<CpuTensor> {
+    fn conv2d(
+        &mut self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: &CpuTensor,
+        spec: Conv2d,
+    ) -> Result<CpuTensor> {
         let out = spec.check(&x.shape, &w.shape, &bias.shape)?;
         let dims = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
-        Ok(Self::make(reference::conv2d(&x.data, dims, &w.data, &bias.data, out[3], spec), out.to_vec()))
+        Ok(Self::make(
+            reference::conv2d(&x.data, dims, &w.data, &bias.data, out[3], spec),
+            out.to_vec(),
+        ))
     }
 
-    fn matmul(&mut self, a: &CpuTensor, b: &CpuTensor, bias: Option<&CpuTensor>, spec: &Matmul) -> Result<CpuTensor> {
+    fn matmul(
+        &mut self,
+        a: &CpuTensor,
+        b: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        spec: &Matmul,
+    ) -> Result<CpuTensor> {
         spec.check(a.data.len(), b.data.len(), bias.map(|t| t.shape.as_slice()))?;
         let out = reference::matmul(&a.data, &b.data, bias.map(|t| t.data.as_slice()), spec);
         Ok(Self::make(out, vec![spec.batch, spec.m, spec.n]))
     }
 
-    fn group_norm(&mut self, x: &CpuTensor, gamma: &CpuTensor, beta: &CpuTensor, add: Option<&CpuTensor>, spec: GroupNorm) -> Result<CpuTensor> {
-        let dims = spec.check(&x.shape, &gamma.shape, &beta.shape, add.map(|a| a.shape.as_slice()))?;
-        let out = reference::group_norm(&x.data, dims, &gamma.data, &beta.data, add.map(|a| a.data.as_slice()), spec);
+    fn group_norm(
+        &mut self,
+        x: &CpuTensor,
+        gamma: &CpuTensor,
+        beta: &CpuTensor,
+        add: Option<&CpuTensor>,
+        spec: GroupNorm,
+    ) -> Result<CpuTensor> {
+        let dims = spec.check(
+            &x.shape,
+            &gamma.shape,
+            &beta.shape,
+            add.map(|a| a.shape.as_slice()),
+        )?;
+        let out = reference::group_norm(
+            &x.data,
+            dims,
+            &gamma.data,
+            &beta.data,
+            add.map(|a| a.data.as_slice()),
+            spec,
+        );
         Ok(Self::make(out, x.shape.clone()))
     }
 
@@ -164,62 +287,115 @@ impl Backend for Cpu {
 
     fn axpby(&mut self, x: &CpuTensor, y: &CpuTensor, a: f32, b: f32) -> Result<CpuTensor> {
         ops::check_same("axpby", &x.shape, &y.shape)?;
-        Ok(Self::make(reference::axpby(&x.data, &y.data, a, b), x.shape.clone()))
+        Ok(Self::make(
+            reference::axpby(&x.data, &y.data, a, b),
+            x.shape.clone(),
+        ))
     }
 
     fn upsample2x(&mut self, x: &CpuTensor) -> Result<CpuTensor> {
         let [n, h, w, c] = ops::check_nhwc("upsample2x", &x.shape)?;
-        Ok(Self::make(reference::upsample2x(&x.data, [n, h, w, c]), vec![n, 2 * h, 2 * w, c]))
+        Ok(Self::make(
+            reference::upsample2x(&x.data, [n, h, w, c]),
+            vec![n, 2 * h, 2 * w, c],
+        ))
     }
 
     fn concat_channels(&mut self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
         let out = ops::check_concat(&a.shape, &b.shape)?;
-        Ok(Self::make(reference::concat_channels(&a.data, a.shape[3], &b.data, b.shape[3]), out.to_vec()))
+        Ok(Self::make(
+            reference::concat_channels(&a.data, a.shape[3], &b.data, b.shape[3]),
+            out.to_vec(),
+        ))
     }
 
     fn softmax_rows(&mut self, x: &CpuTensor) -> Result<CpuTensor> {
-        let len = *x.shape.last().filter(|&&l| l > 0).ok_or_else(|| crate::Error::Shape { op: "softmax_rows", detail: format!("empty rows in {:?}", x.shape) })?;
-        Ok(Self::make(reference::softmax_rows(&x.data, len), x.shape.clone()))
+        let len = *x
+            .shape
+            .last()
+            .filter(|&&l| l > 0)
+            .ok_or_else(|| crate::Error::Shape {
+                op: "softmax_rows",
+                detail: format!("empty rows in {:?}", x.shape),
+            })?;
+        Ok(Self::make(
+            reference::softmax_rows(&x.data, len),
+            x.shape.clone(),
+        ))
     }
 
     fn embedding(&mut self, labels: &CpuTensor, table: &CpuTensor) -> Result<CpuTensor> {
         let (n, rows, dim) = ops::check_embedding(&labels.shape, &table.shape)?;
         ops::check_labels(&labels.data, rows)?;
-        Ok(Self::make(reference::embedding(&labels.data, &table.data, dim), vec![n, dim]))
+        Ok(Self::make(
+            reference::embedding(&labels.data, &table.data, dim),
+            vec![n, dim],
+        ))
     }
 
     fn timestep_embedding(&mut self, t: &CpuTensor, dim: usize, scale: f32) -> Result<CpuTensor> {
         let n = ops::check_timestep(&t.shape, dim)?;
-        Ok(Self::make(reference::timestep_embedding(&t.data, dim, scale), vec![n, dim]))
+        Ok(Self::make(
+            reference::timestep_embedding(&t.data, dim, scale),
+            vec![n, dim],
+        ))
     }
 
     fn randn(&mut self, shape: &[usize], seed: u32, stream: u32) -> Result<CpuTensor> {
         let (n, per) = check_rows("randn", shape, shape)?;
-        Ok(Self::make(reference::randn(n, per, seed, stream), shape.to_vec()))
+        Ok(Self::make(
+            reference::randn(n, per, seed, stream),
+            shape.to_vec(),
+        ))
     }
 
-    fn combine3(&mut self, x: &CpuTensor, y: &CpuTensor, z: Option<&CpuTensor>, coeffs: [f32; 3]) -> Result<CpuTensor> {
+    fn combine3(
+        &mut self,
+        x: &CpuTensor,
+        y: &CpuTensor,
+        z: Option<&CpuTensor>,
+        coeffs: [f32; 3],
+    ) -> Result<CpuTensor> {
         ops::check_same("combine3", &x.shape, &y.shape)?;
         if let Some(z) = z {
             ops::check_same("combine3", &x.shape, &z.shape)?;
         }
-        Ok(Self::make(reference::combine3(&x.data, &y.data, z.map(|z| z.data.as_slice()), coeffs), x.shape.clone()))
+        Ok(Self::make(
+            reference::combine3(&x.data, &y.data, z.map(|z| z.data.as_slice()), coeffs),
+            x.shape.clone(),
+        ))
     }
 
     fn row_dot(&mut self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
         let (n, len) = check_rows("row_dot", &a.shape, &b.shape)?;
-        Ok(Self::make(reference::row_dot(&a.data, &b.data, len), vec![n]))
+        Ok(Self::make(
+            reference::row_dot(&a.data, &b.data, len),
+            vec![n],
+        ))
     }
 
-    fn error_ratio(&mut self, err: &CpuTensor, a: &CpuTensor, b: &CpuTensor, rtol: f32, atol: f32) -> Result<CpuTensor> {
+    fn error_ratio(
+        &mut self,
+        err: &CpuTensor,
+        a: &CpuTensor,
+        b: &CpuTensor,
+        rtol: f32,
+        atol: f32,
+    ) -> Result<CpuTensor> {
         ops::check_same("error_ratio", &err.shape, &a.shape)?;
         ops::check_same("error_ratio", &err.shape, &b.shape)?;
-        Ok(Self::make(reference::error_ratio(&err.data, &a.data, &b.data, rtol, atol), err.shape.clone()))
+        Ok(Self::make(
+            reference::error_ratio(&err.data, &a.data, &b.data, rtol, atol),
+            err.shape.clone(),
+        ))
     }
 
     fn blend(&mut self, x: &CpuTensor, y: &CpuTensor, mask: &CpuTensor) -> Result<CpuTensor> {
         check_blend(&x.shape, &y.shape, &mask.shape)?;
-        Ok(Self::make(reference::blend(&x.data, &y.data, &mask.data), x.shape.clone()))
+        Ok(Self::make(
+            reference::blend(&x.data, &y.data, &mask.data),
+            x.shape.clone(),
+        ))
     }
 }
 
@@ -227,7 +403,9 @@ impl Backend for Cpu {
 pub(crate) fn check_rows(op: &'static str, a: &[usize], b: &[usize]) -> Result<(usize, usize)> {
     ops::check_same(op, a, b)?;
     match a.split_first() {
-        Some((&n, rest)) if n > 0 && rest.iter().product::<usize>() > 0 => Ok((n, rest.iter().product())),
+        Some((&n, rest)) if n > 0 && rest.iter().product::<usize>() > 0 => {
+            Ok((n, rest.iter().product()))
+        }
         _ => shape_err(op, format!("needs [n, ..] with n > 0, got {a:?}")),
     }
 }
@@ -236,7 +414,10 @@ pub(crate) fn check_rows(op: &'static str, a: &[usize], b: &[usize]) -> Result<(
 pub(crate) fn check_blend(x: &[usize], y: &[usize], mask: &[usize]) -> Result<usize> {
     check_rows("blend", x, y)?;
     if mask != &x[1..] {
-        return shape_err("blend", format!("mask must be one sample {:?}, got {mask:?}", &x[1..]));
+        return shape_err(
+            "blend",
+            format!("mask must be one sample {:?}, got {mask:?}", &x[1..]),
+        );
     }
     Ok(mask.iter().product())
 }
@@ -244,7 +425,10 @@ pub(crate) fn check_blend(x: &[usize], y: &[usize], mask: &[usize]) -> Result<us
 pub(crate) fn check_upload(len: usize, shape: &[usize]) -> Result<()> {
     let want: usize = shape.iter().product();
     if want != len || len == 0 {
-        return shape_err("upload", format!("{len} values do not fill shape {shape:?}"));
+        return shape_err(
+            "upload",
+            format!("{len} values do not fill shape {shape:?}"),
+        );
     }
     Ok(())
 }

@@ -35,10 +35,16 @@ impl std::error::Error for Error {}
 
 /// Shorthand for a shape error.
 pub(crate) fn shape_err<T>(op: &'static str, detail: impl Into<String>) -> Result<T> {
-    Err(Error::Shape { op, detail: detail.into() })
+    Err(Error::Shape {
+        op,
+        detail: detail.into(),
+    })
 }
 
 /// Shorthand for a parameter error.
 pub fn param_err<T>(name: &str, detail: impl Into<String>) -> Result<T> {
-    Err(Error::Param { name: name.to_string(), detail: detail.into() })
+    Err(Error::Param {
+        name: name.to_string(),
+        detail: detail.into(),
+    })
 }

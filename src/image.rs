@@ -6,7 +6,11 @@ pub fn to_rgba(values: &[f32], h: usize, w: usize, c: usize) -> Vec<u8> {
     let byte = |v: f32| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
     let mut out = Vec::with_capacity(h * w * 4);
     for px in values.chunks(c).take(h * w) {
-        let (r, g, b) = if c >= 3 { (px[0], px[1], px[2]) } else { (px[0], px[0], px[0]) };
+        let (r, g, b) = if c >= 3 {
+            (px[0], px[1], px[2])
+        } else {
+            (px[0], px[0], px[0])
+        };
         out.extend([byte(r), byte(g), byte(b), 255]);
     }
     out
@@ -28,13 +32,24 @@ pub fn from_rgba(rgba: &[u8], c: usize) -> Vec<f32> {
 
 /// Peak signal-to-noise ratio in dB of `b` against `a`, both model values in [-1, 1] (peak-to-peak 2).
 pub fn psnr(a: &[f32], b: &[f32]) -> f64 {
-    let mse = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len().max(1) as f64;
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum::<f64>()
+        / a.len().max(1) as f64;
     10.0 * (4.0 / mse.max(1e-20)).log10()
 }
 
 /// Lays out `n` samples in a grid with `cols` columns and a `gap`-pixel white border; returns RGBA
 /// and the grid's width and height.
-pub fn grid(values: &[f32], n: usize, (h, w, c): (usize, usize, usize), cols: usize, gap: usize) -> (Vec<u8>, usize, usize) {
+pub fn grid(
+    values: &[f32],
+    n: usize,
+    (h, w, c): (usize, usize, usize),
+    cols: usize,
+    gap: usize,
+) -> (Vec<u8>, usize, usize) {
     let cols = cols.clamp(1, n.max(1));
     let rows = n.div_ceil(cols);
     let (gw, gh) = (cols * (w + gap) + gap, rows * (h + gap) + gap);
@@ -73,9 +88,13 @@ mod tests {
 
     #[test]
     fn pixels_round_trip() {
-        let rgba: Vec<u8> = (0..64u32).flat_map(|i| [(i * 4) as u8, (255 - i * 3) as u8, (i * 7 % 256) as u8, 255]).collect();
+        let rgba: Vec<u8> = (0..64u32)
+            .flat_map(|i| [(i * 4) as u8, (255 - i * 3) as u8, (i * 7 % 256) as u8, 255])
+            .collect();
         assert_eq!(to_rgba(&from_rgba(&rgba, 3), 8, 8, 3), rgba);
-        let gray: Vec<u8> = (0..16u8).flat_map(|i| [i * 16, i * 16, i * 16, 255]).collect();
+        let gray: Vec<u8> = (0..16u8)
+            .flat_map(|i| [i * 16, i * 16, i * 16, 255])
+            .collect();
         assert_eq!(to_rgba(&from_rgba(&gray, 1), 4, 4, 1), gray);
     }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, Network};
-use crate::sampler::edit::{self, InpaintMethod, Likelihood, LikelihoodOptions};
+use crate::sampler::edit::{self, DensityGrid, InpaintMethod, Likelihood, LikelihoodOptions};
 use crate::sampler::{self, Guided, OdeSolver, Progress, SamplerOptions, VpSchedule};
 
 /// A sampling request; every field has a default.
@@ -27,7 +27,13 @@ pub struct SampleRequest {
 
 impl Default for SampleRequest {
     fn default() -> Self {
-        SampleRequest { sampler: SamplerOptions::default(), seed: 0, n: 4, class: None, guidance: 1.0 }
+        SampleRequest {
+            sampler: SamplerOptions::default(),
+            seed: 0,
+            n: 4,
+            class: None,
+            guidance: 1.0,
+        }
     }
 }
 
@@ -44,7 +50,17 @@ pub struct EditRequest {
 
 impl Default for EditRequest {
     fn default() -> Self {
-        EditRequest { sampler: SamplerOptions { method: sampler::Method::Ddpm, steps: Some(100), ..Default::default() }, method: InpaintMethod::Replace, seed: 0, class: None, guidance: 1.0 }
+        EditRequest {
+            sampler: SamplerOptions {
+                method: sampler::Method::Ddpm,
+                steps: Some(100),
+                ..Default::default()
+            },
+            method: InpaintMethod::Replace,
+            seed: 0,
+            class: None,
+            guidance: 1.0,
+        }
     }
 }
 
@@ -63,21 +79,41 @@ pub struct OdeRequest {
 
 impl Default for OdeRequest {
     fn default() -> Self {
-        OdeRequest { solver: "rk45".into(), steps: 500, rtol: 1e-3, atol: 1e-3, class: None, guidance: 1.0 }
+        OdeRequest {
+            solver: "rk45".into(),
+            steps: 500,
+            rtol: 1e-3,
+            atol: 1e-3,
+            class: None,
+            guidance: 1.0,
+        }
     }
 }
 
 impl OdeRequest {
     fn solver(&self) -> Result<OdeSolver> {
         if !(1..=10_000).contains(&self.steps) {
-            return Err(Error::Param { name: "steps".into(), detail: format!("{} must be 1..=10000", self.steps) });
+            return Err(Error::Param {
+                name: "steps".into(),
+                detail: format!("{} must be 1..=10000", self.steps),
+            });
         }
         match self.solver.as_str() {
-            "rk45" if self.rtol > 0.0 && self.atol > 0.0 => Ok(OdeSolver::Rk45 { rtol: self.rtol, atol: self.atol, max_steps: self.steps }),
-            "rk45" => Err(Error::Param { name: "rtol".into(), detail: "rtol and atol must be positive".into() }),
+            "rk45" if self.rtol > 0.0 && self.atol > 0.0 => Ok(OdeSolver::Rk45 {
+                rtol: self.rtol,
+                atol: self.atol,
+                max_steps: self.steps,
+            }),
+            "rk45" => Err(Error::Param {
+                name: "rtol".into(),
+                detail: "rtol and atol must be positive".into(),
+            }),
             "heun" => Ok(OdeSolver::Heun { steps: self.steps }),
             "euler" => Ok(OdeSolver::Euler { steps: self.steps }),
-            other => Err(Error::Param { name: "solver".into(), detail: format!("{other:?}: use rk45, heun or euler") }),
+            other => Err(Error::Param {
+                name: "solver".into(),
+                detail: format!("{other:?}: use rk45, heun or euler"),
+            }),
         }
     }
 }
@@ -102,7 +138,10 @@ pub struct Session<B: Backend> {
 
 impl<B: Backend> Session<B> {
     pub fn new(be: B) -> Session<B> {
-        Session { be, models: HashMap::new() }
+        Session {
+            be,
+            models: HashMap::new(),
+        }
     }
 
     /// Loads (or replaces) a model under `name`; returns its config.
@@ -113,13 +152,27 @@ impl<B: Backend> Session<B> {
     }
 
     pub fn model(&self, name: &str) -> Result<&Network<B>> {
-        self.models.get(name).ok_or_else(|| Error::Param { name: "model".into(), detail: format!("{name:?} is not loaded (loaded: {})", self.models.keys().cloned().collect::<Vec<_>>().join(", ")) })
+        Self::find(&self.models, name)
+    }
+
+    /// The model by name, borrowing only the model table (so the backend stays free to use).
+    fn find<'m>(models: &'m HashMap<String, Network<B>>, name: &str) -> Result<&'m Network<B>> {
+        models.get(name).ok_or_else(|| Error::Param {
+            name: "model".into(),
+            detail: format!(
+                "{name:?} is not loaded (loaded: {})",
+                models.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        })
     }
 
     fn batch_shape(net: &Network<B>, n: usize) -> Result<Vec<usize>> {
         let max = MAX_BATCH.max(MAX_VALUES / net.config.sample_len());
         if !(1..=max).contains(&n) {
-            return Err(Error::Param { name: "n".into(), detail: format!("{n} samples: choose 1..={max}") });
+            return Err(Error::Param {
+                name: "n".into(),
+                detail: format!("{n} samples: choose 1..={max}"),
+            });
         }
         let mut shape = vec![n];
         shape.extend(net.config.sample_shape());
@@ -127,27 +180,61 @@ impl<B: Backend> Session<B> {
     }
 
     /// Draws `req.n` samples.
-    pub async fn sample(&mut self, model: &str, req: &SampleRequest, progress: &mut impl Progress) -> Result<Samples> {
-        let net = self.models.get(model).ok_or_else(|| Error::Param { name: "model".into(), detail: format!("{model:?} is not loaded") })?;
+    pub async fn sample(
+        &mut self,
+        model: &str,
+        req: &SampleRequest,
+        progress: &mut impl Progress,
+    ) -> Result<Samples> {
+        let net = Self::find(&self.models, model)?;
         let shape = Self::batch_shape(net, req.n)?;
         let schedule = VpSchedule::from_config(&net.config.sde);
         let mut den = Guided::new(&mut self.be, net, &vec![req.class; req.n], req.guidance)?;
-        let x = sampler::sample(&mut self.be, &mut den, &schedule, &req.sampler, &shape, req.seed, progress).await?;
+        let x = sampler::sample(
+            &mut self.be,
+            &mut den,
+            &schedule,
+            &req.sampler,
+            &shape,
+            req.seed,
+            progress,
+        )
+        .await?;
         let values = self.be.read(&x).await?;
-        Ok(Samples { values, n: req.n, shape: shape[1..].to_vec() })
+        Ok(Samples {
+            values,
+            n: req.n,
+            shape: shape[1..].to_vec(),
+        })
     }
 
     /// The network's noise prediction at time t for `x` (`n` samples), e.g. to draw a score field
     /// (`score = -eps / sigma(t)`).
-    pub async fn eps(&mut self, model: &str, x: &[f32], t: f64, class: Option<usize>, guidance: f32) -> Result<Vec<f32>> {
-        let net = self.models.get(model).ok_or_else(|| Error::Param { name: "model".into(), detail: format!("{model:?} is not loaded") })?;
+    pub async fn eps(
+        &mut self,
+        model: &str,
+        x: &[f32],
+        t: f64,
+        class: Option<usize>,
+        guidance: f32,
+    ) -> Result<Vec<f32>> {
+        let net = Self::find(&self.models, model)?;
         let per = net.config.sample_len();
         if x.is_empty() || x.len() % per != 0 {
-            return Err(Error::Param { name: "x".into(), detail: format!("{} values are not a whole number of {per}-value samples", x.len()) });
+            return Err(Error::Param {
+                name: "x".into(),
+                detail: format!(
+                    "{} values are not a whole number of {per}-value samples",
+                    x.len()
+                ),
+            });
         }
         let s = VpSchedule::from_config(&net.config.sde);
         if !(t >= s.t_eps && t <= 1.0) {
-            return Err(Error::Param { name: "t".into(), detail: format!("{t} is outside [{}, 1]", s.t_eps) });
+            return Err(Error::Param {
+                name: "t".into(),
+                detail: format!("{t} is outside [{}, 1]", s.t_eps),
+            });
         }
         let n = x.len() / per;
         let mut shape = vec![n];
@@ -159,62 +246,153 @@ impl<B: Backend> Session<B> {
         self.be.read(&e).await
     }
 
-    fn checked_batch<'m>(models: &'m HashMap<String, Network<B>>, model: &str, values: &[f32]) -> Result<(&'m Network<B>, Vec<usize>)> {
-        let net = models.get(model).ok_or_else(|| Error::Param { name: "model".into(), detail: format!("{model:?} is not loaded") })?;
+    fn checked_batch<'m>(
+        models: &'m HashMap<String, Network<B>>,
+        model: &str,
+        values: &[f32],
+    ) -> Result<(&'m Network<B>, Vec<usize>)> {
+        let net = Self::find(models, model)?;
         let per = net.config.sample_len();
         if values.is_empty() || values.len() % per != 0 {
-            return Err(Error::Param { name: "image".into(), detail: format!("{} values are not a whole number of {:?} samples", values.len(), net.config.sample_shape()) });
+            return Err(Error::Param {
+                name: "image".into(),
+                detail: format!(
+                    "{} values are not a whole number of {:?} samples",
+                    values.len(),
+                    net.config.sample_shape()
+                ),
+            });
         }
         let shape = Self::batch_shape(net, values.len() / per)?;
         Ok((net, shape))
     }
 
     /// Fills the unknown part of each image; `mask` is one sample's shape (1 = keep, 0 = fill).
-    pub async fn inpaint(&mut self, model: &str, req: &EditRequest, images: &[f32], mask: &[f32], progress: &mut impl Progress) -> Result<Samples> {
+    pub async fn inpaint(
+        &mut self,
+        model: &str,
+        req: &EditRequest,
+        images: &[f32],
+        mask: &[f32],
+        progress: &mut impl Progress,
+    ) -> Result<Samples> {
         let (net, shape) = Self::checked_batch(&self.models, model, images)?;
         if mask.len() != net.config.sample_len() || mask.iter().any(|m| !(0.0..=1.0).contains(m)) {
-            return Err(Error::Param { name: "mask".into(), detail: format!("needs {} values in [0, 1] (one sample)", net.config.sample_len()) });
+            return Err(Error::Param {
+                name: "mask".into(),
+                detail: format!(
+                    "needs {} values in [0, 1] (one sample)",
+                    net.config.sample_len()
+                ),
+            });
         }
         let s = VpSchedule::from_config(&net.config.sde);
         let known = self.be.upload(images, &shape)?;
         let m = self.be.upload(mask, &shape[1..])?;
         let mut den = Guided::new(&mut self.be, net, &vec![req.class; shape[0]], req.guidance)?;
-        let x = edit::inpaint(&mut self.be, &mut den, &s, &req.sampler, req.method, &known, &m, req.seed, progress).await?;
-        Ok(Samples { values: self.be.read(&x).await?, n: shape[0], shape: shape[1..].to_vec() })
+        let x = edit::inpaint(
+            &mut self.be,
+            &mut den,
+            &s,
+            &req.sampler,
+            req.method,
+            &known,
+            &m,
+            req.seed,
+            progress,
+        )
+        .await?;
+        Ok(Samples {
+            values: self.be.read(&x).await?,
+            n: shape[0],
+            shape: shape[1..].to_vec(),
+        })
     }
 
     /// Colours images keeping their luminance (rgb models only).
-    pub async fn colorize(&mut self, model: &str, req: &EditRequest, images: &[f32], progress: &mut impl Progress) -> Result<Samples> {
+    pub async fn colorize(
+        &mut self,
+        model: &str,
+        req: &EditRequest,
+        images: &[f32],
+        progress: &mut impl Progress,
+    ) -> Result<Samples> {
         let (net, shape) = Self::checked_batch(&self.models, model, images)?;
         let s = VpSchedule::from_config(&net.config.sde);
         let gray = self.be.upload(images, &shape)?;
         let mut den = Guided::new(&mut self.be, net, &vec![req.class; shape[0]], req.guidance)?;
-        let x = edit::colorize(&mut self.be, &mut den, &s, &req.sampler, req.method, &gray, req.seed, progress).await?;
-        Ok(Samples { values: self.be.read(&x).await?, n: shape[0], shape: shape[1..].to_vec() })
+        let x = edit::colorize(
+            &mut self.be,
+            &mut den,
+            &s,
+            &req.sampler,
+            req.method,
+            &gray,
+            req.seed,
+            progress,
+        )
+        .await?;
+        Ok(Samples {
+            values: self.be.read(&x).await?,
+            n: shape[0],
+            shape: shape[1..].to_vec(),
+        })
     }
 
     /// Probability-flow encoding (`encode = true`: data to latent) or decoding; returns the
     /// result and the number of evaluations.
-    pub async fn transport(&mut self, model: &str, req: &OdeRequest, values: &[f32], encode: bool, progress: &mut impl Progress) -> Result<(Samples, usize)> {
+    pub async fn transport(
+        &mut self,
+        model: &str,
+        req: &OdeRequest,
+        values: &[f32],
+        encode: bool,
+        progress: &mut impl Progress,
+    ) -> Result<(Samples, usize)> {
         let (net, shape) = Self::checked_batch(&self.models, model, values)?;
         let solver = req.solver()?;
         let s = VpSchedule::from_config(&net.config.sde);
         let x = self.be.upload(values, &shape)?;
         let mut den = Guided::new(&mut self.be, net, &vec![req.class; shape[0]], req.guidance)?;
-        let (y, evals) = edit::ode_transport(&mut self.be, &mut den, &s, x, encode, solver, progress).await?;
-        Ok((Samples { values: self.be.read(&y).await?, n: shape[0], shape: shape[1..].to_vec() }, evals))
+        let (y, evals) =
+            edit::ode_transport(&mut self.be, &mut den, &s, x, encode, solver, progress).await?;
+        Ok((
+            Samples {
+                values: self.be.read(&y).await?,
+                n: shape[0],
+                shape: shape[1..].to_vec(),
+            },
+            evals,
+        ))
     }
 
     /// Decodes the spherical interpolations of two latents at the given positions in [0, 1].
-    pub async fn interpolate(&mut self, model: &str, req: &OdeRequest, a: &[f32], b: &[f32], positions: &[f64], progress: &mut impl Progress) -> Result<(Samples, usize)> {
+    pub async fn interpolate(
+        &mut self,
+        model: &str,
+        req: &OdeRequest,
+        a: &[f32],
+        b: &[f32],
+        positions: &[f64],
+        progress: &mut impl Progress,
+    ) -> Result<(Samples, usize)> {
         let per = self.model(model)?.config.sample_len();
         if a.len() != per || b.len() != per {
-            return Err(Error::Param { name: "latent".into(), detail: format!("each latent needs {per} values") });
+            return Err(Error::Param {
+                name: "latent".into(),
+                detail: format!("each latent needs {per} values"),
+            });
         }
         if positions.is_empty() || positions.iter().any(|u| !(0.0..=1.0).contains(u)) {
-            return Err(Error::Param { name: "positions".into(), detail: "give one or more positions in [0, 1]".into() });
+            return Err(Error::Param {
+                name: "positions".into(),
+                detail: "give one or more positions in [0, 1]".into(),
+            });
         }
-        let latents: Vec<f32> = positions.iter().flat_map(|&u| edit::slerp(a, b, u)).collect();
+        let latents: Vec<f32> = positions
+            .iter()
+            .flat_map(|&u| edit::slerp(a, b, u))
+            .collect();
         self.transport(model, req, &latents, false, progress).await
     }
 
@@ -226,11 +404,42 @@ impl<B: Backend> Session<B> {
     }
 
     /// `log p(x)` and bits/dim per sample.
-    pub async fn likelihood(&mut self, model: &str, opts: &LikelihoodOptions, values: &[f32], class: Option<usize>, seed: u32, progress: &mut impl Progress) -> Result<Likelihood> {
+    pub async fn likelihood(
+        &mut self,
+        model: &str,
+        opts: &LikelihoodOptions,
+        values: &[f32],
+        class: Option<usize>,
+        seed: u32,
+        progress: &mut impl Progress,
+    ) -> Result<Likelihood> {
         let (net, shape) = Self::checked_batch(&self.models, model, values)?;
         let s = VpSchedule::from_config(&net.config.sde);
         let x = self.be.upload(values, &shape)?;
         let mut den = Guided::new(&mut self.be, net, &vec![class; shape[0]], 1.0)?;
         edit::log_likelihood(&mut self.be, &mut den, &s, opts, &x, seed, progress).await
+    }
+
+    /// `log p` of a 2-D model on a grid of points (the playground's density map).
+    pub async fn density_grid(
+        &mut self,
+        model: &str,
+        grid: &DensityGrid,
+        class: Option<usize>,
+        progress: &mut impl Progress,
+    ) -> Result<Likelihood> {
+        let net = Self::find(&self.models, model)?;
+        if net.config.sample_len() != 2 {
+            return Err(Error::Param {
+                name: "model".into(),
+                detail: format!(
+                    "{model:?} is not a 2-D model (samples of {:?})",
+                    net.config.sample_shape()
+                ),
+            });
+        }
+        let s = VpSchedule::from_config(&net.config.sde);
+        let mut den = Guided::new(&mut self.be, net, &vec![class; grid.size * grid.size], 1.0)?;
+        grid.log_density(&mut self.be, &mut den, &s, progress).await
     }
 }

@@ -17,18 +17,35 @@ pub struct Conv2d {
 impl Conv2d {
     pub fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {
         let pad = self.ksize / 2;
-        ((h + 2 * pad - self.ksize) / self.stride + 1, (w + 2 * pad - self.ksize) / self.stride + 1)
+        (
+            (h + 2 * pad - self.ksize) / self.stride + 1,
+            (w + 2 * pad - self.ksize) / self.stride + 1,
+        )
     }
 
     /// Checks x `[n,h,w,cin]`, w `[k*k*cin, cout]`, bias `[cout]`; returns the output shape.
     pub fn check(&self, x: &[usize], w: &[usize], bias: &[usize]) -> Result<[usize; 4]> {
         const OP: &str = "conv2d";
         if !matches!(self.ksize, 1 | 3) || !matches!(self.stride, 1 | 2) {
-            return shape_err(OP, format!("kernel {}x{} stride {} is not supported (1 or 3, stride 1 or 2)", self.ksize, self.ksize, self.stride));
+            return shape_err(
+                OP,
+                format!(
+                    "kernel {}x{} stride {} is not supported (1 or 3, stride 1 or 2)",
+                    self.ksize, self.ksize, self.stride
+                ),
+            );
         }
-        let &[n, h, wd, cin] = x else { return shape_err(OP, format!("input must be NHWC, got {x:?}")) };
+        let &[n, h, wd, cin] = x else {
+            return shape_err(OP, format!("input must be NHWC, got {x:?}"));
+        };
         if w.len() != 2 || w[0] != self.ksize * self.ksize * cin {
-            return shape_err(OP, format!("weight must be [{}, cout] for cin {cin}, got {w:?}", self.ksize * self.ksize * cin));
+            return shape_err(
+                OP,
+                format!(
+                    "weight must be [{}, cout] for cin {cin}, got {w:?}",
+                    self.ksize * self.ksize * cin
+                ),
+            );
         }
         if bias != [w[1]] {
             return shape_err(OP, format!("bias must be [{}], got {bias:?}", w[1]));
@@ -54,12 +71,21 @@ pub struct View {
 impl View {
     /// A contiguous row-major `[rows, cols]` matrix per batch entry.
     pub fn row_major(rows: usize, cols: usize) -> View {
-        View { offset: 0, batch_stride: rows * cols, row_stride: cols, col_stride: 1 }
+        View {
+            offset: 0,
+            batch_stride: rows * cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
     }
 
     /// The index one past the largest element the view touches for `[batch, rows, cols]`.
     fn extent(&self, batch: usize, rows: usize, cols: usize) -> usize {
-        self.offset + (batch - 1) * self.batch_stride + (rows - 1) * self.row_stride + (cols - 1) * self.col_stride + 1
+        self.offset
+            + (batch - 1) * self.batch_stride
+            + (rows - 1) * self.row_stride
+            + (cols - 1) * self.col_stride
+            + 1
     }
 }
 
@@ -78,21 +104,41 @@ pub struct Matmul {
 impl Matmul {
     /// Plain `[m, k] x [k, n]`.
     pub fn plain(m: usize, k: usize, n: usize) -> Matmul {
-        Matmul { batch: 1, m, n, k, a: View::row_major(m, k), b: View::row_major(k, n), scale: 1.0 }
+        Matmul {
+            batch: 1,
+            m,
+            n,
+            k,
+            a: View::row_major(m, k),
+            b: View::row_major(k, n),
+            scale: 1.0,
+        }
     }
 
     pub fn check(&self, a_len: usize, b_len: usize, bias: Option<&[usize]>) -> Result<()> {
         const OP: &str = "matmul";
         if self.batch * self.m * self.n * self.k == 0 {
-            return shape_err(OP, format!("empty product: batch {} m {} n {} k {}", self.batch, self.m, self.n, self.k));
+            return shape_err(
+                OP,
+                format!(
+                    "empty product: batch {} m {} n {} k {}",
+                    self.batch, self.m, self.n, self.k
+                ),
+            );
         }
         let need_a = self.a.extent(self.batch, self.m, self.k);
         let need_b = self.b.extent(self.batch, self.k, self.n);
         if need_a > a_len {
-            return shape_err(OP, format!("A view reaches element {need_a} but A has {a_len}"));
+            return shape_err(
+                OP,
+                format!("A view reaches element {need_a} but A has {a_len}"),
+            );
         }
         if need_b > b_len {
-            return shape_err(OP, format!("B view reaches element {need_b} but B has {b_len}"));
+            return shape_err(
+                OP,
+                format!("B view reaches element {need_b} but B has {b_len}"),
+            );
         }
         if let Some(bias) = bias {
             if bias != [self.n] {
@@ -104,13 +150,23 @@ impl Matmul {
 }
 
 /// Checks a linear layer: x `[.., in]`, w `[in, out]`; returns (rows, in, out).
-pub fn check_linear(x: &[usize], w: &[usize], bias: Option<&[usize]>) -> Result<(usize, usize, usize)> {
+pub fn check_linear(
+    x: &[usize],
+    w: &[usize],
+    bias: Option<&[usize]>,
+) -> Result<(usize, usize, usize)> {
     const OP: &str = "linear";
     let (Some(&k), [wk, n]) = (x.last(), w) else {
-        return shape_err(OP, format!("input {x:?} and weight {w:?} must be [.., in] and [in, out]"));
+        return shape_err(
+            OP,
+            format!("input {x:?} and weight {w:?} must be [.., in] and [in, out]"),
+        );
     };
     if k != *wk {
-        return shape_err(OP, format!("input has {k} features but the weight expects {wk} ({w:?})"));
+        return shape_err(
+            OP,
+            format!("input has {k} features but the weight expects {wk} ({w:?})"),
+        );
     }
     if let Some(b) = bias {
         if b != [*n] {
@@ -134,7 +190,13 @@ pub struct GroupNorm {
 
 impl GroupNorm {
     /// Checks x `[n, h, w, c]` (or `[n, c]`), gamma/beta `[c]`, add `[n, c]`; returns (n, h*w, c).
-    pub fn check(&self, x: &[usize], gamma: &[usize], beta: &[usize], add: Option<&[usize]>) -> Result<(usize, usize, usize)> {
+    pub fn check(
+        &self,
+        x: &[usize],
+        gamma: &[usize],
+        beta: &[usize],
+        add: Option<&[usize]>,
+    ) -> Result<(usize, usize, usize)> {
         const OP: &str = "group_norm";
         let (n, hw, c) = match x {
             &[n, h, w, c] => (n, h * w, c),
@@ -142,10 +204,16 @@ impl GroupNorm {
             _ => return shape_err(OP, format!("input must be [n,h,w,c] or [n,c], got {x:?}")),
         };
         if self.groups == 0 || c % self.groups != 0 {
-            return shape_err(OP, format!("{c} channels do not split into {} groups", self.groups));
+            return shape_err(
+                OP,
+                format!("{c} channels do not split into {} groups", self.groups),
+            );
         }
         if gamma != [c] || beta != [c] {
-            return shape_err(OP, format!("gamma and beta must be [{c}], got {gamma:?} and {beta:?}"));
+            return shape_err(
+                OP,
+                format!("gamma and beta must be [{c}], got {gamma:?} and {beta:?}"),
+            );
         }
         if let Some(a) = add {
             if a != [n, c] {
@@ -180,7 +248,10 @@ pub fn check_concat(a: &[usize], b: &[usize]) -> Result<[usize; 4]> {
     let [n, h, w, ca] = check_nhwc("concat_channels", a)?;
     let [n2, h2, w2, cb] = check_nhwc("concat_channels", b)?;
     if (n, h, w) != (n2, h2, w2) {
-        return shape_err("concat_channels", format!("batch/spatial dims differ: {a:?} vs {b:?}"));
+        return shape_err(
+            "concat_channels",
+            format!("batch/spatial dims differ: {a:?} vs {b:?}"),
+        );
     }
     Ok([n, h, w, ca + cb])
 }
@@ -190,7 +261,10 @@ pub fn check_concat(a: &[usize], b: &[usize]) -> Result<[usize; 4]> {
 pub fn check_embedding(labels: &[usize], table: &[usize]) -> Result<(usize, usize, usize)> {
     match (labels, table) {
         (&[n], &[rows, dim]) if n * rows * dim > 0 => Ok((n, rows, dim)),
-        _ => shape_err("embedding", format!("labels must be [n] and table [rows, dim], got {labels:?} and {table:?}")),
+        _ => shape_err(
+            "embedding",
+            format!("labels must be [n] and table [rows, dim], got {labels:?} and {table:?}"),
+        ),
     }
 }
 
@@ -198,7 +272,10 @@ pub fn check_embedding(labels: &[usize], table: &[usize]) -> Result<(usize, usiz
 pub fn check_labels(labels: &[f32], rows: usize) -> Result<()> {
     for (i, &l) in labels.iter().enumerate() {
         if !(l >= 0.0 && l.fract() == 0.0 && (l as usize) < rows) {
-            return shape_err("embedding", format!("label {i} is {l}, not an index below {rows}"));
+            return shape_err(
+                "embedding",
+                format!("label {i} is {l}, not an index below {rows}"),
+            );
         }
     }
     Ok(())
@@ -206,9 +283,14 @@ pub fn check_labels(labels: &[f32], rows: usize) -> Result<()> {
 
 /// Checks a sinusoidal embedding request: t `[n]`, even dim >= 2.
 pub fn check_timestep(t: &[usize], dim: usize) -> Result<usize> {
-    let &[n] = t else { return shape_err("timestep_embedding", format!("t must be [n], got {t:?}")) };
+    let &[n] = t else {
+        return shape_err("timestep_embedding", format!("t must be [n], got {t:?}"));
+    };
     if dim < 2 || dim % 2 != 0 {
-        return shape_err("timestep_embedding", format!("dim must be even and >= 2, got {dim}"));
+        return shape_err(
+            "timestep_embedding",
+            format!("dim must be even and >= 2, got {dim}"),
+        );
     }
     Ok(n)
 }
@@ -217,5 +299,7 @@ pub fn check_timestep(t: &[usize], dim: usize) -> Result<usize> {
 /// `j < dim / 2`, computed as the training code does (f32 product, then exp), correctly rounded.
 pub fn timestep_frequencies(dim: usize) -> Vec<f32> {
     let half = dim / 2;
-    (0..half).map(|j| ((-(10000f64.ln()) as f32 * j as f32 / half as f32) as f64).exp() as f32).collect()
+    (0..half)
+        .map(|j| ((-(10000f64.ln()) as f32 * j as f32 / half as f32) as f64).exp() as f32)
+        .collect()
 }

@@ -5,7 +5,14 @@
 use crate::ops::{Conv2d, GroupNorm, Matmul};
 
 /// NHWC convolution with zero padding `ksize / 2`; `w` is `[k*k*cin, cout]`.
-pub fn conv2d(x: &[f32], dims: [usize; 4], w: &[f32], bias: &[f32], cout: usize, spec: Conv2d) -> Vec<f32> {
+pub fn conv2d(
+    x: &[f32],
+    dims: [usize; 4],
+    w: &[f32],
+    bias: &[f32],
+    cout: usize,
+    spec: Conv2d,
+) -> Vec<f32> {
     let [n, h, wd, cin] = dims;
     let (ho, wo) = spec.out_hw(h, wd);
     let (k, s, pad) = (spec.ksize, spec.stride, (spec.ksize / 2) as isize);
@@ -29,12 +36,17 @@ pub fn conv2d(x: &[f32], dims: [usize; 4], w: &[f32], bias: &[f32], cout: usize,
                         for ci in 0..cin {
                             let xv = x[src + ci] as f64;
                             let row = &w[((ky * k + kx) * cin + ci) * cout..][..cout];
-                            acc.iter_mut().zip(row).for_each(|(a, &wv)| *a += xv * wv as f64);
+                            acc.iter_mut()
+                                .zip(row)
+                                .for_each(|(a, &wv)| *a += xv * wv as f64);
                         }
                     }
                 }
                 let dst = ((b * ho + oy) * wo + ox) * cout;
-                out[dst..dst + cout].iter_mut().zip(&acc).for_each(|(o, &a)| *o = a as f32);
+                out[dst..dst + cout]
+                    .iter_mut()
+                    .zip(&acc)
+                    .for_each(|(o, &a)| *o = a as f32);
             }
         }
     }
@@ -43,15 +55,25 @@ pub fn conv2d(x: &[f32], dims: [usize; 4], w: &[f32], bias: &[f32], cout: usize,
 
 /// Batched strided matrix product, see [`Matmul`].
 pub fn matmul(a: &[f32], b: &[f32], bias: Option<&[f32]>, spec: &Matmul) -> Vec<f32> {
-    let Matmul { batch, m, n, k, a: va, b: vb, scale } = *spec;
+    let Matmul {
+        batch,
+        m,
+        n,
+        k,
+        a: va,
+        b: vb,
+        scale,
+    } = *spec;
     let mut out = vec![0f32; batch * m * n];
     for bt in 0..batch {
         for r in 0..m {
             for c in 0..n {
                 let mut acc = 0f64;
                 for kk in 0..k {
-                    let av = a[va.offset + bt * va.batch_stride + r * va.row_stride + kk * va.col_stride];
-                    let bv = b[vb.offset + bt * vb.batch_stride + kk * vb.row_stride + c * vb.col_stride];
+                    let av = a
+                        [va.offset + bt * va.batch_stride + r * va.row_stride + kk * va.col_stride];
+                    let bv = b
+                        [vb.offset + bt * vb.batch_stride + kk * vb.row_stride + c * vb.col_stride];
                     acc += av as f64 * bv as f64;
                 }
                 let mut v = acc * scale as f64;
@@ -66,16 +88,33 @@ pub fn matmul(a: &[f32], b: &[f32], bias: Option<&[f32]>, spec: &Matmul) -> Vec<
 }
 
 /// GroupNorm over `[n, hw, c]` with optional per-(n, c) add before and SiLU after.
-pub fn group_norm(x: &[f32], (n, hw, c): (usize, usize, usize), gamma: &[f32], beta: &[f32], add: Option<&[f32]>, spec: GroupNorm) -> Vec<f32> {
+pub fn group_norm(
+    x: &[f32],
+    (n, hw, c): (usize, usize, usize),
+    gamma: &[f32],
+    beta: &[f32],
+    add: Option<&[f32]>,
+    spec: GroupNorm,
+) -> Vec<f32> {
     let cg = c / spec.groups;
-    let value = |b: usize, p: usize, ch: usize| x[(b * hw + p) * c + ch] as f64 + add.map_or(0.0, |a| a[b * c + ch] as f64);
+    let value = |b: usize, p: usize, ch: usize| {
+        x[(b * hw + p) * c + ch] as f64 + add.map_or(0.0, |a| a[b * c + ch] as f64)
+    };
     let mut out = vec![0f32; x.len()];
     for b in 0..n {
         for g in 0..spec.groups {
             let chans = g * cg..(g + 1) * cg;
             let count = (hw * cg) as f64;
-            let mean = (0..hw).flat_map(|p| chans.clone().map(move |ch| (p, ch))).map(|(p, ch)| value(b, p, ch)).sum::<f64>() / count;
-            let var = (0..hw).flat_map(|p| chans.clone().map(move |ch| (p, ch))).map(|(p, ch)| (value(b, p, ch) - mean).powi(2)).sum::<f64>() / count;
+            let mean = (0..hw)
+                .flat_map(|p| chans.clone().map(move |ch| (p, ch)))
+                .map(|(p, ch)| value(b, p, ch))
+                .sum::<f64>()
+                / count;
+            let var = (0..hw)
+                .flat_map(|p| chans.clone().map(move |ch| (p, ch)))
+                .map(|(p, ch)| (value(b, p, ch) - mean).powi(2))
+                .sum::<f64>()
+                / count;
             let rstd = 1.0 / (var + spec.eps as f64).sqrt();
             for p in 0..hw {
                 for ch in chans.clone() {
@@ -98,7 +137,10 @@ pub fn silu(x: &[f32]) -> Vec<f32> {
 
 /// `a * x + b * y`, element-wise.
 pub fn axpby(x: &[f32], y: &[f32], a: f32, b: f32) -> Vec<f32> {
-    x.iter().zip(y).map(|(&xv, &yv)| (a as f64 * xv as f64 + b as f64 * yv as f64) as f32).collect()
+    x.iter()
+        .zip(y)
+        .map(|(&xv, &yv)| (a as f64 * xv as f64 + b as f64 * yv as f64) as f32)
+        .collect()
 }
 
 pub fn upsample2x(x: &[f32], [n, h, w, c]: [usize; 4]) -> Vec<f32> {
@@ -125,7 +167,10 @@ pub fn concat_channels(a: &[f32], ca: usize, b: &[f32], cb: usize) -> Vec<f32> {
 
 /// Row gather from `table` `[rows, dim]` by integer-valued labels.
 pub fn embedding(labels: &[f32], table: &[f32], dim: usize) -> Vec<f32> {
-    labels.iter().flat_map(|&l| table[l as usize * dim..][..dim].iter().copied()).collect()
+    labels
+        .iter()
+        .flat_map(|&l| table[l as usize * dim..][..dim].iter().copied())
+        .collect()
 }
 
 /// Sinusoidal embedding of `t * scale`, `[sin(s f_j) | cos(s f_j)]`, `f_j = exp(-ln(1e4) j / half)`.
@@ -155,31 +200,60 @@ pub fn softmax_rows(x: &[f32], len: usize) -> Vec<f32> {
 
 /// Gaussian noise for `n` samples of `per_sample` elements; sample i uses seed `seed + i`.
 pub fn randn(n: usize, per_sample: usize, seed: u32, stream: u32) -> Vec<f32> {
-    (0..n * per_sample).map(|i| crate::rng::normal_at(seed.wrapping_add((i / per_sample) as u32), stream, (i % per_sample) as u32)).collect()
+    (0..n * per_sample)
+        .map(|i| {
+            crate::rng::normal_at(
+                seed.wrapping_add((i / per_sample) as u32),
+                stream,
+                (i % per_sample) as u32,
+            )
+        })
+        .collect()
 }
 
 /// `a x + b y (+ c z)`.
 pub fn combine3(x: &[f32], y: &[f32], z: Option<&[f32]>, [a, b, c]: [f32; 3]) -> Vec<f32> {
     match z {
-        Some(z) => x.iter().zip(y).zip(z).map(|((&x, &y), &z)| a * x + b * y + c * z).collect(),
+        Some(z) => x
+            .iter()
+            .zip(y)
+            .zip(z)
+            .map(|((&x, &y), &z)| a * x + b * y + c * z)
+            .collect(),
         None => axpby(x, y, a, b),
     }
 }
 
 /// Per-row dot products of rows of length `len`.
 pub fn row_dot(a: &[f32], b: &[f32], len: usize) -> Vec<f32> {
-    a.chunks(len).zip(b.chunks(len)).map(|(ra, rb)| ra.iter().zip(rb).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>() as f32).collect()
+    a.chunks(len)
+        .zip(b.chunks(len))
+        .map(|(ra, rb)| {
+            ra.iter()
+                .zip(rb)
+                .map(|(&x, &y)| x as f64 * y as f64)
+                .sum::<f64>() as f32
+        })
+        .collect()
 }
 
 /// `err / (atol + rtol max(|a|, |b|))` element-wise.
 pub fn error_ratio(err: &[f32], a: &[f32], b: &[f32], rtol: f32, atol: f32) -> Vec<f32> {
-    err.iter().zip(a).zip(b).map(|((&e, &a), &b)| e / (atol + rtol * a.abs().max(b.abs()))).collect()
+    err.iter()
+        .zip(a)
+        .zip(b)
+        .map(|((&e, &a), &b)| e / (atol + rtol * a.abs().max(b.abs())))
+        .collect()
 }
 
 /// `m y + (1 - m) x`, with the mask repeating every `mask.len()` elements.
 pub fn blend(x: &[f32], y: &[f32], mask: &[f32]) -> Vec<f32> {
-    x.iter().zip(y).enumerate().map(|(i, (&x, &y))| {
-        let m = mask[i % mask.len()];
-        m * y + (1.0 - m) * x
-    }).collect()
+    x.iter()
+        .zip(y)
+        .enumerate()
+        .map(|(i, (&x, &y))| {
+            let m = mask[i % mask.len()];
+            m * y + (1.0 - m) * x
+        })
+        .collect()
 }

@@ -9,7 +9,10 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng { state: seed ^ 0x853c_49e6_748f_ea9b, spare: None }
+        Rng {
+            state: seed ^ 0x853c_49e6_748f_ea9b,
+            spare: None,
+        }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -43,7 +46,9 @@ impl Rng {
     }
 
     pub fn uniforms(&mut self, len: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..len).map(|_| lo + (hi - lo) * self.uniform() as f32).collect()
+        (0..len)
+            .map(|_| lo + (hi - lo) * self.uniform() as f32)
+            .collect()
     }
 
     /// Uniform integer in [0, n).
@@ -58,8 +63,16 @@ pub fn philox(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     for _ in 0..10 {
         let m0 = 0xD251_1F53u64 * c[0] as u64;
         let m1 = 0xCD9E_8D57u64 * c[2] as u64;
-        c = [(m1 >> 32) as u32 ^ c[1] ^ k[0], m1 as u32, (m0 >> 32) as u32 ^ c[3] ^ k[1], m0 as u32];
-        k = [k[0].wrapping_add(0x9E37_79B9), k[1].wrapping_add(0xBB67_AE85)];
+        c = [
+            (m1 >> 32) as u32 ^ c[1] ^ k[0],
+            m1 as u32,
+            (m0 >> 32) as u32 ^ c[3] ^ k[1],
+            m0 as u32,
+        ];
+        k = [
+            k[0].wrapping_add(0x9E37_79B9),
+            k[1].wrapping_add(0xBB67_AE85),
+        ];
     }
     c
 }
@@ -81,9 +94,21 @@ mod tests {
     #[test]
     fn philox_known_answers() {
         // Known-answer vectors of the Random123 distribution (kat_vectors, philox4x32_10).
-        assert_eq!(philox([0; 4], [0; 2]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
-        assert_eq!(philox([u32::MAX; 4], [u32::MAX; 2]), [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]);
-        assert_eq!(philox([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]), [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]);
+        assert_eq!(
+            philox([0; 4], [0; 2]),
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+        );
+        assert_eq!(
+            philox([u32::MAX; 4], [u32::MAX; 2]),
+            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
+        );
+        assert_eq!(
+            philox(
+                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+                [0xa4093822, 0x299f31d0]
+            ),
+            [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
+        );
     }
 
     #[test]
@@ -92,6 +117,9 @@ mod tests {
         let mean = z.iter().sum::<f64>() / z.len() as f64;
         let var = z.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / z.len() as f64;
         let kurt = z.iter().map(|v| (v - mean).powi(4)).sum::<f64>() / z.len() as f64 / var.powi(2);
-        assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.01 && (kurt - 3.0).abs() < 0.05, "mean {mean} var {var} kurtosis {kurt}");
+        assert!(
+            mean.abs() < 0.01 && (var - 1.0).abs() < 0.01 && (kurt - 3.0).abs() < 0.05,
+            "mean {mean} var {var} kurtosis {kurt}"
+        );
     }
 }

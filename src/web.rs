@@ -15,7 +15,7 @@ use crate::backend::Cpu;
 use crate::error::Error;
 use crate::gpu::{AdapterReport, Gpu, GpuContext};
 use crate::lab::{EditRequest, OdeRequest, SampleRequest, Samples, Session};
-use crate::sampler::edit::LikelihoodOptions;
+use crate::sampler::edit::{DensityGrid, LikelihoodOptions};
 use crate::sampler::{Control, Method, Progress, StepInfo};
 
 fn js_err(e: Error) -> JsError {
@@ -23,11 +23,16 @@ fn js_err(e: Error) -> JsError {
 }
 
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&e.to_string()))
 }
 
 fn from_js<T: serde::de::DeserializeOwned>(what: &str, v: JsValue) -> Result<T, JsError> {
-    let v = if v.is_undefined() || v.is_null() { js_sys::Object::new().into() } else { v };
+    let v = if v.is_undefined() || v.is_null() {
+        js_sys::Object::new().into()
+    } else {
+        v
+    };
     serde_wasm_bindgen::from_value(v).map_err(|e| JsError::new(&format!("{what}: {e}")))
 }
 
@@ -65,14 +70,35 @@ pub struct Lab {
 pub async fn open_lab(backend: Option<String>) -> Result<Lab, JsError> {
     console_error_panic_hook::set_once();
     if backend.as_deref() == Some("cpu") {
-        return Ok(Lab { engine: Engine::Cpu(Session::new(Cpu)), info: BackendInfo { kind: "cpu", adapter: None, fallback_reason: Some("requested".into()) } });
+        return Ok(Lab {
+            engine: Engine::Cpu(Session::new(Cpu)),
+            info: BackendInfo {
+                kind: "cpu",
+                adapter: None,
+                fallback_reason: Some("requested".into()),
+            },
+        });
     }
     match GpuContext::new().await {
         Ok(ctx) => {
             let report = ctx.report.clone();
-            Ok(Lab { engine: Engine::Gpu(Session::new(Gpu::new(Rc::new(ctx)))), info: BackendInfo { kind: "webgpu", adapter: Some(report), fallback_reason: None } })
+            Ok(Lab {
+                engine: Engine::Gpu(Session::new(Gpu::new(Rc::new(ctx)))),
+                info: BackendInfo {
+                    kind: "webgpu",
+                    adapter: Some(report),
+                    fallback_reason: None,
+                },
+            })
         }
-        Err(e) => Ok(Lab { engine: Engine::Cpu(Session::new(Cpu)), info: BackendInfo { kind: "cpu", adapter: None, fallback_reason: Some(e.to_string()) } }),
+        Err(e) => Ok(Lab {
+            engine: Engine::Cpu(Session::new(Cpu)),
+            info: BackendInfo {
+                kind: "cpu",
+                adapter: None,
+                fallback_reason: Some(e.to_string()),
+            },
+        }),
     }
 }
 
@@ -85,14 +111,21 @@ pub fn samplers() -> Result<JsValue, JsError> {
         description: &'static str,
         default_steps: usize,
     }
-    to_js(&Method::ALL.map(|m| Entry { name: m.name(), description: m.describe(), default_steps: m.default_steps() }))
+    to_js(&Method::ALL.map(|m| Entry {
+        name: m.name(),
+        description: m.describe(),
+        default_steps: m.default_steps(),
+    }))
 }
 
 /// Model values `[n, h, w, c]` in [-1, 1] to RGBA bytes, one image after another.
 #[wasm_bindgen]
 pub fn to_rgba(values: &[f32], height: usize, width: usize, channels: usize) -> Vec<u8> {
     let per = height * width * channels;
-    values.chunks(per.max(1)).flat_map(|s| crate::image::to_rgba(s, height, width, channels)).collect()
+    values
+        .chunks(per.max(1))
+        .flat_map(|s| crate::image::to_rgba(s, height, width, channels))
+        .collect()
 }
 
 /// Forwards progress to a JS function.
@@ -108,8 +141,16 @@ impl Progress for JsProgress<'_> {
             #[serde(flatten)]
             info: &'a StepInfo,
         }
-        let Ok(event) = to_js(&Event { kind: "step", info }) else { return Control::Continue };
-        match self.callback.call1(&JsValue::NULL, &event).ok().and_then(|r| r.as_string()).as_deref() {
+        let Ok(event) = to_js(&Event { kind: "step", info }) else {
+            return Control::Continue;
+        };
+        match self
+            .callback
+            .call1(&JsValue::NULL, &event)
+            .ok()
+            .and_then(|r| r.as_string())
+            .as_deref()
+        {
             Some("cancel") => Control::Cancel,
             Some("preview") => Control::Preview,
             Some("trace") => Control::Trace,
@@ -140,8 +181,15 @@ impl JsProgress<'_> {
 
 fn samples_to_js(s: &Samples) -> Result<JsValue, JsError> {
     let out = js_sys::Object::new();
-    let set = |k: &str, v: JsValue| js_sys::Reflect::set(&out, &k.into(), &v).map(|_| ()).map_err(|_| JsError::new("building the result"));
-    set("values", js_sys::Float32Array::from(s.values.as_slice()).into())?;
+    let set = |k: &str, v: JsValue| {
+        js_sys::Reflect::set(&out, &k.into(), &v)
+            .map(|_| ())
+            .map_err(|_| JsError::new("building the result"))
+    };
+    set(
+        "values",
+        js_sys::Float32Array::from(s.values.as_slice()).into(),
+    )?;
     set("n", (s.n as u32).into())?;
     set("shape", to_js(&s.shape)?)?;
     Ok(out.into())
@@ -162,15 +210,29 @@ impl Lab {
     /// Draws samples: options `{sampler: {method, steps, eta, rtol, atol, predictor, snr,
     /// corrector_steps, langevin_steps, step_lr}, seed, n, class, guidance}`; returns
     /// `{values: Float32Array, n, shape}`.
-    pub async fn sample(&mut self, model: String, options: JsValue, progress: js_sys::Function) -> Result<JsValue, JsError> {
+    pub async fn sample(
+        &mut self,
+        model: String,
+        options: JsValue,
+        progress: js_sys::Function,
+    ) -> Result<JsValue, JsError> {
         let req: SampleRequest = from_js("sample options", options)?;
-        let mut p = JsProgress { callback: &progress };
-        let samples = with_session!(self, s => s.sample(&model, &req, &mut p).await.map_err(js_err)?);
+        let mut p = JsProgress {
+            callback: &progress,
+        };
+        let samples =
+            with_session!(self, s => s.sample(&model, &req, &mut p).await.map_err(js_err)?);
         samples_to_js(&samples)
     }
 
     /// The network's eps at time t for `x` (whole samples); options `{class, guidance}`.
-    pub async fn eps(&mut self, model: String, x: Vec<f32>, t: f64, options: JsValue) -> Result<js_sys::Float32Array, JsError> {
+    pub async fn eps(
+        &mut self,
+        model: String,
+        x: Vec<f32>,
+        t: f64,
+        options: JsValue,
+    ) -> Result<js_sys::Float32Array, JsError> {
         #[derive(serde::Deserialize, Default)]
         #[serde(default, deny_unknown_fields)]
         struct EpsOptions {
@@ -185,39 +247,77 @@ impl Lab {
     /// Inpaints images (`Float32Array` of whole samples in [-1, 1]) where `mask` (one sample,
     /// 1 = keep) is 0. Options `{sampler, method: {kind: "replace"} | {kind: "repaint", jump,
     /// resample}, seed, class, guidance}`.
-    pub async fn inpaint(&mut self, model: String, images: Vec<f32>, mask: Vec<f32>, options: JsValue, progress: js_sys::Function) -> Result<JsValue, JsError> {
+    pub async fn inpaint(
+        &mut self,
+        model: String,
+        images: Vec<f32>,
+        mask: Vec<f32>,
+        options: JsValue,
+        progress: js_sys::Function,
+    ) -> Result<JsValue, JsError> {
         let req: EditRequest = from_js("inpaint options", options)?;
-        let mut p = JsProgress { callback: &progress };
+        let mut p = JsProgress {
+            callback: &progress,
+        };
         let out = with_session!(self, s => s.inpaint(&model, &req, &images, &mask, &mut p).await.map_err(js_err)?);
         samples_to_js(&out)
     }
 
     /// Colours images keeping their luminance (the emoji model); options as for `inpaint`.
-    pub async fn colorize(&mut self, model: String, images: Vec<f32>, options: JsValue, progress: js_sys::Function) -> Result<JsValue, JsError> {
+    pub async fn colorize(
+        &mut self,
+        model: String,
+        images: Vec<f32>,
+        options: JsValue,
+        progress: js_sys::Function,
+    ) -> Result<JsValue, JsError> {
         let req: EditRequest = from_js("colorize options", options)?;
-        let mut p = JsProgress { callback: &progress };
+        let mut p = JsProgress {
+            callback: &progress,
+        };
         let out = with_session!(self, s => s.colorize(&model, &req, &images, &mut p).await.map_err(js_err)?);
         samples_to_js(&out)
     }
 
     /// Probability-flow encode (data to latent) or decode; options `{solver, steps, rtol, atol,
     /// class, guidance}`. Returns `{values, n, shape, evals}`.
-    pub async fn transport(&mut self, model: String, values: Vec<f32>, encode: bool, options: JsValue, progress: js_sys::Function) -> Result<JsValue, JsError> {
+    pub async fn transport(
+        &mut self,
+        model: String,
+        values: Vec<f32>,
+        encode: bool,
+        options: JsValue,
+        progress: js_sys::Function,
+    ) -> Result<JsValue, JsError> {
         let req: OdeRequest = from_js("ode options", options)?;
-        let mut p = JsProgress { callback: &progress };
+        let mut p = JsProgress {
+            callback: &progress,
+        };
         let (out, evals) = with_session!(self, s => s.transport(&model, &req, &values, encode, &mut p).await.map_err(js_err)?);
         let js = samples_to_js(&out)?;
-        js_sys::Reflect::set(&js, &"evals".into(), &(evals as u32).into()).map_err(|_| JsError::new("building the result"))?;
+        js_sys::Reflect::set(&js, &"evals".into(), &(evals as u32).into())
+            .map_err(|_| JsError::new("building the result"))?;
         Ok(js)
     }
 
     /// Decodes slerp(a, b, u) for each position u; returns `{values, n, shape, evals}`.
-    pub async fn interpolate(&mut self, model: String, a: Vec<f32>, b: Vec<f32>, positions: Vec<f64>, options: JsValue, progress: js_sys::Function) -> Result<JsValue, JsError> {
+    pub async fn interpolate(
+        &mut self,
+        model: String,
+        a: Vec<f32>,
+        b: Vec<f32>,
+        positions: Vec<f64>,
+        options: JsValue,
+        progress: js_sys::Function,
+    ) -> Result<JsValue, JsError> {
         let req: OdeRequest = from_js("ode options", options)?;
-        let mut p = JsProgress { callback: &progress };
+        let mut p = JsProgress {
+            callback: &progress,
+        };
         let (out, evals) = with_session!(self, s => s.interpolate(&model, &req, &a, &b, &positions, &mut p).await.map_err(js_err)?);
         let js = samples_to_js(&out)?;
-        js_sys::Reflect::set(&js, &"evals".into(), &(evals as u32).into()).map_err(|_| JsError::new("building the result"))?;
+        js_sys::Reflect::set(&js, &"evals".into(), &(evals as u32).into())
+            .map_err(|_| JsError::new("building the result"))?;
         Ok(js)
     }
 
@@ -233,10 +333,37 @@ impl Lab {
 
     /// `log p` and bits/dim of whole samples; options `{steps, probe, dequantize}`, plus class
     /// and probe seed. Returns `{log_p, bits_per_dim, evals}`.
-    pub async fn likelihood(&mut self, model: String, values: Vec<f32>, options: JsValue, class: Option<usize>, seed: u32, progress: js_sys::Function) -> Result<JsValue, JsError> {
+    pub async fn likelihood(
+        &mut self,
+        model: String,
+        values: Vec<f32>,
+        options: JsValue,
+        class: Option<usize>,
+        seed: u32,
+        progress: js_sys::Function,
+    ) -> Result<JsValue, JsError> {
         let opts: LikelihoodOptions = from_js("likelihood options", options)?;
-        let mut p = JsProgress { callback: &progress };
+        let mut p = JsProgress {
+            callback: &progress,
+        };
         let out = with_session!(self, s => s.likelihood(&model, &opts, &values, class, seed, &mut p).await.map_err(js_err)?);
+        to_js(&out)
+    }
+
+    /// `log p` of a 2-D model on a square grid, options `{range, size, steps}` (defaults: the
+    /// playground's map). Returns `{log_p, bits_per_dim, evals}`, rows from the top down.
+    pub async fn density_grid(
+        &mut self,
+        model: String,
+        options: JsValue,
+        class: Option<usize>,
+        progress: js_sys::Function,
+    ) -> Result<JsValue, JsError> {
+        let grid: DensityGrid = from_js("density grid options", options)?;
+        let mut p = JsProgress {
+            callback: &progress,
+        };
+        let out = with_session!(self, s => s.density_grid(&model, &grid, class, &mut p).await.map_err(js_err)?);
         to_js(&out)
     }
 }

@@ -2,11 +2,18 @@
 //! Editing and likelihood against a Gaussian mixture with exact scores.
 
 use scorelab::rng::Rng;
-use scorelab::sampler::edit::{inpaint, log_likelihood, slerp, InpaintMethod, LikelihoodOptions};
+use scorelab::sampler::edit::{
+    inpaint, log_likelihood, slerp, DensityGrid, InpaintMethod, LikelihoodOptions, Probe,
+};
 use scorelab::sampler::{GaussianMixture, Method, SamplerOptions, Silent, VpSchedule};
 use scorelab::{Backend, Cpu};
 
-const SCHEDULE: VpSchedule = VpSchedule { beta_min: 0.1, beta_max: 20.0, t_eps: 1e-3, discrete_steps: 1000 };
+const SCHEDULE: VpSchedule = VpSchedule {
+    beta_min: 0.1,
+    beta_max: 20.0,
+    t_eps: 1e-3,
+    discrete_steps: 1000,
+};
 
 fn mixture() -> GaussianMixture {
     GaussianMixture {
@@ -22,19 +29,84 @@ fn likelihood_matches_the_exact_log_density() {
     let mut gm = mixture();
     let points = [[-1.5f32, 0.5], [1.4, 1.3], [0.0, -1.5], [-1.0, 0.9]];
     let reps = 48;
-    let x: Vec<f32> = points.iter().flat_map(|p| std::iter::repeat_n(*p, reps).flatten()).collect();
-    let opts = LikelihoodOptions { steps: 100, probe: "rademacher".into(), dequantize: false };
+    let x: Vec<f32> = points
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(*p, reps).flatten())
+        .collect();
+    let opts = LikelihoodOptions {
+        steps: 100,
+        probe: Probe::Rademacher,
+        dequantize: false,
+    };
     let mut cpu = Cpu;
     let res = pollster::block_on(async {
         let xt = cpu.upload(&x, &[points.len() * reps, 2]).unwrap();
-        log_likelihood(&mut cpu, &mut gm, &SCHEDULE, &opts, &xt, 3, &mut Silent).await.unwrap()
+        log_likelihood(&mut cpu, &mut gm, &SCHEDULE, &opts, &xt, 3, &mut Silent)
+            .await
+            .unwrap()
     });
     for (i, p) in points.iter().enumerate() {
         let est: f64 = res.log_p[i * reps..(i + 1) * reps].iter().sum::<f64>() / reps as f64;
         let exact = gm.log_density(&[p[0] as f64, p[1] as f64], SCHEDULE.t_eps);
-        eprintln!("x = {p:?}: estimated log p {est:.4}, exact {exact:.4} ({} evaluations)", res.evals);
+        eprintln!(
+            "x = {p:?}: estimated log p {est:.4}, exact {exact:.4} ({} evaluations)",
+            res.evals
+        );
         assert!((est - exact).abs() < 0.1, "x = {p:?}: {est} vs {exact}");
     }
+}
+
+/// The playground's log-density map (its default grid and step count, exact trace) against the
+/// exact mixture density at every cell. The page colours the top 15 nats and clips the rest; the
+/// error concentrates far out between components, where trajectories of neighbouring points part.
+#[test]
+fn density_grid_matches_the_exact_log_density() {
+    let mut gm = mixture();
+    let grid = DensityGrid::default();
+    let res =
+        pollster::block_on(grid.log_density(&mut Cpu, &mut gm, &SCHEDULE, &mut Silent)).unwrap();
+    let points = grid.points();
+    assert_eq!(res.log_p.len(), grid.size * grid.size);
+    // The top row starts at the upper-left corner, x increasing along the row.
+    assert!(points[0] < 0.0 && points[1] > 0.0 && points[2] > points[0]);
+    let exact: Vec<f64> = points
+        .chunks(2)
+        .map(|p| gm.log_density(&[p[0] as f64, p[1] as f64], SCHEDULE.t_eps))
+        .collect();
+    let errors: Vec<f64> = res
+        .log_p
+        .iter()
+        .zip(&exact)
+        .map(|(a, b)| (a - b).abs())
+        .collect();
+    let mean = |e: &[f64]| e.iter().sum::<f64>() / e.len() as f64;
+    let top = exact.iter().cloned().fold(f64::MIN, f64::max);
+    let shown: Vec<f64> = errors
+        .iter()
+        .zip(&exact)
+        .filter(|(_, lp)| **lp > top - 15.0)
+        .map(|(e, _)| *e)
+        .collect();
+    eprintln!(
+        "{0}x{0} grid, {1} steps, {2} evaluations: mean error {3:.3} nats over the {4} cells within 15 nats of the top, {5:.3} over all cells (worst {6:.2})",
+        grid.size,
+        grid.steps,
+        res.evals,
+        mean(&shown),
+        shown.len(),
+        mean(&errors),
+        errors.iter().cloned().fold(0.0, f64::max)
+    );
+    assert!(
+        mean(&shown) < 0.1,
+        "mean error {} where the map has colour",
+        mean(&shown)
+    );
+    assert!(
+        mean(&errors) < 0.5,
+        "mean error {} over the grid",
+        mean(&errors)
+    );
 }
 
 /// Inpaints the second coordinate given the first (x0 = 1.4, where the exact conditional
@@ -49,39 +121,113 @@ fn conditional_error(method: InpaintMethod, opts: SamplerOptions) -> (f64, f64) 
     let out = pollster::block_on(async {
         let k = cpu.upload(&known, &[n, 2]).unwrap();
         let m = cpu.upload(&[1.0, 0.0], &[2]).unwrap();
-        let y = inpaint(&mut cpu, &mut gm, &SCHEDULE, &opts, method, &k, &m, 5, &mut Silent).await.unwrap();
+        let y = inpaint(
+            &mut cpu,
+            &mut gm,
+            &SCHEDULE,
+            &opts,
+            method,
+            &k,
+            &m,
+            5,
+            &mut Silent,
+        )
+        .await
+        .unwrap();
         cpu.read(&y).await.unwrap()
     });
-    assert!(out.chunks(2).all(|p| p[0] == x0), "known coordinate changed");
-    let w: Vec<f64> = (0..3).map(|k| gm.weights[k] * (-(x0 as f64 - gm.means[k][0]).powi(2) / (2.0 * gm.vars[k][0])).exp() / gm.vars[k][0].sqrt()).collect();
+    assert!(
+        out.chunks(2).all(|p| p[0] == x0),
+        "known coordinate changed"
+    );
+    let w: Vec<f64> = (0..3)
+        .map(|k| {
+            gm.weights[k] * (-(x0 as f64 - gm.means[k][0]).powi(2) / (2.0 * gm.vars[k][0])).exp()
+                / gm.vars[k][0].sqrt()
+        })
+        .collect();
     let total: f64 = w.iter().sum();
     let mean: f64 = (0..3).map(|k| w[k] / total * gm.means[k][1]).sum();
-    let var: f64 = (0..3).map(|k| w[k] / total * (gm.vars[k][1] + gm.means[k][1].powi(2))).sum::<f64>() - mean * mean;
+    let var: f64 = (0..3)
+        .map(|k| w[k] / total * (gm.vars[k][1] + gm.means[k][1].powi(2)))
+        .sum::<f64>()
+        - mean * mean;
     let got_mean = out.chunks(2).map(|p| p[1] as f64).sum::<f64>() / n as f64;
-    let got_var = out.chunks(2).map(|p| (p[1] as f64 - got_mean).powi(2)).sum::<f64>() / n as f64;
+    let got_var = out
+        .chunks(2)
+        .map(|p| (p[1] as f64 - got_mean).powi(2))
+        .sum::<f64>()
+        / n as f64;
     eprintln!("{method:?} {}: conditional mean {got_mean:.3} (exact {mean:.3}), variance {got_var:.3} (exact {var:.3})", opts.method.name());
     ((got_mean - mean).abs(), got_var / var)
 }
 
 #[test]
 fn repaint_follows_the_conditional_better_than_replacement() {
-    let ddpm = SamplerOptions { method: Method::Ddpm, steps: Some(200), ..Default::default() };
+    let ddpm = SamplerOptions {
+        method: Method::Ddpm,
+        steps: Some(200),
+        ..Default::default()
+    };
     let (replace_err, _) = conditional_error(InpaintMethod::Replace, ddpm.clone());
-    let (repaint_err, repaint_var) = conditional_error(InpaintMethod::Repaint { jump: 10, resample: 10 }, ddpm);
-    assert!(repaint_err < 0.2 && repaint_var < 3.0, "RePaint: mean error {repaint_err}, variance ratio {repaint_var}");
-    assert!(repaint_err < replace_err / 2.0, "RePaint {repaint_err} vs replacement {replace_err}");
+    let (repaint_err, repaint_var) = conditional_error(
+        InpaintMethod::Repaint {
+            jump: 10,
+            resample: 10,
+        },
+        ddpm,
+    );
+    assert!(
+        repaint_err < 0.2 && repaint_var < 3.0,
+        "RePaint: mean error {repaint_err}, variance ratio {repaint_var}"
+    );
+    assert!(
+        repaint_err < replace_err / 2.0,
+        "RePaint {repaint_err} vs replacement {replace_err}"
+    );
     // The other samplers run the same loop; known values come back exactly.
-    conditional_error(InpaintMethod::Replace, SamplerOptions { method: Method::Ddim, steps: Some(50), ..Default::default() });
-    conditional_error(InpaintMethod::Repaint { jump: 5, resample: 2 }, SamplerOptions { method: Method::Pc, steps: Some(50), ..Default::default() });
+    conditional_error(
+        InpaintMethod::Replace,
+        SamplerOptions {
+            method: Method::Ddim,
+            steps: Some(50),
+            ..Default::default()
+        },
+    );
+    conditional_error(
+        InpaintMethod::Repaint {
+            jump: 5,
+            resample: 2,
+        },
+        SamplerOptions {
+            method: Method::Pc,
+            steps: Some(50),
+            ..Default::default()
+        },
+    );
 }
 
 #[test]
 fn slerp_keeps_endpoints_and_norm() {
     let mut rng = Rng::new(1);
     let (a, b) = (rng.normals(1000), rng.normals(1000));
-    assert_eq!(slerp(&a, &b, 0.0).iter().zip(&a).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max) < 1e-5, true);
-    assert!(slerp(&a, &b, 1.0).iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
+    assert_eq!(
+        slerp(&a, &b, 0.0)
+            .iter()
+            .zip(&a)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+            < 1e-5,
+        true
+    );
+    assert!(slerp(&a, &b, 1.0)
+        .iter()
+        .zip(&b)
+        .all(|(x, y)| (x - y).abs() < 1e-5));
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
     let mid = slerp(&a, &b, 0.5);
-    assert!((norm(&mid) / norm(&a) - 1.0).abs() < 0.05, "slerp of two independent normals keeps the norm");
+    assert!(
+        (norm(&mid) / norm(&a) - 1.0).abs() < 0.05,
+        "slerp of two independent normals keeps the norm"
+    );
 }

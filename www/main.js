@@ -58,7 +58,19 @@ function showSamplerParams() {
   const m = $('sampler').value;
   document.querySelectorAll('[data-for]').forEach((el) => { el.hidden = !el.dataset.for.split(' ').includes(m); });
   const entry = state.samplers.find((s) => s.name === m);
-  $('sampler-help').textContent = entry ? entry.description : '';
+  const few = entry && entry.min_clean_steps && Number($('steps').value) < entry.min_clean_steps;
+  $('sampler-help').textContent = !entry ? '' : entry.description + (few
+    ? ` — with fewer than ${entry.min_clean_steps} steps this sampler is likely to leave visible noise.` : '');
+}
+
+/** The first form field (shown for this sampler) whose value its own limits reject, as a message. */
+function invalidField(form) {
+  for (const input of form.querySelectorAll('input')) {
+    if (input.closest('[hidden]') || input.checkValidity()) continue;
+    const label = input.closest('label') ? input.closest('label').firstChild.textContent.trim() : input.id;
+    return `${label}: ${input.validationMessage || 'invalid value'}`;
+  }
+  return null;
 }
 
 function samplerOptions() {
@@ -80,19 +92,27 @@ function generateSettings() {
 }
 
 async function generate() {
+  const problem = invalidField($('generate-form'));
+  if (problem) {
+    $('progress-text').textContent = `error: ${problem}`;
+    $('progress-text').classList.add('error');
+    return;
+  }
+  $('progress-text').classList.remove('error');
   const { model, options } = generateSettings();
   const config = await loadModel(model);
   const n = options.n;
   writeHash();
   const out = $('output');
-  out.innerHTML = '';
   const points = config.data.kind === 'points';
   const canvases = points ? [Object.assign(document.createElement('canvas'), { width: 512, height: 512, className: 'points' })]
     : Array.from({ length: n }, (_, i) => Object.assign(document.createElement('canvas'), { width: config.data.width, height: config.data.height, title: `seed ${options.seed + i}` }));
-  canvases.forEach((c) => out.appendChild(c));
+  // The previous grid stays until this run has something to show (a failed run loses nothing).
+  let shown = false;
   const shape = [config.data.height, config.data.width, config.data.channels];
   const per = points ? config.data.dim : shape[0] * shape[1] * shape[2];
   const draw = (values) => {
+    if (!shown) { out.replaceChildren(...canvases); shown = true; }
     if (points) drawPoints(canvases[0], values);
     else canvases.forEach((c, i) => drawImage(c, values.subarray(i * per, (i + 1) * per), shape));
   };
@@ -120,6 +140,7 @@ async function generate() {
   } catch (e) {
     $('progress-text').textContent = e.message === 'cancelled' ? 'cancelled' : `error: ${e.message}`;
     $('progress-text').classList.toggle('error', e.message !== 'cancelled');
+    $('download').disabled = shown || !state.last;
   } finally {
     state.running = null;
     $('generate').disabled = false; $('cancel').disabled = true;
@@ -199,6 +220,12 @@ async function drawField() {
     ctx.beginPath(); ctx.arc(px + dx, py + dy, 1.6, 0, 2 * Math.PI); ctx.fillStyle = '#2747b8'; ctx.fill();
   });
   $('pg-canvas').dataset.field = String(t);
+  delete $('pg-canvas').dataset.density;
+  pgNote(`score field of ${$('pg-class').selectedOptions[0].text} at t = ${t.toFixed(3)} (arrow length grows with the square root of |score|)`);
+}
+
+function redrawField() {
+  drawField().catch((e) => pgNote(`score field: ${e.message}`, true));
 }
 
 async function animateTrajectories() {
@@ -226,25 +253,37 @@ async function animateTrajectories() {
     paths.push(result.values);
     redraw();
     $('pg-canvas').dataset.trajectories = String(paths.length);
+    delete $('pg-canvas').dataset.density;
+    pgNote(`${n} trajectories of ${$('pg-class').selectedOptions[0].text}, ${options.sampler.method} with ${options.sampler.steps} steps`);
+  } catch (e) {
+    pgNote(`trajectories: ${e.message}`, true);
   } finally { $('pg-run').disabled = false; }
 }
 
+/** Nats below the map's maximum that get colour; lower values are clipped to the darkest. */
+const DENSITY_SHOWN_NATS = 15;
+
+function pgNote(text, error = false) {
+  $('pg-note').textContent = text;
+  $('pg-note').classList.toggle('error', error);
+}
+
+/** log p of the chosen distribution on the Rust side's default grid (the canvas's [-4, 4]^2,
+ *  exact divergence), coloured linearly over the top DENSITY_SHOWN_NATS nats. */
 async function densityHeatmap() {
   await loadModel('toy2d');
-  const k = 32, pts = new Float32Array(k * k * 2);
-  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) {
-    pts[(i * k + j) * 2] = -PG.range + 2 * PG.range * (j + 0.5) / k;
-    pts[(i * k + j) * 2 + 1] = PG.range - 2 * PG.range * (i + 0.5) / k;
-  }
   $('pg-density').disabled = true;
+  const cls = Number($('pg-class').value), name = $('pg-class').selectedOptions[0].text;
+  pgNote(`log-density of ${name}: starting…`);
   try {
-    const r = await client.call('likelihood', { model: 'toy2d', values: pts, options: { steps: 12, probe: "gaussian", dequantize: false }, cls: Number($('pg-class').value), seed: 5 });
-    // log p spans thousands of nats (the learned density is thin); the colour is compressed as
-    // log(1 + (max - log p)) so both the ridge and the far field show structure.
-    const lp = r.log_p, max = Math.max(...lp), min = Math.min(...lp), span = Math.log1p(max - min) || 1;
+    const r = await client.call('densityGrid', { model: 'toy2d', options: {}, cls }, (ev) => {
+      if (ev.kind === 'step') pgNote(`log-density of ${name}: step ${ev.info.step}/${ev.info.total}`);
+    });
+    const lp = r.log_p, k = Math.round(Math.sqrt(lp.length));
+    const hi = lp.reduce((m, v) => Math.max(m, v), -Infinity), lo = hi - DENSITY_SHOWN_NATS;
     const img = new ImageData(k, k);
     lp.forEach((v, i) => {
-      const u = 1 - Math.log1p(max - v) / span;
+      const u = Math.min(1, Math.max(0, (v - lo) / DENSITY_SHOWN_NATS));
       img.data.set([255 * Math.min(1, 1.6 * u), 255 * u * u, 90 + 120 * (1 - u), 255], i * 4);
     });
     const small = new OffscreenCanvas(k, k);
@@ -252,10 +291,13 @@ async function densityHeatmap() {
     const ctx = $('pg-canvas').getContext('2d');
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(small, 0, 0, PG.size, PG.size);
-    $('pg-canvas').dataset.density = String(r.evals);
-    $('pg-note').textContent = `log p from ${min.toFixed(0)} (dark) to ${max.toFixed(1)} nats (bright), ${r.evals} evaluations of ${k}x${k} points`;
+    const canvas = $('pg-canvas');
+    canvas.dataset.density = String(r.evals);
+    canvas.dataset.densityMax = String(hi);
+    canvas.dataset.densityClass = String(cls);
+    pgNote(`log p of ${name}: ${lo.toFixed(1)} nats or less (dark) to ${hi.toFixed(1)} nats (bright), on ${k}x${k} points with ${r.evals} evaluations`);
   } catch (e) {
-    $('backend').textContent = `log-density: ${e.message}`;
+    pgNote(`log-density: ${e.message}`, true);
   } finally { $('pg-density').disabled = false; }
 }
 
@@ -267,7 +309,7 @@ function selectTab(name) {
     $(b.getAttribute('aria-controls')).hidden = !on;
   });
   if (name === 'inpaint' && !$('ip-canvas').dataset.loaded && state.inpaint) state.inpaint.load();
-  if (name === 'playground') loadModel('toy2d').then((c) => { if (!$('pg-class').options.length) fillClasses($('pg-class'), c, false); drawField(); });
+  if (name === 'playground') loadModel('toy2d').then((c) => { if (!$('pg-class').options.length) fillClasses($('pg-class'), c, false); redrawField(); });
 }
 
 async function start() {
@@ -282,7 +324,13 @@ async function start() {
   const saved = readHash();
   if (!saved.model) $('model').value = index.models.includes('digits') ? 'digits' : index.models[0];
   for (const [k, v] of Object.entries(saved)) if (k !== 'class') $(k).value = v;
-  $('sampler').addEventListener('change', () => { showSamplerParams(); const s = state.samplers.find((x) => x.name === $('sampler').value); });
+  $('sampler').addEventListener('change', () => {
+    // Each sampler starts from its own step count (the counts differ by 10x between samplers).
+    const entry = state.samplers.find((x) => x.name === $('sampler').value);
+    if (entry) $('steps').value = String(entry.default_steps);
+    showSamplerParams();
+  });
+  $('steps').addEventListener('input', showSamplerParams);
   showSamplerParams();
   const onModel = async () => { fillClasses($('class'), await loadModel($('model').value)); };
   $('model').addEventListener('change', onModel);
@@ -293,9 +341,9 @@ async function start() {
   $('cancel').addEventListener('click', () => { if (state.running) client.cancel(state.running); });
   $('download').addEventListener('click', downloadPng);
   $('pg-t').addEventListener('input', () => { $('pg-t-out').value = Number($('pg-t').value).toFixed(3); });
-  $('pg-t').addEventListener('change', drawField);
-  $('pg-class').addEventListener('change', drawField);
-  $('pg-field').addEventListener('click', drawField);
+  $('pg-t').addEventListener('change', redrawField);
+  $('pg-class').addEventListener('change', redrawField);
+  $('pg-field').addEventListener('click', redrawField);
   $('pg-run').addEventListener('click', animateTrajectories);
   $('pg-density').addEventListener('click', densityHeatmap);
   $('pg-download').addEventListener('click', () => downloadCanvas($('pg-canvas'), 'scorelab-toy2d-playground.png'));

@@ -77,6 +77,9 @@ const ops = {
   async likelihood({ model, values, options, cls, seed }, id) {
     return lab.likelihood(model, values, options, cls ?? null, seed || 0, progressFor(id, {}));
   },
+  async densityGrid({ model, options, cls }, id) {
+    return lab.density_grid(model, options, cls ?? null, progressFor(id, {}));
+  },
 };
 
 self.onmessage = (e) => {

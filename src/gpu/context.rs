@@ -28,7 +28,8 @@ pub struct GpuContext {
 impl GpuContext {
     /// Picks an adapter (honours `WGPU_BACKEND` natively) and opens a device with WebGPU's default limits.
     pub async fn new() -> Result<GpuContext> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -69,11 +70,22 @@ impl GpuContext {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
             software: info.device_type == wgpu::DeviceType::Cpu,
-            features: adapter.features().iter_names().map(|(n, _)| n.to_string()).collect(),
+            features: adapter
+                .features()
+                .iter_names()
+                .map(|(n, _)| n.to_string())
+                .collect(),
         };
-        Ok(GpuContext { device, queue, report, error })
+        Ok(GpuContext {
+            device,
+            queue,
+            report,
+            error,
+        })
     }
 
     /// Returns the first device error seen so far, if any.

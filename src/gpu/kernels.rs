@@ -9,8 +9,20 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
     ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
     ("group_norm", include_str!("../../shaders/group_norm.wgsl")),
-    ("elementwise", concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/elementwise.wgsl"))),
-    ("sampler", concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/sampler.wgsl"))),
+    (
+        "elementwise",
+        concat!(
+            include_str!("../../shaders/common.wgsl"),
+            include_str!("../../shaders/elementwise.wgsl")
+        ),
+    ),
+    (
+        "sampler",
+        concat!(
+            include_str!("../../shaders/common.wgsl"),
+            include_str!("../../shaders/sampler.wgsl")
+        ),
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +39,11 @@ use Binding::{Read, ReadWrite, Uniform};
 pub enum Kernel {
     Matmul,
     /// `vec4`: the entry point for channel counts that are multiples of 4.
-    Conv2d { ksize: u32, stride: u32, vec4: bool },
+    Conv2d {
+        ksize: u32,
+        stride: u32,
+        vec4: bool,
+    },
     GroupNormStats,
     GroupNormApply,
     /// An entry point of `elementwise.wgsl`.
@@ -59,7 +75,9 @@ impl Kernel {
 
     fn constants(&self) -> Vec<(&'static str, f64)> {
         match *self {
-            Kernel::Conv2d { ksize, stride, .. } => vec![("KSIZE", ksize as f64), ("STRIDE", stride as f64)],
+            Kernel::Conv2d { ksize, stride, .. } => {
+                vec![("KSIZE", ksize as f64), ("STRIDE", stride as f64)]
+            }
             _ => vec![],
         }
     }
@@ -67,7 +85,9 @@ impl Kernel {
     pub fn bindings(&self) -> &'static [Binding] {
         match self {
             Kernel::Matmul | Kernel::Conv2d { .. } => &[Uniform, Read, Read, Read, ReadWrite],
-            Kernel::GroupNormStats | Kernel::GroupNormApply => &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite],
+            Kernel::GroupNormStats | Kernel::GroupNormApply => {
+                &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite]
+            }
             Kernel::Elementwise(_) => &[Uniform, Read, Read, ReadWrite],
             Kernel::Sampler(_) => &[Uniform, Read, Read, Read, Read, Read, ReadWrite],
         }
@@ -93,8 +113,15 @@ impl PipelineCache {
         }
         let file = kernel.file();
         let module = self.modules.entry(file).or_insert_with(|| {
-            let src = SHADERS.iter().find(|(n, _)| *n == file).expect("every kernel names an embedded shader").1;
-            device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(file), source: wgpu::ShaderSource::Wgsl(src.into()) })
+            let src = SHADERS
+                .iter()
+                .find(|(n, _)| *n == file)
+                .expect("every kernel names an embedded shader")
+                .1;
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(file),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            })
         });
         let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
             .bindings()
@@ -104,22 +131,44 @@ impl PipelineCache {
                 binding: i as u32,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: match b {
-                    Uniform => wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
-                    Read => wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: true }, has_dynamic_offset: false, min_binding_size: None },
-                    ReadWrite => wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: false }, has_dynamic_offset: false, min_binding_size: None },
+                    Uniform => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Read => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: false },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
                 },
                 count: None,
             })
             .collect();
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.entry()), entries: &entries });
-        let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: None, bind_group_layouts: &[Some(&layout)], immediate_size: 0 });
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(kernel.entry()),
+            entries: &entries,
+        });
+        let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: None,
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
         let constants = kernel.constants();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry()),
             layout: Some(&pl),
             module,
             entry_point: Some(kernel.entry()),
-            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, zero_initialize_workgroup_memory: true },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                zero_initialize_workgroup_memory: true,
+            },
             cache: None,
         });
         let p = Rc::new(Pipeline { pipeline, layout });

@@ -36,7 +36,12 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.pool.borrow_mut().free.entry(self.buffer.size()).or_default().push(self.buffer.clone());
+        self.pool
+            .borrow_mut()
+            .free
+            .entry(self.buffer.size())
+            .or_default()
+            .push(self.buffer.clone());
     }
 }
 
@@ -62,8 +67,16 @@ impl GpuTensor {
 }
 
 enum Command {
-    Dispatch { pipeline: wgpu::ComputePipeline, bind_group: wgpu::BindGroup, groups: [u32; 3] },
-    Copy { src: wgpu::Buffer, dst: wgpu::Buffer, bytes: u64 },
+    Dispatch {
+        pipeline: wgpu::ComputePipeline,
+        bind_group: wgpu::BindGroup,
+        groups: [u32; 3],
+    },
+    Copy {
+        src: wgpu::Buffer,
+        dst: wgpu::Buffer,
+        bytes: u64,
+    },
 }
 
 /// A recorded sequence of commands with the scratch buffers it owns.
@@ -75,7 +88,10 @@ pub struct Plan {
 
 impl Plan {
     pub fn dispatches(&self) -> usize {
-        self.commands.iter().filter(|c| matches!(***c, Command::Dispatch { .. })).count()
+        self.commands
+            .iter()
+            .filter(|c| matches!(***c, Command::Dispatch { .. }))
+            .count()
     }
 }
 
@@ -93,13 +109,28 @@ pub struct Gpu {
 }
 
 const WG: u64 = 256;
-const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
 const MAX_GROUPS: u64 = 65535;
 
 impl Gpu {
     pub fn new(ctx: Rc<GpuContext>) -> Gpu {
-        let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
-        Gpu { ctx, pipelines: PipelineCache::default(), pool: Rc::default(), pending: Vec::new(), recording_inputs: None, dummy, frequencies: HashMap::new() }
+        let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("dummy"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Gpu {
+            ctx,
+            pipelines: PipelineCache::default(),
+            pool: Rc::default(),
+            pending: Vec::new(),
+            recording_inputs: None,
+            dummy,
+            frequencies: HashMap::new(),
+        }
     }
 
     pub fn context(&self) -> &Rc<GpuContext> {
@@ -109,9 +140,27 @@ impl Gpu {
     /// An output tensor from the current pool (contents undefined until written).
     fn alloc(&mut self, shape: Vec<usize>) -> Result<GpuTensor> {
         let bytes = self.checked_bytes(&shape)?;
-        let reused = self.pool.borrow_mut().free.get_mut(&bytes).and_then(|v| v.pop());
-        let buffer = reused.unwrap_or_else(|| self.ctx.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: bytes, usage: TENSOR_USAGE, mapped_at_creation: false }));
-        Ok(GpuTensor { slot: Rc::new(Slot { buffer, pool: self.pool.clone() }), shape })
+        let reused = self
+            .pool
+            .borrow_mut()
+            .free
+            .get_mut(&bytes)
+            .and_then(|v| v.pop());
+        let buffer = reused.unwrap_or_else(|| {
+            self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: bytes,
+                usage: TENSOR_USAGE,
+                mapped_at_creation: false,
+            })
+        });
+        Ok(GpuTensor {
+            slot: Rc::new(Slot {
+                buffer,
+                pool: self.pool.clone(),
+            }),
+            shape,
+        })
     }
 
     /// A new tensor holding `data` from creation, so no queue write (and no flush) is needed.
@@ -120,8 +169,21 @@ impl Gpu {
         let bytes = self.checked_bytes(&shape)?;
         let mut contents = bytemuck::cast_slice::<f32, u8>(data).to_vec();
         contents.resize(bytes as usize, 0);
-        let buffer = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: &contents, usage: TENSOR_USAGE });
-        Ok(GpuTensor { slot: Rc::new(Slot { buffer, pool: self.pool.clone() }), shape })
+        let buffer = self
+            .ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: &contents,
+                usage: TENSOR_USAGE,
+            });
+        Ok(GpuTensor {
+            slot: Rc::new(Slot {
+                buffer,
+                pool: self.pool.clone(),
+            }),
+            shape,
+        })
     }
 
     /// Buffer size for a shape (16-byte multiple), checked against the device's binding limit.
@@ -144,25 +206,57 @@ impl Gpu {
     }
 
     /// Records one dispatch of `kernel` with a uniform block and buffer bindings in layout order.
-    fn dispatch(&mut self, kernel: Kernel, params: &[u32], inputs: &[Option<&GpuTensor>], out: &[&GpuTensor], groups: [u32; 3]) {
+    fn dispatch(
+        &mut self,
+        kernel: Kernel,
+        params: &[u32],
+        inputs: &[Option<&GpuTensor>],
+        out: &[&GpuTensor],
+        groups: [u32; 3],
+    ) {
         for t in inputs.iter().flatten().chain(out.iter()) {
             self.note_input(t);
         }
         let mut words = params.to_vec();
         words.resize(params.len().next_multiple_of(4), 0);
-        let uniform = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let uniform = self
+            .ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(&words),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
         let p = self.pipelines.get(&self.ctx.device, kernel);
         let mut buffers: Vec<&wgpu::Buffer> = vec![&uniform];
         buffers.extend(inputs.iter().map(|t| t.map_or(&self.dummy, |t| t.buffer())));
         buffers.extend(out.iter().map(|t| t.buffer()));
-        debug_assert_eq!(buffers.len(), kernel.bindings().len(), "{kernel:?} bindings");
-        let entries: Vec<wgpu::BindGroupEntry> = buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
-        let bind_group = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &p.layout, entries: &entries });
-        self.pending.push(Rc::new(Command::Dispatch { pipeline: p.pipeline.clone(), bind_group, groups }));
+        debug_assert_eq!(
+            buffers.len(),
+            kernel.bindings().len(),
+            "{kernel:?} bindings"
+        );
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        let bind_group = self
+            .ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &p.layout,
+                entries: &entries,
+            });
+        self.pending.push(Rc::new(Command::Dispatch {
+            pipeline: p.pipeline.clone(),
+            bind_group,
+            groups,
+        }));
     }
 
     /// Workgroup counts for one invocation per element, folded into 2-D past 65535 groups.
@@ -172,18 +266,57 @@ impl Gpu {
         [x as u32, groups.div_ceil(x) as u32, 1]
     }
 
-    fn elementwise(&mut self, entry: &'static str, params: [u32; 6], a: &GpuTensor, b: Option<&GpuTensor>, shape: Vec<usize>, threads: usize) -> Result<GpuTensor> {
+    fn elementwise(
+        &mut self,
+        entry: &'static str,
+        params: [u32; 6],
+        a: &GpuTensor,
+        b: Option<&GpuTensor>,
+        shape: Vec<usize>,
+        threads: usize,
+    ) -> Result<GpuTensor> {
         let out = self.alloc(shape)?;
-        let words = [params[0], params[1], params[2], params[3], params[4], params[5], 0, 0];
-        self.dispatch(Kernel::Elementwise(entry), &words, &[Some(a), b], &[&out], Self::flat_groups(threads));
+        let words = [
+            params[0], params[1], params[2], params[3], params[4], params[5], 0, 0,
+        ];
+        self.dispatch(
+            Kernel::Elementwise(entry),
+            &words,
+            &[Some(a), b],
+            &[&out],
+            Self::flat_groups(threads),
+        );
         Ok(out)
     }
 
     /// A `sampler.wgsl` entry over `threads` invocations with up to five inputs.
-    fn sampler_op(&mut self, entry: &'static str, ints: [u32; 4], floats: [f32; 4], inputs: &[Option<&GpuTensor>; 5], shape: Vec<usize>, threads: usize) -> Result<GpuTensor> {
+    fn sampler_op(
+        &mut self,
+        entry: &'static str,
+        ints: [u32; 4],
+        floats: [f32; 4],
+        inputs: &[Option<&GpuTensor>; 5],
+        shape: Vec<usize>,
+        threads: usize,
+    ) -> Result<GpuTensor> {
         let out = self.alloc(shape)?;
-        let words = [ints[0], ints[1], ints[2], ints[3], floats[0].to_bits(), floats[1].to_bits(), floats[2].to_bits(), floats[3].to_bits()];
-        self.dispatch(Kernel::Sampler(entry), &words, inputs, &[&out], Self::flat_groups(threads));
+        let words = [
+            ints[0],
+            ints[1],
+            ints[2],
+            ints[3],
+            floats[0].to_bits(),
+            floats[1].to_bits(),
+            floats[2].to_bits(),
+            floats[3].to_bits(),
+        ];
+        self.dispatch(
+            Kernel::Sampler(entry),
+            &words,
+            inputs,
+            &[&out],
+            Self::flat_groups(threads),
+        );
         Ok(out)
     }
 
@@ -197,12 +330,22 @@ impl Gpu {
     }
 
     fn submit<'a>(&self, commands: impl Iterator<Item = &'a Command>) {
-        let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         let mut pass: Option<wgpu::ComputePass<'static>> = None;
         for c in commands {
             match c {
-                Command::Dispatch { pipeline, bind_group, groups } => {
-                    let p = pass.get_or_insert_with(|| enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default()).forget_lifetime());
+                Command::Dispatch {
+                    pipeline,
+                    bind_group,
+                    groups,
+                } => {
+                    let p = pass.get_or_insert_with(|| {
+                        enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default())
+                            .forget_lifetime()
+                    });
                     p.set_pipeline(pipeline);
                     p.set_bind_group(0, bind_group, &[]);
                     p.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -227,7 +370,11 @@ impl Gpu {
     /// Ends recording and returns the plan; nothing recorded since `begin_plan` has run yet.
     fn end_plan(&mut self, shared_pool: Rc<RefCell<Pool>>) -> Plan {
         let plan_pool = std::mem::replace(&mut self.pool, shared_pool);
-        Plan { commands: std::mem::take(&mut self.pending), _pool: plan_pool, _inputs: self.recording_inputs.take().unwrap_or_default() }
+        Plan {
+            commands: std::mem::take(&mut self.pending),
+            _pool: plan_pool,
+            _inputs: self.recording_inputs.take().unwrap_or_default(),
+        }
     }
 
     /// Records `f` as a plan (the tensors it returns live in the plan's buffers and are rewritten
@@ -248,9 +395,16 @@ impl Gpu {
     /// Overwrites `dst` with the values of `src` (same size), in order with recorded work.
     pub fn copy(&mut self, src: &GpuTensor, dst: &GpuTensor) -> Result<()> {
         if src.len() != dst.len() {
-            return shape_err("copy", format!("{:?} and {:?} differ in size", src.shape, dst.shape));
+            return shape_err(
+                "copy",
+                format!("{:?} and {:?} differ in size", src.shape, dst.shape),
+            );
         }
-        self.pending.push(Rc::new(Command::Copy { src: src.buffer().clone(), dst: dst.buffer().clone(), bytes: (src.len() * 4) as u64 }));
+        self.pending.push(Rc::new(Command::Copy {
+            src: src.buffer().clone(),
+            dst: dst.buffer().clone(),
+            bytes: (src.len() * 4) as u64,
+        }));
         Ok(())
     }
 
@@ -258,7 +412,9 @@ impl Gpu {
     pub fn write(&mut self, t: &GpuTensor, data: &[f32]) -> Result<()> {
         check_upload(data.len(), &t.shape)?;
         self.flush();
-        self.ctx.queue.write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
+        self.ctx
+            .queue
+            .write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
         Ok(())
     }
 }
@@ -283,7 +439,10 @@ impl Backend for Gpu {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         enc.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes);
         self.ctx.queue.submit([enc.finish()]);
         let (tx, rx) = futures_channel::oneshot::channel();
@@ -291,12 +450,22 @@ impl Backend for Gpu {
             let _ = tx.send(r);
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
-        let mapped = rx.await.map_err(|_| Error::Gpu("readback was dropped (device lost?)".into()))?;
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        let mapped = rx
+            .await
+            .map_err(|_| Error::Gpu("readback was dropped (device lost?)".into()))?;
         self.ctx.check()?;
         mapped.map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
-        let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("readback mapping: {e}")))?;
-        let out = view.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("readback mapping: {e}")))?;
+        let out = view
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         drop(view);
         staging.unmap();
         Ok(out)
@@ -309,85 +478,209 @@ impl Backend for Gpu {
             let _ = tx.send(());
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
-        rx.await.map_err(|_| Error::Gpu("the device stopped responding (lost?)".into()))?;
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        rx.await
+            .map_err(|_| Error::Gpu("the device stopped responding (lost?)".into()))?;
         self.ctx.check()
     }
 
     fn reshape(&mut self, t: &GpuTensor, shape: &[usize]) -> Result<GpuTensor> {
         check_reshape(&t.shape, shape)?;
-        Ok(GpuTensor { slot: t.slot.clone(), shape: shape.to_vec() })
+        Ok(GpuTensor {
+            slot: t.slot.clone(),
+            shape: shape.to_vec(),
+        })
     }
 
-    fn conv2d(&mut self, x: &GpuTensor, w: &GpuTensor, bias: &GpuTensor, spec: Conv2d) -> Result<GpuTensor> {
+    fn conv2d(
+        &mut self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: &GpuTensor,
+        spec: Conv2d,
+    ) -> Result<GpuTensor> {
         let [n, ho, wo, cout] = spec.check(&x.shape, &w.shape, &bias.shape)?;
         let [_, h, wd, cin] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
         let out = self.alloc(vec![n, ho, wo, cout])?;
         let pix_groups = ((n * ho * wo) as u64).div_ceil(32);
         if pix_groups > MAX_GROUPS {
-            return Err(Error::Param { name: "batch".into(), detail: format!("{n} images of {h}x{wd} exceed one dispatch; use a smaller batch") });
+            return Err(Error::Param {
+                name: "batch".into(),
+                detail: format!("{n} images of {h}x{wd} exceed one dispatch; use a smaller batch"),
+            });
         }
         let params = [n, h, wd, cin, ho, wo, cout, 0].map(|v| v as u32);
         let groups = [(cout as u32).div_ceil(32), pix_groups as u32, 1];
         let vec4 = cin % 4 == 0 && cout % 4 == 0;
-        self.dispatch(Kernel::Conv2d { ksize: spec.ksize as u32, stride: spec.stride as u32, vec4 }, &params, &[Some(x), Some(w), Some(bias)], &[&out], groups);
+        self.dispatch(
+            Kernel::Conv2d {
+                ksize: spec.ksize as u32,
+                stride: spec.stride as u32,
+                vec4,
+            },
+            &params,
+            &[Some(x), Some(w), Some(bias)],
+            &[&out],
+            groups,
+        );
         Ok(out)
     }
 
-    fn matmul(&mut self, a: &GpuTensor, b: &GpuTensor, bias: Option<&GpuTensor>, spec: &Matmul) -> Result<GpuTensor> {
+    fn matmul(
+        &mut self,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        spec: &Matmul,
+    ) -> Result<GpuTensor> {
         spec.check(a.len(), b.len(), bias.map(|t| t.shape.as_slice()))?;
         let row_groups = (spec.m as u64).div_ceil(32);
         if row_groups > MAX_GROUPS || spec.batch as u64 > MAX_GROUPS {
-            return Err(Error::Param { name: "batch".into(), detail: format!("a {}x{} product over {} batches exceeds one dispatch; use a smaller batch", spec.m, spec.n, spec.batch) });
+            return Err(Error::Param {
+                name: "batch".into(),
+                detail: format!(
+                    "a {}x{} product over {} batches exceeds one dispatch; use a smaller batch",
+                    spec.m, spec.n, spec.batch
+                ),
+            });
         }
         let out = self.alloc(vec![spec.batch, spec.m, spec.n])?;
         let (va, vb) = (spec.a, spec.b);
         let params = [
-            spec.m, spec.n, spec.k, spec.batch,
-            va.offset, va.batch_stride, va.row_stride, va.col_stride,
-            vb.offset, vb.batch_stride, vb.row_stride, vb.col_stride,
+            spec.m,
+            spec.n,
+            spec.k,
+            spec.batch,
+            va.offset,
+            va.batch_stride,
+            va.row_stride,
+            va.col_stride,
+            vb.offset,
+            vb.batch_stride,
+            vb.row_stride,
+            vb.col_stride,
         ]
         .map(|v| v as u32);
         let mut words = params.to_vec();
         words.extend([bias.is_some() as u32, spec.scale.to_bits(), 0, 0]);
-        let groups = [(spec.n as u32).div_ceil(32), row_groups as u32, spec.batch as u32];
-        self.dispatch(Kernel::Matmul, &words, &[Some(a), Some(b), bias], &[&out], groups);
+        let groups = [
+            (spec.n as u32).div_ceil(32),
+            row_groups as u32,
+            spec.batch as u32,
+        ];
+        self.dispatch(
+            Kernel::Matmul,
+            &words,
+            &[Some(a), Some(b), bias],
+            &[&out],
+            groups,
+        );
         Ok(out)
     }
 
-    fn group_norm(&mut self, x: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, add: Option<&GpuTensor>, spec: GroupNorm) -> Result<GpuTensor> {
-        let (n, hw, c) = spec.check(&x.shape, &gamma.shape, &beta.shape, add.map(|a| a.shape.as_slice()))?;
+    fn group_norm(
+        &mut self,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        add: Option<&GpuTensor>,
+        spec: GroupNorm,
+    ) -> Result<GpuTensor> {
+        let (n, hw, c) = spec.check(
+            &x.shape,
+            &gamma.shape,
+            &beta.shape,
+            add.map(|a| a.shape.as_slice()),
+        )?;
         if (n * spec.groups) as u64 > MAX_GROUPS {
-            return Err(Error::Param { name: "batch".into(), detail: format!("group_norm over {n} x {} groups exceeds one dispatch", spec.groups) });
+            return Err(Error::Param {
+                name: "batch".into(),
+                detail: format!(
+                    "group_norm over {n} x {} groups exceeds one dispatch",
+                    spec.groups
+                ),
+            });
         }
         let stats = self.alloc(vec![n * spec.groups, 2])?;
         let out = self.alloc(x.shape.clone())?;
-        let params = [n as u32, hw as u32, c as u32, spec.groups as u32, add.is_some() as u32, spec.silu as u32, spec.eps.to_bits(), 0];
+        let params = [
+            n as u32,
+            hw as u32,
+            c as u32,
+            spec.groups as u32,
+            add.is_some() as u32,
+            spec.silu as u32,
+            spec.eps.to_bits(),
+            0,
+        ];
         let inputs = [Some(x), add, Some(gamma), Some(beta)];
-        self.dispatch(Kernel::GroupNormStats, &params, &inputs, &[&stats, &out], [(n * spec.groups) as u32, 1, 1]);
-        self.dispatch(Kernel::GroupNormApply, &params, &inputs, &[&stats, &out], Self::flat_groups(x.len()));
+        self.dispatch(
+            Kernel::GroupNormStats,
+            &params,
+            &inputs,
+            &[&stats, &out],
+            [(n * spec.groups) as u32, 1, 1],
+        );
+        self.dispatch(
+            Kernel::GroupNormApply,
+            &params,
+            &inputs,
+            &[&stats, &out],
+            Self::flat_groups(x.len()),
+        );
         Ok(out)
     }
 
     fn silu(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
-        self.elementwise("silu", [x.len() as u32, 0, 0, 0, 0, 0], x, None, x.shape.clone(), x.len())
+        self.elementwise(
+            "silu",
+            [x.len() as u32, 0, 0, 0, 0, 0],
+            x,
+            None,
+            x.shape.clone(),
+            x.len(),
+        )
     }
 
     fn axpby(&mut self, x: &GpuTensor, y: &GpuTensor, a: f32, b: f32) -> Result<GpuTensor> {
         ops::check_same("axpby", &x.shape, &y.shape)?;
-        self.elementwise("axpby", [x.len() as u32, 0, 0, 0, a.to_bits(), b.to_bits()], x, Some(y), x.shape.clone(), x.len())
+        self.elementwise(
+            "axpby",
+            [x.len() as u32, 0, 0, 0, a.to_bits(), b.to_bits()],
+            x,
+            Some(y),
+            x.shape.clone(),
+            x.len(),
+        )
     }
 
     fn upsample2x(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
         let [n, h, w, c] = ops::check_nhwc("upsample2x", &x.shape)?;
         let len = x.len() * 4;
-        self.elementwise("upsample2x", [len as u32, h as u32, w as u32, c as u32, 0, 0], x, None, vec![n, 2 * h, 2 * w, c], len)
+        self.elementwise(
+            "upsample2x",
+            [len as u32, h as u32, w as u32, c as u32, 0, 0],
+            x,
+            None,
+            vec![n, 2 * h, 2 * w, c],
+            len,
+        )
     }
 
     fn concat_channels(&mut self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
         let shape = ops::check_concat(&a.shape, &b.shape)?;
         let len = a.len() + b.len();
-        self.elementwise("concat_channels", [len as u32, a.shape[3] as u32, b.shape[3] as u32, 0, 0, 0], a, Some(b), shape.to_vec(), len)
+        self.elementwise(
+            "concat_channels",
+            [len as u32, a.shape[3] as u32, b.shape[3] as u32, 0, 0, 0],
+            a,
+            Some(b),
+            shape.to_vec(),
+            len,
+        )
     }
 
     fn softmax_rows(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
@@ -396,12 +689,26 @@ impl Backend for Gpu {
             _ => return shape_err("softmax_rows", format!("empty rows in {:?}", x.shape)),
         };
         let rows = x.len() / len;
-        self.elementwise("softmax_rows", [rows as u32, len as u32, 0, 0, 0, 0], x, None, x.shape.clone(), rows)
+        self.elementwise(
+            "softmax_rows",
+            [rows as u32, len as u32, 0, 0, 0, 0],
+            x,
+            None,
+            x.shape.clone(),
+            rows,
+        )
     }
 
     fn embedding(&mut self, labels: &GpuTensor, table: &GpuTensor) -> Result<GpuTensor> {
         let (n, rows, dim) = ops::check_embedding(&labels.shape, &table.shape)?;
-        self.elementwise("embedding", [(n * dim) as u32, dim as u32, rows as u32, 0, 0, 0], labels, Some(table), vec![n, dim], n * dim)
+        self.elementwise(
+            "embedding",
+            [(n * dim) as u32, dim as u32, rows as u32, 0, 0, 0],
+            labels,
+            Some(table),
+            vec![n, dim],
+            n * dim,
+        )
     }
 
     fn timestep_embedding(&mut self, t: &GpuTensor, dim: usize, scale: f32) -> Result<GpuTensor> {
@@ -414,41 +721,98 @@ impl Backend for Gpu {
                 f
             }
         };
-        self.elementwise("timestep_embedding", [(n * dim) as u32, dim as u32, 0, 0, scale.to_bits(), 0], t, Some(&freqs), vec![n, dim], n * dim)
+        self.elementwise(
+            "timestep_embedding",
+            [(n * dim) as u32, dim as u32, 0, 0, scale.to_bits(), 0],
+            t,
+            Some(&freqs),
+            vec![n, dim],
+            n * dim,
+        )
     }
 
     fn randn(&mut self, shape: &[usize], seed: u32, stream: u32) -> Result<GpuTensor> {
         let (n, per) = check_rows("randn", shape, shape)?;
-        self.sampler_op("randn", [(n * per) as u32, per as u32, seed, stream], [0.0; 4], &[None; 5], shape.to_vec(), n * per)
+        self.sampler_op(
+            "randn",
+            [(n * per) as u32, per as u32, seed, stream],
+            [0.0; 4],
+            &[None; 5],
+            shape.to_vec(),
+            n * per,
+        )
     }
 
-    fn combine3(&mut self, x: &GpuTensor, y: &GpuTensor, z: Option<&GpuTensor>, [a, b, c]: [f32; 3]) -> Result<GpuTensor> {
+    fn combine3(
+        &mut self,
+        x: &GpuTensor,
+        y: &GpuTensor,
+        z: Option<&GpuTensor>,
+        [a, b, c]: [f32; 3],
+    ) -> Result<GpuTensor> {
         ops::check_same("combine3", &x.shape, &y.shape)?;
         if let Some(z) = z {
             ops::check_same("combine3", &x.shape, &z.shape)?;
         }
-        self.sampler_op("combine3", [x.len() as u32, z.is_some() as u32, 0, 0], [a, b, c, 0.0], &[Some(x), Some(y), z, None, None], x.shape.clone(), x.len())
+        self.sampler_op(
+            "combine3",
+            [x.len() as u32, z.is_some() as u32, 0, 0],
+            [a, b, c, 0.0],
+            &[Some(x), Some(y), z, None, None],
+            x.shape.clone(),
+            x.len(),
+        )
     }
 
     fn row_dot(&mut self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
         let (n, len) = check_rows("row_dot", &a.shape, &b.shape)?;
         if n as u64 > MAX_GROUPS {
-            return Err(Error::Param { name: "batch".into(), detail: format!("{n} samples exceed one dispatch") });
+            return Err(Error::Param {
+                name: "batch".into(),
+                detail: format!("{n} samples exceed one dispatch"),
+            });
         }
         let out = self.alloc(vec![n])?;
         let words = [n as u32, len as u32, 0, 0, 0, 0, 0, 0];
-        self.dispatch(Kernel::Sampler("row_dot"), &words, &[Some(a), Some(b), None, None, None], &[&out], [n as u32, 1, 1]);
+        self.dispatch(
+            Kernel::Sampler("row_dot"),
+            &words,
+            &[Some(a), Some(b), None, None, None],
+            &[&out],
+            [n as u32, 1, 1],
+        );
         Ok(out)
     }
 
-    fn error_ratio(&mut self, err: &GpuTensor, a: &GpuTensor, b: &GpuTensor, rtol: f32, atol: f32) -> Result<GpuTensor> {
+    fn error_ratio(
+        &mut self,
+        err: &GpuTensor,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        rtol: f32,
+        atol: f32,
+    ) -> Result<GpuTensor> {
         ops::check_same("error_ratio", &err.shape, &a.shape)?;
         ops::check_same("error_ratio", &err.shape, &b.shape)?;
-        self.sampler_op("error_ratio", [err.len() as u32, 0, 0, 0], [rtol, atol, 0.0, 0.0], &[Some(err), Some(a), Some(b), None, None], err.shape.clone(), err.len())
+        self.sampler_op(
+            "error_ratio",
+            [err.len() as u32, 0, 0, 0],
+            [rtol, atol, 0.0, 0.0],
+            &[Some(err), Some(a), Some(b), None, None],
+            err.shape.clone(),
+            err.len(),
+        )
     }
 
     fn blend(&mut self, x: &GpuTensor, y: &GpuTensor, mask: &GpuTensor) -> Result<GpuTensor> {
         let per = check_blend(&x.shape, &y.shape, &mask.shape)?;
-        self.sampler_op("blend", [x.len() as u32, per as u32, 0, 0], [0.0; 4], &[Some(x), Some(y), Some(mask), None, None], x.shape.clone(), x.len())
+        self.sampler_op(
+            "blend",
+            [x.len() as u32, per as u32, 0, 0],
+            [0.0; 4],
+            &[Some(x), Some(y), Some(mask), None, None],
+            x.shape.clone(),
+            x.len(),
+        )
     }
 }

@@ -38,7 +38,14 @@ pub enum Arch {
         time_scale: f32,
     },
     /// Residual MLP over points (see `train/nets.py` ScoreMLP).
-    Mlp { dim: usize, width: usize, depth: usize, num_classes: usize, time_base: usize, time_scale: f32 },
+    Mlp {
+        dim: usize,
+        width: usize,
+        depth: usize,
+        num_classes: usize,
+        time_base: usize,
+        time_scale: f32,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -75,55 +82,125 @@ pub struct Classes {
 }
 
 fn field_err<T>(what: &str, detail: impl Into<String>) -> Result<T> {
-    Err(Error::Weights { what: format!("config field {what}"), detail: detail.into() })
+    Err(Error::Weights {
+        what: format!("config field {what}"),
+        detail: detail.into(),
+    })
 }
 
 impl ModelConfig {
     /// Parses and checks the config JSON (format version first, so a newer file gets a clear error).
     pub fn parse(json: &str) -> Result<ModelConfig> {
-        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::Weights { what: "metadata \"scorelab\"".into(), detail: format!("not valid JSON: {e}") })?;
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::Weights {
+            what: "metadata \"scorelab\"".into(),
+            detail: format!("not valid JSON: {e}"),
+        })?;
         match value.get("format_version").and_then(|v| v.as_u64()) {
             Some(v) if v == FORMAT_VERSION as u64 => {}
-            Some(v) => return field_err("format_version", format!("version {v} is not supported (this build reads version {FORMAT_VERSION})")),
+            Some(v) => {
+                return field_err(
+                    "format_version",
+                    format!(
+                        "version {v} is not supported (this build reads version {FORMAT_VERSION})"
+                    ),
+                )
+            }
             None => return field_err("format_version", "missing"),
         }
-        let cfg: ModelConfig = serde_json::from_value(value).map_err(|e| Error::Weights { what: "config".into(), detail: e.to_string() })?;
+        let cfg: ModelConfig = serde_json::from_value(value).map_err(|e| Error::Weights {
+            what: "config".into(),
+            detail: e.to_string(),
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<()> {
         if self.parameterization != "eps" {
-            return field_err("parameterization", format!("{:?} is not supported (only \"eps\")", self.parameterization));
+            return field_err(
+                "parameterization",
+                format!(
+                    "{:?} is not supported (only \"eps\")",
+                    self.parameterization
+                ),
+            );
         }
         if self.sde.kind != "vp" {
-            return field_err("sde.type", format!("{:?} is not supported (only \"vp\")", self.sde.kind));
+            return field_err(
+                "sde.type",
+                format!("{:?} is not supported (only \"vp\")", self.sde.kind),
+            );
         }
         let s = &self.sde;
         if !(s.beta_min > 0.0 && s.beta_max > s.beta_min && s.t_eps > 0.0 && s.t_eps < 1.0) {
-            return field_err("sde", format!("needs 0 < beta_min < beta_max and 0 < t_eps < 1, got {s:?}"));
+            return field_err(
+                "sde",
+                format!("needs 0 < beta_min < beta_max and 0 < t_eps < 1, got {s:?}"),
+            );
         }
-        if self.classes.null_index != self.classes.names.len() || self.num_classes() != self.classes.names.len() {
-            return field_err("classes", format!("{} names, null_index {}, arch num_classes {}", self.classes.names.len(), self.classes.null_index, self.num_classes()));
+        if self.classes.null_index != self.classes.names.len()
+            || self.num_classes() != self.classes.names.len()
+        {
+            return field_err(
+                "classes",
+                format!(
+                    "{} names, null_index {}, arch num_classes {}",
+                    self.classes.names.len(),
+                    self.classes.null_index,
+                    self.num_classes()
+                ),
+            );
         }
         match &self.arch {
-            Arch::Unet { in_ch, base, mults, num_res, image_size, groups, .. } => {
+            Arch::Unet {
+                in_ch,
+                base,
+                mults,
+                num_res,
+                image_size,
+                groups,
+                ..
+            } => {
                 if *in_ch == 0 || *base == 0 || mults.is_empty() || *num_res == 0 || *groups == 0 {
-                    return field_err("arch", "in_ch, base, mults, num_res and groups must be non-zero");
+                    return field_err(
+                        "arch",
+                        "in_ch, base, mults, num_res and groups must be non-zero",
+                    );
                 }
                 if mults.iter().any(|m| (base * m) % groups != 0 || *m == 0) {
-                    return field_err("arch.groups", format!("every level's channels (base * mult) must split into {groups} groups"));
+                    return field_err(
+                        "arch.groups",
+                        format!(
+                            "every level's channels (base * mult) must split into {groups} groups"
+                        ),
+                    );
                 }
                 if image_size % (1 << (mults.len() - 1)) != 0 {
-                    return field_err("arch.image_size", format!("{image_size} does not halve {} times", mults.len() - 1));
+                    return field_err(
+                        "arch.image_size",
+                        format!("{image_size} does not halve {} times", mults.len() - 1),
+                    );
                 }
-                if self.data.kind != "image" || self.data.height != *image_size || self.data.width != *image_size || self.data.channels != *in_ch {
+                if self.data.kind != "image"
+                    || self.data.height != *image_size
+                    || self.data.width != *image_size
+                    || self.data.channels != *in_ch
+                {
                     return field_err("data", format!("an image model of {image_size}x{image_size}x{in_ch} needs matching data.kind/height/width/channels"));
                 }
             }
-            Arch::Mlp { dim, width, depth, time_base, .. } => {
+            Arch::Mlp {
+                dim,
+                width,
+                depth,
+                time_base,
+                ..
+            } => {
                 if *dim == 0 || *width == 0 || *depth == 0 || *time_base < 2 || time_base % 2 != 0 {
-                    return field_err("arch", "dim, width, depth must be non-zero and time_base even");
+                    return field_err(
+                        "arch",
+                        "dim, width, depth must be non-zero and time_base even",
+                    );
                 }
                 if self.data.kind != "points" || self.data.dim != *dim {
                     return field_err("data", format!("a point model of dim {dim} needs data.kind \"points\" and data.dim {dim}"));
@@ -142,7 +219,9 @@ impl ModelConfig {
     /// The shape of one sample: `[h, w, c]` for images, `[dim]` for points.
     pub fn sample_shape(&self) -> Vec<usize> {
         match self.arch {
-            Arch::Unet { in_ch, image_size, .. } => vec![image_size, image_size, in_ch],
+            Arch::Unet {
+                in_ch, image_size, ..
+            } => vec![image_size, image_size, in_ch],
             Arch::Mlp { dim, .. } => vec![dim],
         }
     }

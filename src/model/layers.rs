@@ -20,9 +20,15 @@ impl TensorSource {
     }
 
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let t = self.tensors.remove(name).ok_or_else(|| Error::Weights { what: format!("tensor {name}"), detail: format!("missing (expected shape {shape:?})") })?;
+        let t = self.tensors.remove(name).ok_or_else(|| Error::Weights {
+            what: format!("tensor {name}"),
+            detail: format!("missing (expected shape {shape:?})"),
+        })?;
         if t.shape != shape {
-            return Err(Error::Weights { what: format!("tensor {name}"), detail: format!("has shape {:?}, the config needs {shape:?}", t.shape) });
+            return Err(Error::Weights {
+                what: format!("tensor {name}"),
+                detail: format!("has shape {:?}, the config needs {shape:?}", t.shape),
+            });
         }
         Ok(t.data)
     }
@@ -31,7 +37,13 @@ impl TensorSource {
     pub fn finish(self) -> Result<()> {
         match self.tensors.keys().next() {
             None => Ok(()),
-            Some(name) => Err(Error::Weights { what: format!("tensor {name}"), detail: format!("is not part of the configured network ({} unused tensors)", self.tensors.len()) }),
+            Some(name) => Err(Error::Weights {
+                what: format!("tensor {name}"),
+                detail: format!(
+                    "is not part of the configured network ({} unused tensors)",
+                    self.tensors.len()
+                ),
+            }),
         }
     }
 }
@@ -42,7 +54,13 @@ pub struct Linear<B: Backend> {
 }
 
 impl<B: Backend> Linear<B> {
-    pub fn load(be: &mut B, src: &mut TensorSource, name: &str, cin: usize, cout: usize) -> Result<Self> {
+    pub fn load(
+        be: &mut B,
+        src: &mut TensorSource,
+        name: &str,
+        cin: usize,
+        cout: usize,
+    ) -> Result<Self> {
         let w = src.take(&format!("{name}.weight"), &[cout, cin])?;
         let mut wt = vec![0f32; cin * cout];
         for o in 0..cout {
@@ -51,7 +69,10 @@ impl<B: Backend> Linear<B> {
             }
         }
         let b = src.take(&format!("{name}.bias"), &[cout])?;
-        Ok(Linear { w: be.upload(&wt, &[cin, cout])?, b: be.upload(&b, &[cout])? })
+        Ok(Linear {
+            w: be.upload(&wt, &[cin, cout])?,
+            b: be.upload(&b, &[cout])?,
+        })
     }
 
     pub fn forward(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
@@ -70,20 +91,33 @@ pub struct Conv<B: Backend> {
 }
 
 impl<B: Backend> Conv<B> {
-    pub fn load(be: &mut B, src: &mut TensorSource, name: &str, cin: usize, cout: usize, ksize: usize, stride: usize) -> Result<Self> {
+    pub fn load(
+        be: &mut B,
+        src: &mut TensorSource,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        ksize: usize,
+        stride: usize,
+    ) -> Result<Self> {
         let w = src.take(&format!("{name}.weight"), &[cout, cin, ksize, ksize])?;
         let mut wt = vec![0f32; w.len()];
         for o in 0..cout {
             for i in 0..cin {
                 for ky in 0..ksize {
                     for kx in 0..ksize {
-                        wt[((ky * ksize + kx) * cin + i) * cout + o] = w[((o * cin + i) * ksize + ky) * ksize + kx];
+                        wt[((ky * ksize + kx) * cin + i) * cout + o] =
+                            w[((o * cin + i) * ksize + ky) * ksize + kx];
                     }
                 }
             }
         }
         let b = src.take(&format!("{name}.bias"), &[cout])?;
-        Ok(Conv { w: be.upload(&wt, &[ksize * ksize * cin, cout])?, b: be.upload(&b, &[cout])?, spec: Conv2d { ksize, stride } })
+        Ok(Conv {
+            w: be.upload(&wt, &[ksize * ksize * cin, cout])?,
+            b: be.upload(&b, &[cout])?,
+            spec: Conv2d { ksize, stride },
+        })
     }
 
     pub fn forward(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
@@ -99,15 +133,43 @@ pub struct Norm<B: Backend> {
 }
 
 impl<B: Backend> Norm<B> {
-    pub fn load(be: &mut B, src: &mut TensorSource, name: &str, c: usize, groups: usize, eps: f32) -> Result<Self> {
+    pub fn load(
+        be: &mut B,
+        src: &mut TensorSource,
+        name: &str,
+        c: usize,
+        groups: usize,
+        eps: f32,
+    ) -> Result<Self> {
         let g = src.take(&format!("{name}.weight"), &[c])?;
         let b = src.take(&format!("{name}.bias"), &[c])?;
-        Ok(Norm { gamma: be.upload(&g, &[c])?, beta: be.upload(&b, &[c])?, groups, eps })
+        Ok(Norm {
+            gamma: be.upload(&g, &[c])?,
+            beta: be.upload(&b, &[c])?,
+            groups,
+            eps,
+        })
     }
 
     /// GroupNorm of `x + add` (add is per (n, c)), optionally followed by SiLU.
-    pub fn forward(&self, be: &mut B, x: &B::Tensor, add: Option<&B::Tensor>, silu: bool) -> Result<B::Tensor> {
-        be.group_norm(x, &self.gamma, &self.beta, add, GroupNorm { groups: self.groups, eps: self.eps, silu })
+    pub fn forward(
+        &self,
+        be: &mut B,
+        x: &B::Tensor,
+        add: Option<&B::Tensor>,
+        silu: bool,
+    ) -> Result<B::Tensor> {
+        be.group_norm(
+            x,
+            &self.gamma,
+            &self.beta,
+            add,
+            GroupNorm {
+                groups: self.groups,
+                eps: self.eps,
+                silu,
+            },
+        )
     }
 }
 
@@ -122,7 +184,14 @@ pub struct TimeClassEmbedding<B: Backend> {
 }
 
 impl<B: Backend> TimeClassEmbedding<B> {
-    pub fn load(be: &mut B, src: &mut TensorSource, base: usize, dim: usize, num_classes: usize, scale: f32) -> Result<Self> {
+    pub fn load(
+        be: &mut B,
+        src: &mut TensorSource,
+        base: usize,
+        dim: usize,
+        num_classes: usize,
+        scale: f32,
+    ) -> Result<Self> {
         let fc1 = Linear::load(be, src, "embed.fc1", base, dim)?;
         let fc2 = Linear::load(be, src, "embed.fc2", dim, dim)?;
         let class_emb = if num_classes > 0 {
@@ -131,7 +200,13 @@ impl<B: Backend> TimeClassEmbedding<B> {
         } else {
             None
         };
-        Ok(TimeClassEmbedding { fc1, fc2, class_emb, base, scale })
+        Ok(TimeClassEmbedding {
+            fc1,
+            fc2,
+            class_emb,
+            base,
+            scale,
+        })
     }
 
     pub fn forward(&self, be: &mut B, t: &B::Tensor, labels: &B::Tensor) -> Result<B::Tensor> {

@@ -21,7 +21,16 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
-    pub fn load(be: &mut B, src: &mut TensorSource, dim: usize, width: usize, depth: usize, num_classes: usize, time_base: usize, time_scale: f32) -> Result<Self> {
+    pub fn load(
+        be: &mut B,
+        src: &mut TensorSource,
+        dim: usize,
+        width: usize,
+        depth: usize,
+        num_classes: usize,
+        time_base: usize,
+        time_scale: f32,
+    ) -> Result<Self> {
         let embed = TimeClassEmbedding::load(be, src, time_base, width, num_classes, time_scale)?;
         let in_proj = Linear::load(be, src, "in_proj", dim, width)?;
         let blocks = (0..depth)
@@ -34,12 +43,24 @@ impl<B: Backend> Mlp<B> {
             })
             .collect::<Result<Vec<_>>>()?;
         let out_proj = Linear::load(be, src, "out_proj", width, dim)?;
-        Ok(Mlp { embed, in_proj, blocks, out_proj })
+        Ok(Mlp {
+            embed,
+            in_proj,
+            blocks,
+            out_proj,
+        })
     }
 
     /// eps for x `[n, dim]`: `h = in_proj(x)`, per block `h += fc2(silu(fc1(silu(h)) + temb(e)))`,
     /// then `out_proj(silu(h))`.
-    pub fn forward(&self, be: &mut B, x: &B::Tensor, t: &B::Tensor, labels: &B::Tensor, mut taps: Option<&mut Taps<B>>) -> Result<B::Tensor> {
+    pub fn forward(
+        &self,
+        be: &mut B,
+        x: &B::Tensor,
+        t: &B::Tensor,
+        labels: &B::Tensor,
+        mut taps: Option<&mut Taps<B>>,
+    ) -> Result<B::Tensor> {
         let temb = self.embed.forward(be, t, labels)?;
         let mut h = self.in_proj.forward(be, x)?;
         for b in &self.blocks {

@@ -37,11 +37,49 @@ impl<B: Backend> Network<B> {
         let config = file.config;
         let mut src = layers::TensorSource::new(file.tensors);
         let net = match &config.arch {
-            Arch::Unet { in_ch, base, mults, num_res, attn_res, image_size, num_classes, groups, norm_eps, time_scale } => {
-                let shape = unet::UNetShape { in_ch: *in_ch, base: *base, mults, num_res: *num_res, attn_res, image_size: *image_size, num_classes: *num_classes, groups: *groups, norm_eps: *norm_eps, time_scale: *time_scale };
+            Arch::Unet {
+                in_ch,
+                base,
+                mults,
+                num_res,
+                attn_res,
+                image_size,
+                num_classes,
+                groups,
+                norm_eps,
+                time_scale,
+            } => {
+                let shape = unet::UNetShape {
+                    in_ch: *in_ch,
+                    base: *base,
+                    mults,
+                    num_res: *num_res,
+                    attn_res,
+                    image_size: *image_size,
+                    num_classes: *num_classes,
+                    groups: *groups,
+                    norm_eps: *norm_eps,
+                    time_scale: *time_scale,
+                };
                 Net::UNet(unet::UNet::load(be, &mut src, &shape)?)
             }
-            &Arch::Mlp { dim, width, depth, num_classes, time_base, time_scale } => Net::Mlp(mlp::Mlp::load(be, &mut src, dim, width, depth, num_classes, time_base, time_scale)?),
+            &Arch::Mlp {
+                dim,
+                width,
+                depth,
+                num_classes,
+                time_base,
+                time_scale,
+            } => Net::Mlp(mlp::Mlp::load(
+                be,
+                &mut src,
+                dim,
+                width,
+                depth,
+                num_classes,
+                time_base,
+                time_scale,
+            )?),
         };
         src.finish()?;
         Ok(Network { config, net })
@@ -49,18 +87,47 @@ impl<B: Backend> Network<B> {
 
     /// eps for a batch: x `[n, ..sample_shape]`, t `[n]` in (0, 1], labels `[n]` (integer values,
     /// `null_index` for no class).
-    pub fn forward(&self, be: &mut B, x: &B::Tensor, t: &B::Tensor, labels: &B::Tensor) -> Result<B::Tensor> {
+    pub fn forward(
+        &self,
+        be: &mut B,
+        x: &B::Tensor,
+        t: &B::Tensor,
+        labels: &B::Tensor,
+    ) -> Result<B::Tensor> {
         self.forward_with_taps(be, x, t, labels, None)
     }
 
-    pub fn forward_with_taps(&self, be: &mut B, x: &B::Tensor, t: &B::Tensor, labels: &B::Tensor, taps: Option<&mut Taps<B>>) -> Result<B::Tensor> {
+    pub fn forward_with_taps(
+        &self,
+        be: &mut B,
+        x: &B::Tensor,
+        t: &B::Tensor,
+        labels: &B::Tensor,
+        taps: Option<&mut Taps<B>>,
+    ) -> Result<B::Tensor> {
         let xs = B::shape(x);
         let n = xs.first().copied().unwrap_or(0);
-        if xs.len() != 1 + self.config.sample_shape().len() || xs[1..] != self.config.sample_shape()[..] || n == 0 {
-            return Err(Error::Shape { op: "network", detail: format!("x must be [n, {:?}], got {xs:?}", self.config.sample_shape()) });
+        if xs.len() != 1 + self.config.sample_shape().len()
+            || xs[1..] != self.config.sample_shape()[..]
+            || n == 0
+        {
+            return Err(Error::Shape {
+                op: "network",
+                detail: format!(
+                    "x must be [n, {:?}], got {xs:?}",
+                    self.config.sample_shape()
+                ),
+            });
         }
         if B::shape(t) != [n] || B::shape(labels) != [n] {
-            return Err(Error::Shape { op: "network", detail: format!("t and labels must be [{n}], got {:?} and {:?}", B::shape(t), B::shape(labels)) });
+            return Err(Error::Shape {
+                op: "network",
+                detail: format!(
+                    "t and labels must be [{n}], got {:?} and {:?}",
+                    B::shape(t),
+                    B::shape(labels)
+                ),
+            });
         }
         match &self.net {
             Net::UNet(u) => u.forward(be, x, t, labels, taps),

@@ -31,14 +31,41 @@ struct ResBlock<B: Backend> {
 }
 
 impl<B: Backend> ResBlock<B> {
-    fn load(be: &mut B, src: &mut TensorSource, name: &str, cin: usize, cout: usize, temb: usize, s: &UNetShape) -> Result<Self> {
+    fn load(
+        be: &mut B,
+        src: &mut TensorSource,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        temb: usize,
+        s: &UNetShape,
+    ) -> Result<Self> {
         Ok(ResBlock {
             norm1: Norm::load(be, src, &format!("{name}.norm1"), cin, s.groups, s.norm_eps)?,
             conv1: Conv::load(be, src, &format!("{name}.conv1"), cin, cout, 3, 1)?,
             temb: Linear::load(be, src, &format!("{name}.temb"), temb, cout)?,
-            norm2: Norm::load(be, src, &format!("{name}.norm2"), cout, s.groups, s.norm_eps)?,
+            norm2: Norm::load(
+                be,
+                src,
+                &format!("{name}.norm2"),
+                cout,
+                s.groups,
+                s.norm_eps,
+            )?,
             conv2: Conv::load(be, src, &format!("{name}.conv2"), cout, cout, 3, 1)?,
-            skip: if cin != cout { Some(Conv::load(be, src, &format!("{name}.skip"), cin, cout, 1, 1)?) } else { None },
+            skip: if cin != cout {
+                Some(Conv::load(
+                    be,
+                    src,
+                    &format!("{name}.skip"),
+                    cin,
+                    cout,
+                    1,
+                    1,
+                )?)
+            } else {
+                None
+            },
         })
     }
 
@@ -65,7 +92,13 @@ struct AttnBlock<B: Backend> {
 }
 
 impl<B: Backend> AttnBlock<B> {
-    fn load(be: &mut B, src: &mut TensorSource, name: &str, c: usize, s: &UNetShape) -> Result<Self> {
+    fn load(
+        be: &mut B,
+        src: &mut TensorSource,
+        name: &str,
+        c: usize,
+        s: &UNetShape,
+    ) -> Result<Self> {
         Ok(AttnBlock {
             norm: Norm::load(be, src, &format!("{name}.norm"), c, s.groups, s.norm_eps)?,
             qkv: Linear::load(be, src, &format!("{name}.qkv"), c, 3 * c)?,
@@ -115,16 +148,35 @@ impl<B: Backend> UNet<B> {
             let mut blocks = Vec::new();
             for i in 0..s.num_res {
                 let name = format!("down.{level}");
-                let rb = ResBlock::load(be, src, &format!("{name}.res.{i}"), ch, s.base * m, temb, s)?;
+                let rb =
+                    ResBlock::load(be, src, &format!("{name}.res.{i}"), ch, s.base * m, temb, s)?;
                 ch = s.base * m;
-                let at = if attn_at(res) { Some(AttnBlock::load(be, src, &format!("{name}.attn.{i}"), ch, s)?) } else { None };
+                let at = if attn_at(res) {
+                    Some(AttnBlock::load(
+                        be,
+                        src,
+                        &format!("{name}.attn.{i}"),
+                        ch,
+                        s,
+                    )?)
+                } else {
+                    None
+                };
                 blocks.push((rb, at));
                 skips.push(ch);
             }
             let resample = if level + 1 < s.mults.len() {
                 skips.push(ch);
                 res /= 2;
-                Some(Conv::load(be, src, &format!("down.{level}.downsample"), ch, ch, 3, 2)?)
+                Some(Conv::load(
+                    be,
+                    src,
+                    &format!("down.{level}.downsample"),
+                    ch,
+                    ch,
+                    3,
+                    2,
+                )?)
             } else {
                 None
             };
@@ -139,14 +191,40 @@ impl<B: Backend> UNet<B> {
             for i in 0..=s.num_res {
                 let name = format!("up.{level}");
                 let skip = skips.pop().expect("one skip per down block");
-                let rb = ResBlock::load(be, src, &format!("{name}.res.{i}"), ch + skip, s.base * m, temb, s)?;
+                let rb = ResBlock::load(
+                    be,
+                    src,
+                    &format!("{name}.res.{i}"),
+                    ch + skip,
+                    s.base * m,
+                    temb,
+                    s,
+                )?;
                 ch = s.base * m;
-                let at = if attn_at(res) { Some(AttnBlock::load(be, src, &format!("{name}.attn.{i}"), ch, s)?) } else { None };
+                let at = if attn_at(res) {
+                    Some(AttnBlock::load(
+                        be,
+                        src,
+                        &format!("{name}.attn.{i}"),
+                        ch,
+                        s,
+                    )?)
+                } else {
+                    None
+                };
                 blocks.push((rb, at));
             }
             let resample = if level != 0 {
                 res *= 2;
-                Some(Conv::load(be, src, &format!("up.{level}.upsample"), ch, ch, 3, 1)?)
+                Some(Conv::load(
+                    be,
+                    src,
+                    &format!("up.{level}.upsample"),
+                    ch,
+                    ch,
+                    3,
+                    1,
+                )?)
             } else {
                 None
             };
@@ -154,11 +232,28 @@ impl<B: Backend> UNet<B> {
         }
         let norm_out = Norm::load(be, src, "norm_out", ch, s.groups, s.norm_eps)?;
         let conv_out = Conv::load(be, src, "conv_out", ch, s.in_ch, 3, 1)?;
-        Ok(UNet { embed, conv_in, down, mid_res1, mid_attn, mid_res2, up, norm_out, conv_out })
+        Ok(UNet {
+            embed,
+            conv_in,
+            down,
+            mid_res1,
+            mid_attn,
+            mid_res2,
+            up,
+            norm_out,
+            conv_out,
+        })
     }
 
     /// eps for x `[n, h, w, c]`, t `[n]`, labels `[n]`.
-    pub fn forward(&self, be: &mut B, x: &B::Tensor, t: &B::Tensor, labels: &B::Tensor, mut taps: Option<&mut Taps<B>>) -> Result<B::Tensor> {
+    pub fn forward(
+        &self,
+        be: &mut B,
+        x: &B::Tensor,
+        t: &B::Tensor,
+        labels: &B::Tensor,
+        mut taps: Option<&mut Taps<B>>,
+    ) -> Result<B::Tensor> {
         let temb = self.embed.forward(be, t, labels)?;
         let mut h = self.conv_in.forward(be, x)?;
         let mut skips = vec![h.clone()];

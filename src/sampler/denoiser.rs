@@ -23,26 +23,54 @@ pub struct Guided<'a, B: Backend> {
 
 impl<'a, B: Backend> Guided<'a, B> {
     /// `labels[i]` is sample i's class, or `None` for unconditional. Unknown classes are errors.
-    pub fn new(be: &mut B, net: &'a Network<B>, labels: &[Option<usize>], scale: f32) -> Result<Self> {
+    pub fn new(
+        be: &mut B,
+        net: &'a Network<B>,
+        labels: &[Option<usize>],
+        scale: f32,
+    ) -> Result<Self> {
         let classes = &net.config.classes;
         if !scale.is_finite() || !(0.0..=20.0).contains(&scale) {
-            return Err(Error::Param { name: "guidance".into(), detail: format!("{scale} is outside [0, 20]") });
+            return Err(Error::Param {
+                name: "guidance".into(),
+                detail: format!("{scale} is outside [0, 20]"),
+            });
         }
         let mut values = Vec::with_capacity(labels.len());
         for l in labels {
             match *l {
                 Some(c) if c < classes.names.len() => values.push(c as f32),
                 Some(c) => {
-                    let known = if classes.names.is_empty() { "the model has no classes".to_string() } else { format!("classes are 0..{} ({})", classes.names.len() - 1, classes.names.join(", ")) };
-                    return Err(Error::Param { name: "class".into(), detail: format!("{c} is not a class of {}: {known}", net.config.name) });
+                    let known = if classes.names.is_empty() {
+                        "the model has no classes".to_string()
+                    } else {
+                        format!(
+                            "classes are 0..{} ({})",
+                            classes.names.len() - 1,
+                            classes.names.join(", ")
+                        )
+                    };
+                    return Err(Error::Param {
+                        name: "class".into(),
+                        detail: format!("{c} is not a class of {}: {known}", net.config.name),
+                    });
                 }
                 None => values.push(classes.null_index as f32),
             }
         }
         let n = values.len();
         let conditional = values.iter().any(|&v| v != classes.null_index as f32);
-        let null_labels = if conditional && scale != 1.0 { Some(be.upload(&vec![classes.null_index as f32; n], &[n])?) } else { None };
-        Ok(Guided { net, labels: be.upload(&values, &[n])?, null_labels, scale })
+        let null_labels = if conditional && scale != 1.0 {
+            Some(be.upload(&vec![classes.null_index as f32; n], &[n])?)
+        } else {
+            None
+        };
+        Ok(Guided {
+            net,
+            labels: be.upload(&values, &[n])?,
+            null_labels,
+            scale,
+        })
     }
 }
 

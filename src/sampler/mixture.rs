@@ -56,7 +56,13 @@ impl GaussianMixture {
         let m = logs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let r: Vec<f64> = logs.iter().map(|l| (l - m).exp()).collect();
         let total: f64 = r.iter().sum();
-        (0..x.len()).map(|j| -(0..r.len()).map(|k| r[k] / total * (x[j] - a * self.means[k][j]) / covs[k][j]).sum::<f64>()).collect()
+        (0..x.len())
+            .map(|j| {
+                -(0..r.len())
+                    .map(|k| r[k] / total * (x[j] - a * self.means[k][j]) / covs[k][j])
+                    .sum::<f64>()
+            })
+            .collect()
     }
 
     /// The exact eps-prediction, `-sigma(t) score`.
@@ -102,7 +108,11 @@ impl<B: Backend> Denoiser<B> for GaussianMixture {
         let mut out = Vec::with_capacity(values.len());
         for row in values.chunks(d) {
             let xr: Vec<f64> = row.iter().map(|&v| v as f64).collect();
-            out.extend(GaussianMixture::eps(self, &xr, t).into_iter().map(|v| v as f32));
+            out.extend(
+                GaussianMixture::eps(self, &xr, t)
+                    .into_iter()
+                    .map(|v| v as f32),
+            );
         }
         be.upload(&out, &shape)
     }

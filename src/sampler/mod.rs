@@ -37,7 +37,17 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 9] = [Method::Ddpm, Method::Ddim, Method::Euler, Method::Heun, Method::Rk45, Method::Sde, Method::Pc, Method::Annealed, Method::Dpm2m];
+    pub const ALL: [Method; 9] = [
+        Method::Ddpm,
+        Method::Ddim,
+        Method::Euler,
+        Method::Heun,
+        Method::Rk45,
+        Method::Sde,
+        Method::Pc,
+        Method::Annealed,
+        Method::Dpm2m,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -54,10 +64,16 @@ impl Method {
     }
 
     pub fn parse(name: &str) -> Result<Method> {
-        Method::ALL.into_iter().find(|m| m.name() == name).ok_or_else(|| Error::Param {
-            name: "sampler".into(),
-            detail: format!("unknown sampler {name:?}; choose one of {}", Method::ALL.map(|m| m.name()).join(", ")),
-        })
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| Error::Param {
+                name: "sampler".into(),
+                detail: format!(
+                    "unknown sampler {name:?}; choose one of {}",
+                    Method::ALL.map(|m| m.name()).join(", ")
+                ),
+            })
     }
 
     /// One line for `--help` and the page.
@@ -111,12 +127,26 @@ pub struct SamplerOptions {
 
 impl Default for SamplerOptions {
     fn default() -> Self {
-        SamplerOptions { method: Method::Ddim, steps: None, eta: 0.0, rtol: 1e-3, atol: 1e-3, predictor: Method::Sde, snr: 0.16, corrector_steps: 1, langevin_steps: 3, step_lr: 2e-4 }
+        SamplerOptions {
+            method: Method::Ddim,
+            steps: None,
+            eta: 0.0,
+            rtol: 1e-3,
+            atol: 1e-3,
+            predictor: Method::Sde,
+            snr: 0.16,
+            corrector_steps: 1,
+            langevin_steps: 3,
+            step_lr: 2e-4,
+        }
     }
 }
 
 pub(crate) fn param<T>(name: &str, detail: String) -> Result<T> {
-    Err(Error::Param { name: name.into(), detail })
+    Err(Error::Param {
+        name: name.into(),
+        detail,
+    })
 }
 
 impl SamplerOptions {
@@ -137,17 +167,32 @@ impl SamplerOptions {
                 return param(name, format!("{v} must be in (0, 1)"));
             }
         }
-        if !matches!(self.predictor, Method::Ddpm | Method::Ddim | Method::Euler | Method::Heun | Method::Sde) {
-            return param("predictor", format!("{} cannot be a predictor; use ddpm, ddim, euler, heun or sde", self.predictor.name()));
+        if !matches!(
+            self.predictor,
+            Method::Ddpm | Method::Ddim | Method::Euler | Method::Heun | Method::Sde
+        ) {
+            return param(
+                "predictor",
+                format!(
+                    "{} cannot be a predictor; use ddpm, ddim, euler, heun or sde",
+                    self.predictor.name()
+                ),
+            );
         }
         if !(self.snr > 0.0 && self.snr <= 10.0) {
             return param("snr", format!("{} must be in (0, 10]", self.snr));
         }
         if !(1..=15).contains(&self.corrector_steps) {
-            return param("corrector_steps", format!("{} must be 1..=15", self.corrector_steps));
+            return param(
+                "corrector_steps",
+                format!("{} must be 1..=15", self.corrector_steps),
+            );
         }
         if !(1..=100).contains(&self.langevin_steps) {
-            return param("langevin_steps", format!("{} must be 1..=100", self.langevin_steps));
+            return param(
+                "langevin_steps",
+                format!("{} must be 1..=100", self.langevin_steps),
+            );
         }
         if !(self.step_lr > 0.0 && self.step_lr < 1.0) {
             return param("step_lr", format!("{} must be in (0, 1)", self.step_lr));
@@ -233,20 +278,32 @@ impl<B: Backend, D: Denoiser<B>, P: Progress> Run<'_, B, D, P> {
 
     fn x0(&mut self, x: &B::Tensor, eps: &B::Tensor, t: f64) -> Result<B::Tensor> {
         let (a, s) = (self.s.alpha(t), self.s.sigma(t));
-        self.be.combine3(x, eps, None, [(1.0 / a) as f32, (-s / a) as f32, 0.0])
+        self.be
+            .combine3(x, eps, None, [(1.0 / a) as f32, (-s / a) as f32, 0.0])
     }
 
     /// The probability-flow drift `dx/dt = -beta/2 (x - eps / sigma)`.
     async fn drift(&mut self, x: &B::Tensor, t: f64) -> Result<B::Tensor> {
         let e = self.eps(x, t).await?;
         let b = self.s.beta(t);
-        self.be.combine3(x, &e, None, [(-0.5 * b) as f32, (0.5 * b / self.s.sigma(t)) as f32, 0.0])
+        self.be.combine3(
+            x,
+            &e,
+            None,
+            [(-0.5 * b) as f32, (0.5 * b / self.s.sigma(t)) as f32, 0.0],
+        )
     }
 
     /// Reports a finished step; previews and cancels as the caller asks; lets the device catch up.
     async fn end_step(&mut self, t: f64, fraction: f64, x: &B::Tensor) -> Result<()> {
         self.step += 1;
-        let info = StepInfo { step: self.step, total: self.total, fraction, t, evals: self.evals };
+        let info = StepInfo {
+            step: self.step,
+            total: self.total,
+            fraction,
+            t,
+            evals: self.evals,
+        };
         match self.progress.step(&info) {
             Control::Cancel => return Err(Error::Cancelled),
             Control::Preview => {
@@ -272,7 +329,15 @@ impl<B: Backend, D: Denoiser<B>, P: Progress> Run<'_, B, D, P> {
     }
 
     /// One step of a single-step method from t to s (< t); `k` numbers the step for noise streams.
-    async fn single_step(&mut self, method: Method, eta: f64, x: &B::Tensor, t: f64, s: f64, k: usize) -> Result<B::Tensor> {
+    async fn single_step(
+        &mut self,
+        method: Method,
+        eta: f64,
+        x: &B::Tensor,
+        t: f64,
+        s: f64,
+        k: usize,
+    ) -> Result<B::Tensor> {
         let sc = self.s;
         match method {
             Method::Ddpm | Method::Ddim => {
@@ -290,7 +355,8 @@ impl<B: Backend, D: Denoiser<B>, P: Progress> Run<'_, B, D, P> {
                 let ce = dir - ab_s.sqrt() * s_t / sa_t;
                 if var > 0.0 {
                     let z = self.noise(stream(k, 0))?;
-                    self.be.combine3(x, &e, Some(&z), [cx as f32, ce as f32, var.sqrt() as f32])
+                    self.be
+                        .combine3(x, &e, Some(&z), [cx as f32, ce as f32, var.sqrt() as f32])
                 } else {
                     self.be.combine3(x, &e, None, [cx as f32, ce as f32, 0.0])
                 }
@@ -304,18 +370,33 @@ impl<B: Backend, D: Denoiser<B>, P: Progress> Run<'_, B, D, P> {
                 let d1 = self.drift(x, t).await?;
                 let xe = self.be.axpby(x, &d1, 1.0, h as f32)?;
                 let d2 = self.drift(&xe, s).await?;
-                self.be.combine3(x, &d1, Some(&d2), [1.0, (h / 2.0) as f32, (h / 2.0) as f32])
+                self.be
+                    .combine3(x, &d1, Some(&d2), [1.0, (h / 2.0) as f32, (h / 2.0) as f32])
             }
             Method::Sde => {
                 // x + (f - g^2 score) h + g sqrt(|h|) z with f = -beta x / 2, g^2 = beta, score = -eps / sigma.
                 let e = self.eps(x, t).await?;
                 let (b, h) = (sc.beta(t), s - t);
-                let z = self.noise(stream(k, 0))?;
                 let cx = 1.0 - 0.5 * b * h;
                 let ce = b * h / sc.sigma(t);
-                self.be.combine3(x, &e, Some(&z), [cx as f32, ce as f32, (b * -h).sqrt() as f32])
+                if s <= sc.t_eps {
+                    // The step onto t_eps returns its mean (score_sde's noise removal): its noise
+                    // sqrt(beta h) is far above sigma(t_eps), and the final denoising at t_eps
+                    // cannot take it out (20 steps left a third of digit backgrounds speckled).
+                    return self.be.combine3(x, &e, None, [cx as f32, ce as f32, 0.0]);
+                }
+                let z = self.noise(stream(k, 0))?;
+                self.be.combine3(
+                    x,
+                    &e,
+                    Some(&z),
+                    [cx as f32, ce as f32, (b * -h).sqrt() as f32],
+                )
             }
-            other => param("sampler", format!("{} is not a single-step method", other.name())),
+            other => param(
+                "sampler",
+                format!("{} is not a single-step method", other.name()),
+            ),
         }
     }
 
@@ -324,7 +405,14 @@ impl<B: Backend, D: Denoiser<B>, P: Progress> Run<'_, B, D, P> {
     /// the norms replaced by their expected values (`|z|^2 = d`, `|score|^2 = d / sigma^2`), i.e.
     /// `e = 2 alpha (snr sigma)^2`: per-sample norms are unstable in low dimension, and batch-mean
     /// norms would make a sample depend on the rest of its batch.
-    async fn correct(&mut self, x: B::Tensor, t: f64, snr: f64, steps: usize, k: usize) -> Result<B::Tensor> {
+    async fn correct(
+        &mut self,
+        x: B::Tensor,
+        t: f64,
+        snr: f64,
+        steps: usize,
+        k: usize,
+    ) -> Result<B::Tensor> {
         let mut x = x;
         let sigma = self.s.sigma(t);
         let alpha = 1.0 - self.s.beta(t) / self.s.discrete_steps as f64;
@@ -332,7 +420,12 @@ impl<B: Backend, D: Denoiser<B>, P: Progress> Run<'_, B, D, P> {
         for j in 0..steps {
             let eps = self.eps(&x, t).await?;
             let z = self.noise(stream(k, 1 + j))?;
-            x = self.be.combine3(&x, &eps, Some(&z), [1.0, (-e / sigma) as f32, (2.0 * e).sqrt() as f32])?;
+            x = self.be.combine3(
+                &x,
+                &eps,
+                Some(&z),
+                [1.0, (-e / sigma) as f32, (2.0 * e).sqrt() as f32],
+            )?;
         }
         Ok(x)
     }
@@ -345,20 +438,54 @@ pub fn time_grid(s: &VpSchedule, method: Method, k: usize) -> Vec<f64> {
     (0..=k)
         .map(|i| {
             let t = 1.0 + (s.t_eps - 1.0) * i as f64 / k as f64;
-            if matches!(method, Method::Ddpm | Method::Ddim) { ((t * n).round() / n).max(s.t_eps) } else { t }
+            if matches!(method, Method::Ddpm | Method::Ddim) {
+                ((t * n).round() / n).max(s.t_eps)
+            } else {
+                t
+            }
         })
         .collect()
 }
 
 /// Draws samples of `shape` (`[n, ..sample shape]`) with the given method. Sample i uses seed
 /// `seed + i`, so an image depends only on its own seed, not on the batch it was drawn in.
-pub async fn sample<B: Backend, D: Denoiser<B>, P: Progress>(be: &mut B, den: &mut D, s: &VpSchedule, opts: &SamplerOptions, shape: &[usize], seed: u32, progress: &mut P) -> Result<B::Tensor> {
+pub async fn sample<B: Backend, D: Denoiser<B>, P: Progress>(
+    be: &mut B,
+    den: &mut D,
+    s: &VpSchedule,
+    opts: &SamplerOptions,
+    shape: &[usize],
+    seed: u32,
+    progress: &mut P,
+) -> Result<B::Tensor> {
     opts.validate()?;
     let x = be.randn(shape, seed, 0)?;
-    let mut run = Run { be, den, progress, s: *s, shape: shape.to_vec(), seed, evals: 0, step: 0, total: opts.steps(), last: None };
+    let mut run = Run {
+        be,
+        den,
+        progress,
+        s: *s,
+        shape: shape.to_vec(),
+        seed,
+        evals: 0,
+        step: 0,
+        total: opts.steps(),
+        last: None,
+    };
     match opts.method {
         Method::Rk45 => {
-            let x = solve_ode_in(&mut run, x, 1.0, s.t_eps, OdeSolver::Rk45 { rtol: opts.rtol, atol: opts.atol, max_steps: opts.steps() }).await?;
+            let x = solve_ode_in(
+                &mut run,
+                x,
+                1.0,
+                s.t_eps,
+                OdeSolver::Rk45 {
+                    rtol: opts.rtol,
+                    atol: opts.atol,
+                    max_steps: opts.steps(),
+                },
+            )
+            .await?;
             run.denoise(&x, s.t_eps).await
         }
         Method::Annealed => annealed(&mut run, x, opts).await,
@@ -367,9 +494,14 @@ pub async fn sample<B: Backend, D: Denoiser<B>, P: Progress>(be: &mut B, den: &m
             let grid = time_grid(s, opts.predictor, opts.steps());
             let mut x = x;
             for k in 0..opts.steps() {
-                x = run.single_step(opts.predictor, opts.eta, &x, grid[k], grid[k + 1], k).await?;
-                x = run.correct(x, grid[k + 1], opts.snr, opts.corrector_steps, k).await?;
-                run.end_step(grid[k + 1], (k + 1) as f64 / opts.steps() as f64, &x).await?;
+                x = run
+                    .single_step(opts.predictor, opts.eta, &x, grid[k], grid[k + 1], k)
+                    .await?;
+                x = run
+                    .correct(x, grid[k + 1], opts.snr, opts.corrector_steps, k)
+                    .await?;
+                run.end_step(grid[k + 1], (k + 1) as f64 / opts.steps() as f64, &x)
+                    .await?;
             }
             run.denoise(&x, s.t_eps).await
         }
@@ -377,8 +509,11 @@ pub async fn sample<B: Backend, D: Denoiser<B>, P: Progress>(be: &mut B, den: &m
             let grid = time_grid(s, method, opts.steps());
             let mut x = x;
             for k in 0..opts.steps() {
-                x = run.single_step(method, opts.eta, &x, grid[k], grid[k + 1], k).await?;
-                run.end_step(grid[k + 1], (k + 1) as f64 / opts.steps() as f64, &x).await?;
+                x = run
+                    .single_step(method, opts.eta, &x, grid[k], grid[k + 1], k)
+                    .await?;
+                run.end_step(grid[k + 1], (k + 1) as f64 / opts.steps() as f64, &x)
+                    .await?;
             }
             run.denoise(&x, s.t_eps).await
         }
@@ -389,9 +524,15 @@ pub async fn sample<B: Backend, D: Denoiser<B>, P: Progress>(be: &mut B, den: &m
 /// first-order on the first step. The grid is quadratic in t (`t_eps + (1 - t_eps)(1 - i/k)^2`,
 /// denser near the data): against the exact ODE solution of a Gaussian mixture it halves the
 /// error of the usual log-SNR-uniform grid at 10 steps (0.079 vs 0.130 rms).
-async fn dpm_solver_2m<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_, B, D, P>, x: B::Tensor, k: usize) -> Result<B::Tensor> {
+async fn dpm_solver_2m<B: Backend, D: Denoiser<B>, P: Progress>(
+    run: &mut Run<'_, B, D, P>,
+    x: B::Tensor,
+    k: usize,
+) -> Result<B::Tensor> {
     let s = run.s;
-    let ts: Vec<f64> = (0..=k).map(|i| s.t_eps + (1.0 - s.t_eps) * (1.0 - i as f64 / k as f64).powi(2)).collect();
+    let ts: Vec<f64> = (0..=k)
+        .map(|i| s.t_eps + (1.0 - s.t_eps) * (1.0 - i as f64 / k as f64).powi(2))
+        .collect();
     let mut x = x;
     let mut prev: Option<(B::Tensor, f64)> = None; // (D at the previous time, its step h)
     for i in 0..k {
@@ -405,7 +546,12 @@ async fn dpm_solver_2m<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_
             Some((d_prev, h_prev)) => {
                 let r = h_prev / h;
                 let (c1, c2) = (1.0 + 0.5 / r, -0.5 / r);
-                run.be.combine3(&x, &d, Some(d_prev), [ratio as f32, (coef * c1) as f32, (coef * c2) as f32])?
+                run.be.combine3(
+                    &x,
+                    &d,
+                    Some(d_prev),
+                    [ratio as f32, (coef * c1) as f32, (coef * c2) as f32],
+                )?
             }
         };
         prev = Some((d, h));
@@ -418,11 +564,23 @@ async fn dpm_solver_2m<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_
 /// `sigma_i = sigma(t_i) / alpha(t_i)` the VE score of `x_ve` is `-eps(alpha x_ve, t_i) / sigma_i`.
 /// Levels are geometric from `sigma(1)/alpha(1)` down to `sigma(t_eps)/alpha(t_eps)`; the step
 /// size is `step_lr sigma_i^2 / sigma_min^2`; the result is denoised at the last level.
-async fn annealed<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_, B, D, P>, z: B::Tensor, opts: &SamplerOptions) -> Result<B::Tensor> {
+async fn annealed<B: Backend, D: Denoiser<B>, P: Progress>(
+    run: &mut Run<'_, B, D, P>,
+    z: B::Tensor,
+    opts: &SamplerOptions,
+) -> Result<B::Tensor> {
     let s = run.s;
     let levels = opts.steps();
     let (hi, lo) = (s.ve_sigma(1.0), s.ve_sigma(s.t_eps));
-    let sigmas: Vec<f64> = (0..levels).map(|i| if levels == 1 { lo } else { hi * (lo / hi).powf(i as f64 / (levels - 1) as f64) }).collect();
+    let sigmas: Vec<f64> = (0..levels)
+        .map(|i| {
+            if levels == 1 {
+                lo
+            } else {
+                hi * (lo / hi).powf(i as f64 / (levels - 1) as f64)
+            }
+        })
+        .collect();
     let mut x = run.be.axpby(&z, &z, hi as f32, 0.0)?; // x_ve ~ N(0, sigma_max^2)
     for (i, &sig) in sigmas.iter().enumerate() {
         let t = s.t_from_ve_sigma(sig);
@@ -433,7 +591,12 @@ async fn annealed<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_, B, 
             let e = run.eps(&xv, t).await?;
             let z = run.noise(stream(i, j))?;
             // x + (step / 2) score + sqrt(step) z, score = -eps / sig
-            x = run.be.combine3(&x, &e, Some(&z), [1.0, (-0.5 * step / sig) as f32, step.sqrt() as f32])?;
+            x = run.be.combine3(
+                &x,
+                &e,
+                Some(&z),
+                [1.0, (-0.5 * step / sig) as f32, step.sqrt() as f32],
+            )?;
         }
         run.end_step(t, (i + 1) as f64 / levels as f64, &x).await?;
     }
@@ -447,42 +610,88 @@ async fn annealed<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_, B, 
 /// How to integrate the probability-flow ODE.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OdeSolver {
-    Euler { steps: usize },
-    Heun { steps: usize },
+    Euler {
+        steps: usize,
+    },
+    Heun {
+        steps: usize,
+    },
     /// Dormand–Prince 5(4) with step-size control; fails past `max_steps` accepted steps.
-    Rk45 { rtol: f64, atol: f64, max_steps: usize },
+    Rk45 {
+        rtol: f64,
+        atol: f64,
+        max_steps: usize,
+    },
 }
 
 /// Integrates the probability-flow ODE from t0 to t1 (either direction: t0 < t1 encodes data
 /// into noise, t0 > t1 decodes). Returns x at t1 and the number of evaluations.
-pub async fn solve_ode<B: Backend, D: Denoiser<B>, P: Progress>(be: &mut B, den: &mut D, s: &VpSchedule, x: B::Tensor, t0: f64, t1: f64, solver: OdeSolver, seed: u32, progress: &mut P) -> Result<(B::Tensor, usize)> {
+pub async fn solve_ode<B: Backend, D: Denoiser<B>, P: Progress>(
+    be: &mut B,
+    den: &mut D,
+    s: &VpSchedule,
+    x: B::Tensor,
+    t0: f64,
+    t1: f64,
+    solver: OdeSolver,
+    seed: u32,
+    progress: &mut P,
+) -> Result<(B::Tensor, usize)> {
     let total = match solver {
         OdeSolver::Euler { steps } | OdeSolver::Heun { steps } => steps,
         OdeSolver::Rk45 { max_steps, .. } => max_steps,
     };
     let shape = B::shape(&x).to_vec();
-    let mut run = Run { be, den, progress, s: *s, shape, seed, evals: 0, step: 0, total, last: None };
+    let mut run = Run {
+        be,
+        den,
+        progress,
+        s: *s,
+        shape,
+        seed,
+        evals: 0,
+        step: 0,
+        total,
+        last: None,
+    };
     let x = solve_ode_in(&mut run, x, t0, t1, solver).await?;
     Ok((x, run.evals))
 }
 
-async fn solve_ode_in<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_, B, D, P>, x: B::Tensor, t0: f64, t1: f64, solver: OdeSolver) -> Result<B::Tensor> {
+async fn solve_ode_in<B: Backend, D: Denoiser<B>, P: Progress>(
+    run: &mut Run<'_, B, D, P>,
+    x: B::Tensor,
+    t0: f64,
+    t1: f64,
+    solver: OdeSolver,
+) -> Result<B::Tensor> {
     let fraction = |t: f64| ((t - t0) / (t1 - t0)).clamp(0.0, 1.0);
     match solver {
         OdeSolver::Euler { steps } | OdeSolver::Heun { steps } => {
             if steps == 0 {
                 return param("steps", "must be at least 1".into());
             }
-            let method = if matches!(solver, OdeSolver::Euler { .. }) { Method::Euler } else { Method::Heun };
+            let method = if matches!(solver, OdeSolver::Euler { .. }) {
+                Method::Euler
+            } else {
+                Method::Heun
+            };
             let mut x = x;
             for k in 0..steps {
-                let (t, s) = (t0 + (t1 - t0) * k as f64 / steps as f64, t0 + (t1 - t0) * (k + 1) as f64 / steps as f64);
+                let (t, s) = (
+                    t0 + (t1 - t0) * k as f64 / steps as f64,
+                    t0 + (t1 - t0) * (k + 1) as f64 / steps as f64,
+                );
                 x = run.single_step(method, 0.0, &x, t, s, k).await?;
                 run.end_step(s, fraction(s), &x).await?;
             }
             Ok(x)
         }
-        OdeSolver::Rk45 { rtol, atol, max_steps } => rk45(run, x, t0, t1, rtol, atol, max_steps, fraction).await,
+        OdeSolver::Rk45 {
+            rtol,
+            atol,
+            max_steps,
+        } => rk45(run, x, t0, t1, rtol, atol, max_steps, fraction).await,
     }
 }
 
@@ -493,21 +702,62 @@ const DP_A: [&[f64]; 7] = [
     &[1.0 / 5.0],
     &[3.0 / 40.0, 9.0 / 40.0],
     &[44.0 / 45.0, -56.0 / 15.0, 32.0 / 9.0],
-    &[19372.0 / 6561.0, -25360.0 / 2187.0, 64448.0 / 6561.0, -212.0 / 729.0],
-    &[9017.0 / 3168.0, -355.0 / 33.0, 46732.0 / 5247.0, 49.0 / 176.0, -5103.0 / 18656.0],
-    &[35.0 / 384.0, 0.0, 500.0 / 1113.0, 125.0 / 192.0, -2187.0 / 6784.0, 11.0 / 84.0],
+    &[
+        19372.0 / 6561.0,
+        -25360.0 / 2187.0,
+        64448.0 / 6561.0,
+        -212.0 / 729.0,
+    ],
+    &[
+        9017.0 / 3168.0,
+        -355.0 / 33.0,
+        46732.0 / 5247.0,
+        49.0 / 176.0,
+        -5103.0 / 18656.0,
+    ],
+    &[
+        35.0 / 384.0,
+        0.0,
+        500.0 / 1113.0,
+        125.0 / 192.0,
+        -2187.0 / 6784.0,
+        11.0 / 84.0,
+    ],
 ];
 /// Fifth-order weights minus fourth-order weights: the local error estimate.
-const DP_E: [f64; 7] = [71.0 / 57600.0, 0.0, -71.0 / 16695.0, 71.0 / 1920.0, -17253.0 / 339200.0, 22.0 / 525.0, -1.0 / 40.0];
+const DP_E: [f64; 7] = [
+    71.0 / 57600.0,
+    0.0,
+    -71.0 / 16695.0,
+    71.0 / 1920.0,
+    -17253.0 / 339200.0,
+    22.0 / 525.0,
+    -1.0 / 40.0,
+];
 
 /// `base + h sum_i c_i k_i` (base optional), as a chain of three-term combinations.
-fn lincomb<B: Backend>(be: &mut B, base: Option<&B::Tensor>, h: f64, coeffs: &[f64], ks: &[B::Tensor]) -> Result<B::Tensor> {
-    let mut terms: Vec<(f64, &B::Tensor)> = coeffs.iter().zip(ks).filter(|(c, _)| **c != 0.0).map(|(c, k)| (c * h, k)).collect();
+fn lincomb<B: Backend>(
+    be: &mut B,
+    base: Option<&B::Tensor>,
+    h: f64,
+    coeffs: &[f64],
+    ks: &[B::Tensor],
+) -> Result<B::Tensor> {
+    let mut terms: Vec<(f64, &B::Tensor)> = coeffs
+        .iter()
+        .zip(ks)
+        .filter(|(c, _)| **c != 0.0)
+        .map(|(c, k)| (c * h, k))
+        .collect();
     let mut acc = match base {
         Some(b) => b.clone(),
         None => {
             let (a, ka) = terms.remove(0);
-            let (b, kb) = if terms.is_empty() { (0.0, ka) } else { terms.remove(0) };
+            let (b, kb) = if terms.is_empty() {
+                (0.0, ka)
+            } else {
+                terms.remove(0)
+            };
             be.axpby(ka, kb, a as f32, b as f32)?
         }
     };
@@ -522,7 +772,16 @@ fn lincomb<B: Backend>(be: &mut B, base: Option<&B::Tensor>, h: f64, coeffs: &[f
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn rk45<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_, B, D, P>, x: B::Tensor, t0: f64, t1: f64, rtol: f64, atol: f64, max_steps: usize, fraction: impl Fn(f64) -> f64) -> Result<B::Tensor> {
+async fn rk45<B: Backend, D: Denoiser<B>, P: Progress>(
+    run: &mut Run<'_, B, D, P>,
+    x: B::Tensor,
+    t0: f64,
+    t1: f64,
+    rtol: f64,
+    atol: f64,
+    max_steps: usize,
+    fraction: impl Fn(f64) -> f64,
+) -> Result<B::Tensor> {
     let dir = (t1 - t0).signum();
     let len: usize = run.shape[1..].iter().product();
     let mut x = x;
@@ -544,11 +803,21 @@ async fn rk45<B: Backend, D: Denoiser<B>, P: Progress>(run: &mut Run<'_, B, D, P
         }
         let x_new = lincomb(run.be, Some(&x), h, DP_A[6], &ks[..6])?;
         let err = lincomb(run.be, None, h, &DP_E, &ks)?;
-        let ratio = run.be.error_ratio(&err, &x, &x_new, rtol as f32, atol as f32)?;
+        let ratio = run
+            .be
+            .error_ratio(&err, &x, &x_new, rtol as f32, atol as f32)?;
         let sq = run.be.row_dot(&ratio, &ratio)?;
-        let norm = run.be.read(&sq).await?.into_iter().map(|v| (v as f64 / len as f64).sqrt()).fold(0.0, f64::max);
+        let norm = run
+            .be
+            .read(&sq)
+            .await?
+            .into_iter()
+            .map(|v| (v as f64 / len as f64).sqrt())
+            .fold(0.0, f64::max);
         if !norm.is_finite() {
-            return Err(Error::Gpu(format!("rk45: the error estimate at t = {t:.4} is not finite")));
+            return Err(Error::Gpu(format!(
+                "rk45: the error estimate at t = {t:.4} is not finite"
+            )));
         }
         if norm <= 1.0 {
             t += h;

@@ -22,7 +22,12 @@ pub struct VpSchedule {
 
 impl VpSchedule {
     pub fn from_config(sde: &SdeConfig) -> VpSchedule {
-        VpSchedule { beta_min: sde.beta_min, beta_max: sde.beta_max, t_eps: sde.t_eps, discrete_steps: 1000 }
+        VpSchedule {
+            beta_min: sde.beta_min,
+            beta_max: sde.beta_max,
+            t_eps: sde.t_eps,
+            discrete_steps: 1000,
+        }
     }
 
     pub fn beta(&self, t: f64) -> f64 {
@@ -48,7 +53,11 @@ impl VpSchedule {
 
     /// The t with the given `log alpha` (<= 0): the positive root of the quadratic.
     fn t_from_log_alpha(&self, log_alpha: f64) -> f64 {
-        let (a, b, c) = ((self.beta_max - self.beta_min) / 4.0, self.beta_min / 2.0, -log_alpha);
+        let (a, b, c) = (
+            (self.beta_max - self.beta_min) / 4.0,
+            self.beta_min / 2.0,
+            -log_alpha,
+        );
         2.0 * c / (b + (b * b + 4.0 * a * c).sqrt())
     }
 
@@ -56,7 +65,11 @@ impl VpSchedule {
     pub fn t_from_lambda(&self, lambda: f64) -> f64 {
         // alpha^2 = 1 / (1 + exp(-2 lambda))
         let x = -2.0 * lambda;
-        let softplus = if x > 0.0 { x + (-x).exp().ln_1p() } else { x.exp().ln_1p() };
+        let softplus = if x > 0.0 {
+            x + (-x).exp().ln_1p()
+        } else {
+            x.exp().ln_1p()
+        };
         self.t_from_log_alpha(-0.5 * softplus)
     }
 
@@ -104,7 +117,12 @@ mod tests {
     use super::convert::*;
     use super::*;
 
-    const S: VpSchedule = VpSchedule { beta_min: 0.1, beta_max: 20.0, t_eps: 1e-3, discrete_steps: 1000 };
+    const S: VpSchedule = VpSchedule {
+        beta_min: 0.1,
+        beta_max: 20.0,
+        t_eps: 1e-3,
+        discrete_steps: 1000,
+    };
 
     #[test]
     fn alpha_matches_the_sde() {
@@ -112,7 +130,11 @@ mod tests {
         for t in [1e-3, 0.1, 0.5, 0.9, 1.0] {
             let h = 1e-6;
             let d = (S.log_alpha(t + h) - S.log_alpha(t - h)) / (2.0 * h);
-            assert!((d + S.beta(t) / 2.0).abs() < 1e-6, "t {t}: {d} vs {}", -S.beta(t) / 2.0);
+            assert!(
+                (d + S.beta(t) / 2.0).abs() < 1e-6,
+                "t {t}: {d} vs {}",
+                -S.beta(t) / 2.0
+            );
             assert!((S.alpha(t).powi(2) + S.sigma(t).powi(2) - 1.0).abs() < 1e-12);
         }
         // The discrete chain: prod(1 - beta_i) over i <= k with beta_i = beta(i/N)/N tracks alpha(k/N)^2
@@ -123,7 +145,10 @@ mod tests {
             log_prod += (1.0 - S.beta(i as f64 / 1000.0) / 1000.0).ln();
             if i % 250 == 0 {
                 let want = 2.0 * S.log_alpha(i as f64 / 1000.0);
-                assert!((log_prod - want).abs() < 1e-2 * want.abs(), "i {i}: log {log_prod} vs {want}");
+                assert!(
+                    (log_prod - want).abs() < 1e-2 * want.abs(),
+                    "i {i}: log {log_prod} vs {want}"
+                );
             }
         }
     }
@@ -131,8 +156,14 @@ mod tests {
     #[test]
     fn inverses() {
         for t in [1e-3, 0.01, 0.3, 0.77, 1.0] {
-            assert!((S.t_from_lambda(S.lambda(t)) - t).abs() < 1e-9 * t.max(1e-3), "lambda at {t}");
-            assert!((S.t_from_ve_sigma(S.ve_sigma(t)) - t).abs() < 1e-9, "ve sigma at {t}");
+            assert!(
+                (S.t_from_lambda(S.lambda(t)) - t).abs() < 1e-9 * t.max(1e-3),
+                "lambda at {t}"
+            );
+            assert!(
+                (S.t_from_ve_sigma(S.ve_sigma(t)) - t).abs() < 1e-9,
+                "ve sigma at {t}"
+            );
         }
     }
 
@@ -143,9 +174,15 @@ mod tests {
             let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * (1.0 + b.abs());
             assert!(close(x0_from_eps(&S, t, x, eps), x0));
             assert!(close(eps_from_x0(&S, t, x, x0), eps));
-            assert!(close(eps_from_score(&S, t, score_from_eps(&S, t, eps)), eps));
+            assert!(close(
+                eps_from_score(&S, t, score_from_eps(&S, t, eps)),
+                eps
+            ));
             // The score of N(alpha x0, sigma^2) at x, given x0, is -(x - alpha x0) / sigma^2.
-            assert!(close(score_from_eps(&S, t, eps), -(x - S.alpha(t) * x0) / S.sigma(t).powi(2)));
+            assert!(close(
+                score_from_eps(&S, t, eps),
+                -(x - S.alpha(t) * x0) / S.sigma(t).powi(2)
+            ));
             let v = v_from_eps(&S, t, x, eps);
             assert!(close(v, S.alpha(t) * eps - S.sigma(t) * x0));
             assert!(close(eps_from_v(&S, t, x, v), eps));

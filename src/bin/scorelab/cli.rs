@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use scorelab::lab::{EditRequest, OdeRequest, SampleRequest, Samples, Session};
 use scorelab::model::ModelConfig;
-use scorelab::sampler::edit::{InpaintMethod, LikelihoodOptions};
+use scorelab::sampler::edit::{InpaintMethod, LikelihoodOptions, Probe};
 use scorelab::sampler::{Control, Method, Progress, SamplerOptions, StepInfo};
 use scorelab::{image, Backend, Cpu, Error, Gpu, GpuContext, Result};
 
@@ -20,7 +20,11 @@ const MODEL: &str = "model";
 const GAP: usize = 2;
 
 #[derive(Parser)]
-#[command(name = "scorelab", version, about = "Score-based diffusion sampling, editing and likelihoods on WebGPU/wgpu or the CPU")]
+#[command(
+    name = "scorelab",
+    version,
+    about = "Score-based diffusion sampling, editing and likelihoods on WebGPU/wgpu or the CPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -89,7 +93,11 @@ struct SamplerArgs {
 }
 
 impl SamplerArgs {
-    fn options(&self, default_method: &str, default_steps: Option<usize>) -> Result<SamplerOptions> {
+    fn options(
+        &self,
+        default_method: &str,
+        default_steps: Option<usize>,
+    ) -> Result<SamplerOptions> {
         Ok(SamplerOptions {
             method: Method::parse(self.sampler.as_deref().unwrap_or(default_method))?,
             steps: self.steps.or(default_steps),
@@ -129,10 +137,24 @@ impl EditArgs {
     fn request(&self, cfg: &ModelConfig) -> Result<EditRequest> {
         let method = match self.method.as_str() {
             "replace" => InpaintMethod::Replace,
-            "repaint" => InpaintMethod::Repaint { jump: self.jump, resample: self.resample },
-            other => return Err(Error::Param { name: "method".into(), detail: format!("{other:?}: use replace or repaint") }),
+            "repaint" => InpaintMethod::Repaint {
+                jump: self.jump,
+                resample: self.resample,
+            },
+            other => {
+                return Err(Error::Param {
+                    name: "method".into(),
+                    detail: format!("{other:?}: use replace or repaint"),
+                })
+            }
         };
-        Ok(EditRequest { sampler: self.sampler.options("ddpm", Some(100))?, method, seed: self.seed, class: parse_class(cfg, &self.condition.class)?, guidance: self.condition.guidance })
+        Ok(EditRequest {
+            sampler: self.sampler.options("ddpm", Some(100))?,
+            method,
+            seed: self.seed,
+            class: parse_class(cfg, &self.condition.class)?,
+            guidance: self.condition.guidance,
+        })
     }
 }
 
@@ -156,7 +178,14 @@ struct OdeArgs {
 
 impl OdeArgs {
     fn request(&self, cfg: &ModelConfig) -> Result<OdeRequest> {
-        Ok(OdeRequest { solver: self.solver.clone(), steps: self.ode_steps, rtol: self.rtol, atol: self.atol, class: parse_class(cfg, &self.condition.class)?, guidance: self.condition.guidance })
+        Ok(OdeRequest {
+            solver: self.solver.clone(),
+            steps: self.ode_steps,
+            rtol: self.rtol,
+            atol: self.atol,
+            class: parse_class(cfg, &self.condition.class)?,
+            guidance: self.condition.guidance,
+        })
     }
 }
 
@@ -279,9 +308,10 @@ enum Command {
         /// Heun steps of the ODE (4 network evaluations each)
         #[arg(long, default_value_t = 50)]
         steps: usize,
-        /// Hutchinson probe: rademacher or gaussian
-        #[arg(long, default_value = "rademacher")]
-        probe: String,
+        /// Divergence: auto (exact trace up to 16 values per sample, else rademacher), exact,
+        /// rademacher or gaussian
+        #[arg(long, default_value = "auto")]
+        probe: Probe,
         /// Class index or name the density is conditioned on (omit for unconditional)
         #[arg(long)]
         class: Option<String>,
@@ -302,7 +332,9 @@ struct Bar {
 
 impl Bar {
     fn new() -> Bar {
-        Bar { start: Instant::now() }
+        Bar {
+            start: Instant::now(),
+        }
     }
 
     fn done(&self, what: &str) {
@@ -315,7 +347,16 @@ impl Progress for Bar {
         let width = 30;
         let filled = (info.fraction * width as f64).round() as usize;
         let secs = self.start.elapsed().as_secs_f64();
-        eprint!("\r[{}{}] step {}/{} t={:.3} {} evals {:.1} steps/s ", "#".repeat(filled), " ".repeat(width - filled), info.step, info.total, info.t, info.evals, info.step as f64 / secs.max(1e-9));
+        eprint!(
+            "\r[{}{}] step {}/{} t={:.3} {} evals {:.1} steps/s ",
+            "#".repeat(filled),
+            " ".repeat(width - filled),
+            info.step,
+            info.total,
+            info.t,
+            info.evals,
+            info.step as f64 / secs.max(1e-9)
+        );
         let _ = std::io::stderr().flush();
         Control::Continue
     }
@@ -327,11 +368,21 @@ fn parse_class(cfg: &ModelConfig, class: &Option<String>) -> Result<Option<usize
         return Ok(Some(i)); // range-checked by the denoiser
     }
     let names = &cfg.classes.names;
-    names.iter().position(|n| n == c).map(Some).ok_or_else(|| Error::Param { name: "class".into(), detail: format!("unknown class {c:?}; classes: {}", names.join(", ")) })
+    names
+        .iter()
+        .position(|n| n == c)
+        .map(Some)
+        .ok_or_else(|| Error::Param {
+            name: "class".into(),
+            detail: format!("unknown class {c:?}; classes: {}", names.join(", ")),
+        })
 }
 
 fn io_error(name: &str, path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Param { name: name.into(), detail: format!("{}: {e}", path.display()) }
+    Error::Param {
+        name: name.into(),
+        detail: format!("{}: {e}", path.display()),
+    }
 }
 
 fn write_png(path: &Path, rgba: &[u8], w: usize, h: usize) -> Result<()> {
@@ -339,7 +390,9 @@ fn write_png(path: &Path, rgba: &[u8], w: usize, h: usize) -> Result<()> {
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
     enc.set_color(png::ColorType::Rgba);
     enc.set_depth(png::BitDepth::Eight);
-    enc.write_header().and_then(|mut w| w.write_image_data(rgba)).map_err(|e| io_error("out", path, e))?;
+    enc.write_header()
+        .and_then(|mut w| w.write_image_data(rgba))
+        .map_err(|e| io_error("out", path, e))?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }
@@ -351,15 +404,22 @@ fn read_png(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
     dec.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = dec.read_info().map_err(|e| io_error("image", path, e))?;
     let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).map_err(|e| io_error("image", path, e))?;
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| io_error("image", path, e))?;
     let (w, h) = (info.width as usize, info.height as usize);
     let px = &buf[..info.buffer_size()];
     let rgba = match info.color_type {
         png::ColorType::Rgba => px.to_vec(),
         png::ColorType::Rgb => px.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
         png::ColorType::Grayscale => px.iter().flat_map(|&g| [g, g, g, 255]).collect(),
-        png::ColorType::GrayscaleAlpha => px.chunks(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
-        png::ColorType::Indexed => return Err(io_error("image", path, "indexed colour was not expanded")),
+        png::ColorType::GrayscaleAlpha => px
+            .chunks(2)
+            .flat_map(|p| [p[0], p[0], p[0], p[1]])
+            .collect(),
+        png::ColorType::Indexed => {
+            return Err(io_error("image", path, "indexed colour was not expanded"))
+        }
     };
     Ok((rgba, w, h))
 }
@@ -370,7 +430,10 @@ fn read_png(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
 fn read_images(paths: &[PathBuf], cfg: &ModelConfig) -> Result<Vec<f32>> {
     let d = &cfg.data;
     if d.kind == "points" {
-        return Err(Error::Param { name: "model".into(), detail: "this command works on image models".into() });
+        return Err(Error::Param {
+            name: "model".into(),
+            detail: "this command works on image models".into(),
+        });
     }
     let (tw, th) = (d.width + GAP, d.height + GAP);
     let mut values = Vec::new();
@@ -381,12 +444,21 @@ fn read_images(paths: &[PathBuf], cfg: &ModelConfig) -> Result<Vec<f32>> {
             continue;
         }
         if w < GAP || h < GAP || (w - GAP) % tw != 0 || (h - GAP) % th != 0 {
-            return Err(io_error("image", path, format!("is {w}x{h}: give {}x{} images or a grid written by `sample`", d.width, d.height)));
+            return Err(io_error(
+                "image",
+                path,
+                format!(
+                    "is {w}x{h}: give {}x{} images or a grid written by `sample`",
+                    d.width, d.height
+                ),
+            ));
         }
         for row in 0..(h - GAP) / th {
             for col in 0..(w - GAP) / tw {
                 let (x0, y0) = (GAP + col * tw, GAP + row * th);
-                let tile: Vec<u8> = (y0..y0 + d.height).flat_map(|y| rgba[(y * w + x0) * 4..(y * w + x0 + d.width) * 4].to_vec()).collect();
+                let tile: Vec<u8> = (y0..y0 + d.height)
+                    .flat_map(|y| rgba[(y * w + x0) * 4..(y * w + x0 + d.width) * 4].to_vec())
+                    .collect();
                 if tile.iter().any(|&b| b != 255) {
                     values.extend(image::from_rgba(&tile, d.channels));
                 }
@@ -400,7 +472,11 @@ fn read_images(paths: &[PathBuf], cfg: &ModelConfig) -> Result<Vec<f32>> {
 fn read_one_image(path: &Path, cfg: &ModelConfig) -> Result<Vec<f32>> {
     let values = read_images(&[path.to_path_buf()], cfg)?;
     if values.len() != cfg.sample_len() {
-        return Err(io_error("image", path, format!("holds {} images; give one", values.len() / cfg.sample_len())));
+        return Err(io_error(
+            "image",
+            path,
+            format!("holds {} images; give one", values.len() / cfg.sample_len()),
+        ));
     }
     Ok(values)
 }
@@ -410,8 +486,19 @@ fn write_samples(out: &Path, cfg: &ModelConfig, values: &[f32], cols: usize) -> 
     let d = &cfg.data;
     if d.kind == "points" {
         if out.extension().is_some_and(|e| e == "csv") {
-            let text: String = values.chunks(d.dim).map(|p| p.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",") + "\n").collect();
-            return std::fs::write(out, text).map_err(|e| io_error("out", out, e)).map(|_| eprintln!("wrote {}", out.display()));
+            let text: String = values
+                .chunks(d.dim)
+                .map(|p| {
+                    p.iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                        + "\n"
+                })
+                .collect();
+            return std::fs::write(out, text)
+                .map_err(|e| io_error("out", out, e))
+                .map(|_| eprintln!("wrote {}", out.display()));
         }
         return write_png(out, &image::scatter(values, 512, 4.0), 512, 512);
     }
@@ -430,57 +517,133 @@ fn region_mask(cfg: &ModelConfig, region: Region) -> Vec<f32> {
         Region::Bottom => y >= h / 2,
         Region::Center => (h / 4..h - h / 4).contains(&y) && (w / 4..w - w / 4).contains(&x),
     };
-    (0..h * w).flat_map(|i| std::iter::repeat_n(if fill(i / w, i % w) { 0.0 } else { 1.0 }, c)).collect()
+    (0..h * w)
+        .flat_map(|i| std::iter::repeat_n(if fill(i / w, i % w) { 0.0 } else { 1.0 }, c))
+        .collect()
 }
 
 async fn execute<B: Backend>(mut lab: Session<B>, command: Command, bytes: &[u8]) -> Result<()> {
     let cfg = lab.load_model(MODEL, bytes)?.clone();
     let per = cfg.sample_len();
     match command {
-        Command::Sample { sampler, condition, seed, n, out, .. } => {
-            let req = SampleRequest { sampler: sampler.options("ddim", None)?, seed, n, class: parse_class(&cfg, &condition.class)?, guidance: condition.guidance };
+        Command::Sample {
+            sampler,
+            condition,
+            seed,
+            n,
+            out,
+            ..
+        } => {
+            let req = SampleRequest {
+                sampler: sampler.options("ddim", None)?,
+                seed,
+                n,
+                class: parse_class(&cfg, &condition.class)?,
+                guidance: condition.guidance,
+            };
             let bar = &mut Bar::new();
             let s = lab.sample(MODEL, &req, bar).await?;
             bar.done(&format!("{n} samples"));
             write_samples(&out, &cfg, &s.values, (n as f64).sqrt().ceil() as usize)
         }
-        Command::Inpaint { edit, image, mask, fill, n, out, .. } => {
+        Command::Inpaint {
+            edit,
+            image,
+            mask,
+            fill,
+            n,
+            out,
+            ..
+        } => {
             let req = edit.request(&cfg)?;
             let img = read_one_image(&image, &cfg)?;
             let mask = match mask {
-                Some(path) => read_one_image(&path, &cfg)?.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }).collect(),
+                Some(path) => read_one_image(&path, &cfg)?
+                    .iter()
+                    .map(|&v| if v > 0.0 { 1.0 } else { 0.0 })
+                    .collect(),
                 None => region_mask(&cfg, fill),
             };
             let batch: Vec<f32> = img.iter().copied().cycle().take(n * per).collect();
             let bar = &mut Bar::new();
             let s = lab.inpaint(MODEL, &req, &batch, &mask, bar).await?;
             bar.done(&format!("{n} inpaintings"));
-            let known_err = s.values.iter().zip(batch.iter().zip(mask.iter().cycle())).filter(|(_, (_, m))| **m == 1.0).map(|(y, (x, _))| (y - x).abs()).fold(0f32, f32::max);
+            let known_err = s
+                .values
+                .iter()
+                .zip(batch.iter().zip(mask.iter().cycle()))
+                .filter(|(_, (_, m))| **m == 1.0)
+                .map(|(y, (x, _))| (y - x).abs())
+                .fold(0f32, f32::max);
             eprintln!("largest change in the kept region: {known_err:.2e}");
-            let shown: Vec<f32> = img.iter().zip(&mask).map(|(v, m)| if *m == 1.0 { *v } else { 0.0 }).collect();
+            let shown: Vec<f32> = img
+                .iter()
+                .zip(&mask)
+                .map(|(v, m)| if *m == 1.0 { *v } else { 0.0 })
+                .collect();
             write_samples(&out, &cfg, &[img, shown, s.values].concat(), n + 2)
         }
-        Command::Colorize { edit, image, n, out, .. } => {
+        Command::Colorize {
+            edit,
+            image,
+            n,
+            out,
+            ..
+        } => {
             if cfg.data.channels != 3 {
-                return Err(Error::Param { name: "model".into(), detail: "colorize needs an rgb model (emoji)".into() });
+                return Err(Error::Param {
+                    name: "model".into(),
+                    detail: "colorize needs an rgb model (emoji)".into(),
+                });
             }
             let req = edit.request(&cfg)?;
             let img = read_one_image(&image, &cfg)?;
-            let gray: Vec<f32> = img.chunks(3).flat_map(|p| [(p[0] + p[1] + p[2]) / 3.0; 3]).collect();
+            let gray: Vec<f32> = img
+                .chunks(3)
+                .flat_map(|p| [(p[0] + p[1] + p[2]) / 3.0; 3])
+                .collect();
             let batch: Vec<f32> = gray.iter().copied().cycle().take(n * per).collect();
             let bar = &mut Bar::new();
             let s = lab.colorize(MODEL, &req, &batch, bar).await?;
             bar.done(&format!("{n} colorizations"));
-            let luma_err = s.values.chunks(3).zip(batch.chunks(3)).map(|(y, x)| ((y[0] + y[1] + y[2]) / 3.0 - x[0]).abs()).fold(0f32, f32::max);
+            let luma_err = s
+                .values
+                .chunks(3)
+                .zip(batch.chunks(3))
+                .map(|(y, x)| ((y[0] + y[1] + y[2]) / 3.0 - x[0]).abs())
+                .fold(0f32, f32::max);
             eprintln!("largest luminance change: {luma_err:.2e}");
             write_samples(&out, &cfg, &[gray, s.values].concat(), n + 1)
         }
-        Command::Roundtrip { ode, image, n, seed, out, .. } => {
+        Command::Roundtrip {
+            ode,
+            image,
+            n,
+            seed,
+            out,
+            ..
+        } => {
             let req = ode.request(&cfg)?;
             let data = if image.is_empty() {
-                let opts = SamplerOptions { method: Method::Ddim, steps: Some(100), ..Default::default() };
+                let opts = SamplerOptions {
+                    method: Method::Ddim,
+                    steps: Some(100),
+                    ..Default::default()
+                };
                 let bar = &mut Bar::new();
-                let s = lab.sample(MODEL, &SampleRequest { sampler: opts, seed, n, class: req.class, guidance: req.guidance }, bar).await?;
+                let s = lab
+                    .sample(
+                        MODEL,
+                        &SampleRequest {
+                            sampler: opts,
+                            seed,
+                            n,
+                            class: req.class,
+                            guidance: req.guidance,
+                        },
+                        bar,
+                    )
+                    .await?;
                 bar.done("samples to encode");
                 s.values
             } else {
@@ -490,17 +653,31 @@ async fn execute<B: Backend>(mut lab: Session<B>, command: Command, bytes: &[u8]
             let (latent, enc_evals) = lab.transport(MODEL, &req, &data, true, bar).await?;
             bar.done(&format!("encoded with {enc_evals} evaluations"));
             let bar = &mut Bar::new();
-            let (back, dec_evals) = lab.transport(MODEL, &req, &latent.values, false, bar).await?;
+            let (back, dec_evals) = lab
+                .transport(MODEL, &req, &latent.values, false, bar)
+                .await?;
             bar.done(&format!("decoded with {dec_evals} evaluations"));
             let mut rows = Vec::new();
-            for (i, ((x, z), y)) in data.chunks(per).zip(latent.values.chunks(per)).zip(back.values.chunks(per)).enumerate() {
+            for (i, ((x, z), y)) in data
+                .chunks(per)
+                .zip(latent.values.chunks(per))
+                .zip(back.values.chunks(per))
+                .enumerate()
+            {
                 let norm = (z.iter().map(|v| (v * v) as f64).sum::<f64>() / per as f64).sqrt();
                 if cfg.data.kind == "points" {
-                    let err = x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                    let err = x
+                        .iter()
+                        .zip(y)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
                     println!("point {i}: max error {err:.2e}, latent rms {norm:.3}");
                     continue;
                 }
-                println!("image {i}: PSNR {:.2} dB, latent rms {norm:.3}", image::psnr(x, y));
+                println!(
+                    "image {i}: PSNR {:.2} dB, latent rms {norm:.3}",
+                    image::psnr(x, y)
+                );
                 // Latents are ~N(0, 1): shown at a third of their scale to fit [-1, 1].
                 rows.extend([x.to_vec(), z.iter().map(|v| v / 3.0).collect(), y.to_vec()].concat());
             }
@@ -509,31 +686,70 @@ async fn execute<B: Backend>(mut lab: Session<B>, command: Command, bytes: &[u8]
             }
             write_samples(&out, &cfg, &rows, 3)
         }
-        Command::Interpolate { ode, seed_a, seed_b, frames, out, .. } => {
+        Command::Interpolate {
+            ode,
+            seed_a,
+            seed_b,
+            frames,
+            out,
+            ..
+        } => {
             if frames < 2 {
-                return Err(Error::Param { name: "frames".into(), detail: "at least 2 (both ends)".into() });
+                return Err(Error::Param {
+                    name: "frames".into(),
+                    detail: "at least 2 (both ends)".into(),
+                });
             }
             let req = ode.request(&cfg)?;
-            let (a, b) = (lab.seed_latent(MODEL, seed_a)?, lab.seed_latent(MODEL, seed_b)?);
-            let positions: Vec<f64> = (0..frames).map(|i| i as f64 / (frames - 1) as f64).collect();
+            let (a, b) = (
+                lab.seed_latent(MODEL, seed_a)?,
+                lab.seed_latent(MODEL, seed_b)?,
+            );
+            let positions: Vec<f64> = (0..frames)
+                .map(|i| i as f64 / (frames - 1) as f64)
+                .collect();
             let bar = &mut Bar::new();
-            let (s, evals): (Samples, usize) = lab.interpolate(MODEL, &req, &a, &b, &positions, bar).await?;
+            let (s, evals): (Samples, usize) = lab
+                .interpolate(MODEL, &req, &a, &b, &positions, bar)
+                .await?;
             bar.done(&format!("{frames} frames with {evals} evaluations"));
             write_samples(&out, &cfg, &s.values, frames)
         }
-        Command::Likelihood { image, steps, probe, class, seed, .. } => {
+        Command::Likelihood {
+            image,
+            steps,
+            probe,
+            class,
+            seed,
+            ..
+        } => {
             let data = read_images(&image, &cfg)?;
-            let opts = LikelihoodOptions { steps, probe, dequantize: true };
+            let opts = LikelihoodOptions {
+                steps,
+                probe,
+                dequantize: true,
+            };
             let bar = &mut Bar::new();
-            let r = lab.likelihood(MODEL, &opts, &data, parse_class(&cfg, &class)?, seed, bar).await?;
+            let r = lab
+                .likelihood(MODEL, &opts, &data, parse_class(&cfg, &class)?, seed, bar)
+                .await?;
             let count = r.bits_per_dim.len();
             bar.done(&format!("{count} images with {} evaluations", r.evals));
             for (i, (lp, bpd)) in r.log_p.iter().zip(&r.bits_per_dim).enumerate() {
                 println!("image {i}: log p {lp:.1} nats, {bpd:.3} bits/dim");
             }
             let mean = r.bits_per_dim.iter().sum::<f64>() / count as f64;
-            let sd = (r.bits_per_dim.iter().map(|b| (b - mean).powi(2)).sum::<f64>() / (count.max(2) - 1) as f64).sqrt();
-            println!("mean: {mean:.3} bits/dim over {count} images (standard error {:.3})", sd / (count as f64).sqrt());
+            let sd = (r
+                .bits_per_dim
+                .iter()
+                .map(|b| (b - mean).powi(2))
+                .sum::<f64>()
+                / (count.max(2) - 1) as f64)
+                .sqrt();
+            println!(
+                "mean: {mean:.3} bits/dim over {count} images (standard error {:.3})",
+                sd / (count as f64).sqrt()
+            );
             Ok(())
         }
         Command::Info { .. } => {
@@ -546,17 +762,35 @@ async fn execute<B: Backend>(mut lab: Session<B>, command: Command, bytes: &[u8]
 fn gpu() -> Result<Gpu> {
     let ctx = pollster::block_on(GpuContext::new())?;
     let r = &ctx.report;
-    eprintln!("adapter: {} ({}, {}{})", r.name, r.backend, r.device_type, if r.software { ", software: correct but slow" } else { "" });
+    eprintln!(
+        "adapter: {} ({}, {}{})",
+        r.name,
+        r.backend,
+        r.device_type,
+        if r.software {
+            ", software: correct but slow"
+        } else {
+            ""
+        }
+    );
     Ok(Gpu::new(Rc::new(ctx)))
 }
 
 fn run(cli: Cli) -> Result<()> {
     let common = match &cli.command {
-        Command::Sample { common, .. } | Command::Inpaint { common, .. } | Command::Colorize { common, .. } | Command::Roundtrip { common, .. } | Command::Interpolate { common, .. } | Command::Likelihood { common, .. } | Command::Info { common } => common,
+        Command::Sample { common, .. }
+        | Command::Inpaint { common, .. }
+        | Command::Colorize { common, .. }
+        | Command::Roundtrip { common, .. }
+        | Command::Interpolate { common, .. }
+        | Command::Likelihood { common, .. }
+        | Command::Info { common } => common,
     };
     let bytes = std::fs::read(&common.model).map_err(|e| io_error("model", &common.model, e))?;
     match common.backend {
-        BackendChoice::Gpu => pollster::block_on(execute(Session::new(gpu()?), cli.command, &bytes)),
+        BackendChoice::Gpu => {
+            pollster::block_on(execute(Session::new(gpu()?), cli.command, &bytes))
+        }
         BackendChoice::Cpu => pollster::block_on(execute(Session::new(Cpu), cli.command, &bytes)),
     }
 }
