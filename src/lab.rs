@@ -400,7 +400,12 @@ impl<B: Backend> Session<B> {
     /// by the CPU twin of the noise kernel.
     pub fn seed_latent(&self, model: &str, seed: u32) -> Result<Vec<f32>> {
         let per = self.model(model)?.config.sample_len();
-        Ok(crate::reference::randn(1, per, seed, 0))
+        Ok(crate::reference::randn(
+            1,
+            per,
+            seed,
+            crate::sampler::NoiseKey::START.stream()?,
+        ))
     }
 
     /// `log p(x)` and bits/dim per sample.

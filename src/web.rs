@@ -102,7 +102,8 @@ pub async fn open_lab(backend: Option<String>) -> Result<Lab, JsError> {
     }
 }
 
-/// The samplers with their one-line descriptions and default step counts.
+/// The samplers with their one-line descriptions, default step counts and the step counts below
+/// which they are likely to leave noise.
 #[wasm_bindgen]
 pub fn samplers() -> Result<JsValue, JsError> {
     #[derive(Serialize)]
@@ -110,11 +111,14 @@ pub fn samplers() -> Result<JsValue, JsError> {
         name: &'static str,
         description: &'static str,
         default_steps: usize,
+        /// Fewer steps than this are likely to leave visible noise (absent: no such count).
+        min_clean_steps: Option<usize>,
     }
     to_js(&Method::ALL.map(|m| Entry {
         name: m.name(),
         description: m.describe(),
         default_steps: m.default_steps(),
+        min_clean_steps: m.clean_steps(),
     }))
 }
 

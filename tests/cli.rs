@@ -6,21 +6,37 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn scorelab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scorelab")).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().expect("the binary runs")
+    Command::new(env!("CARGO_BIN_EXE_scorelab"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 fn ok(args: &[&str]) -> String {
     let out = scorelab(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "scorelab {}\n{stderr}", args.join(" "));
+    assert!(
+        out.status.success(),
+        "scorelab {}\n{stderr}",
+        args.join(" ")
+    );
     String::from_utf8_lossy(&out.stdout).into_owned() + &stderr
 }
 
 fn fails(args: &[&str], needle: &str) {
     let out = scorelab(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "scorelab {} should fail", args.join(" "));
-    assert!(stderr.contains(needle), "scorelab {}: expected {needle:?} in\n{stderr}", args.join(" "));
+    assert!(
+        !out.status.success(),
+        "scorelab {} should fail",
+        args.join(" ")
+    );
+    assert!(
+        stderr.contains(needle),
+        "scorelab {}: expected {needle:?} in\n{stderr}",
+        args.join(" ")
+    );
 }
 
 fn tmp(name: &str) -> String {
@@ -30,7 +46,10 @@ fn tmp(name: &str) -> String {
 
 /// Numbers following `key` on each line of `text` that contains it.
 fn numbers_after(text: &str, key: &str) -> Vec<f64> {
-    text.lines().filter_map(|l| l.split(key).nth(1)).filter_map(|rest| rest.split_whitespace().next()?.parse().ok()).collect()
+    text.lines()
+        .filter_map(|l| l.split(key).nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
 }
 
 const DIGITS: &str = "models/digits.safetensors";
@@ -39,23 +58,106 @@ const DIGITS: &str = "models/digits.safetensors";
 fn sample_then_roundtrip_inpaint_and_likelihood() {
     let grid = tmp("cli-grid.png");
     let one = tmp("cli-one.png");
-    ok(&["sample", "--backend", "cpu", "--model", DIGITS, "--sampler", "ddim", "--steps", "8", "--class", "3", "--n", "2", "--seed", "5", "--out", &grid]);
-    ok(&["sample", "--backend", "cpu", "--model", DIGITS, "--sampler", "ddim", "--steps", "8", "--class", "3", "--n", "1", "--seed", "5", "--out", &one]);
+    ok(&[
+        "sample",
+        "--backend",
+        "cpu",
+        "--model",
+        DIGITS,
+        "--sampler",
+        "ddim",
+        "--steps",
+        "8",
+        "--class",
+        "3",
+        "--n",
+        "2",
+        "--seed",
+        "5",
+        "--out",
+        &grid,
+    ]);
+    ok(&[
+        "sample",
+        "--backend",
+        "cpu",
+        "--model",
+        DIGITS,
+        "--sampler",
+        "ddim",
+        "--steps",
+        "8",
+        "--class",
+        "3",
+        "--n",
+        "1",
+        "--seed",
+        "5",
+        "--out",
+        &one,
+    ]);
 
     // Encode and decode the two samples of the grid: the PF-ODE round trip reproduces them.
-    let out = ok(&["roundtrip", "--backend", "cpu", "--model", DIGITS, "--image", &grid, "--solver", "heun", "--ode-steps", "40", "--class", "3", "--out", &tmp("cli-roundtrip.png")]);
+    let out = ok(&[
+        "roundtrip",
+        "--backend",
+        "cpu",
+        "--model",
+        DIGITS,
+        "--image",
+        &grid,
+        "--solver",
+        "heun",
+        "--ode-steps",
+        "40",
+        "--class",
+        "3",
+        "--out",
+        &tmp("cli-roundtrip.png"),
+    ]);
     let psnr = numbers_after(&out, "PSNR ");
     eprintln!("{out}");
     assert_eq!(psnr.len(), 2, "one PSNR per tile of the grid:\n{out}");
     assert!(psnr.iter().all(|&p| p > 25.0), "round-trip PSNR {psnr:?}");
 
     // Inpainting keeps the known half exactly.
-    let out = ok(&["inpaint", "--backend", "cpu", "--model", DIGITS, "--image", &one, "--fill", "right", "--sampler", "ddim", "--steps", "6", "--n", "2", "--out", &tmp("cli-inpaint.png")]);
+    let out = ok(&[
+        "inpaint",
+        "--backend",
+        "cpu",
+        "--model",
+        DIGITS,
+        "--image",
+        &one,
+        "--fill",
+        "right",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "6",
+        "--n",
+        "2",
+        "--out",
+        &tmp("cli-inpaint.png"),
+    ]);
     let kept = numbers_after(&out, "largest change in the kept region: ");
-    assert!(kept.len() == 1 && kept[0] == 0.0, "kept region changed: {out}");
+    assert!(
+        kept.len() == 1 && kept[0] == 0.0,
+        "kept region changed: {out}"
+    );
 
     // Bits/dim of a sample: positive and well under the 8 bits of raw pixels.
-    let out = ok(&["likelihood", "--backend", "cpu", "--model", DIGITS, "--image", &one, "--steps", "20"]);
+    let out = ok(&[
+        "likelihood",
+        "--backend",
+        "cpu",
+        "--model",
+        DIGITS,
+        "--image",
+        &one,
+        "--steps",
+        "20",
+    ]);
     let bpd = numbers_after(&out, "mean: ");
     assert!(bpd.len() == 1 && bpd[0] > 0.0 && bpd[0] < 8.0, "{out}");
 }
@@ -63,7 +165,21 @@ fn sample_then_roundtrip_inpaint_and_likelihood() {
 #[test]
 fn interpolate_writes_a_strip() {
     let out = tmp("cli-interp.png");
-    let log = ok(&["interpolate", "--backend", "cpu", "--model", DIGITS, "--solver", "euler", "--ode-steps", "6", "--frames", "3", "--out", &out]);
+    let log = ok(&[
+        "interpolate",
+        "--backend",
+        "cpu",
+        "--model",
+        DIGITS,
+        "--solver",
+        "euler",
+        "--ode-steps",
+        "6",
+        "--frames",
+        "3",
+        "--out",
+        &out,
+    ]);
     assert!(log.contains("3 frames"), "{log}");
     let bytes = std::fs::read(&out).expect("strip written");
     assert_eq!(&bytes[1..4], b"PNG");
@@ -72,13 +188,105 @@ fn interpolate_writes_a_strip() {
 #[test]
 fn clear_errors() {
     let toy = "models/toy2d.safetensors";
-    fails(&["sample", "--backend", "cpu", "--model", DIGITS, "--steps", "0", "--n", "1"], "steps");
-    fails(&["sample", "--backend", "cpu", "--model", DIGITS, "--class", "eleven", "--n", "1"], "unknown class \"eleven\"");
-    fails(&["sample", "--backend", "cpu", "--model", DIGITS, "--n", "100000"], "samples: choose 1..=");
-    fails(&["sample", "--backend", "cpu", "--model", "no/such/file.safetensors"], "no/such/file.safetensors");
-    fails(&["inpaint", "--backend", "cpu", "--model", toy, "--image", "www/examples/digits.png"], "image models");
+    fails(
+        &[
+            "sample",
+            "--backend",
+            "cpu",
+            "--model",
+            DIGITS,
+            "--steps",
+            "0",
+            "--n",
+            "1",
+        ],
+        "steps",
+    );
+    fails(
+        &[
+            "sample",
+            "--backend",
+            "cpu",
+            "--model",
+            DIGITS,
+            "--class",
+            "eleven",
+            "--n",
+            "1",
+        ],
+        "unknown class \"eleven\"",
+    );
+    fails(
+        &[
+            "sample",
+            "--backend",
+            "cpu",
+            "--model",
+            DIGITS,
+            "--n",
+            "100000",
+        ],
+        "samples: choose 1..=",
+    );
+    fails(
+        &[
+            "sample",
+            "--backend",
+            "cpu",
+            "--model",
+            "no/such/file.safetensors",
+        ],
+        "no/such/file.safetensors",
+    );
+    fails(
+        &[
+            "inpaint",
+            "--backend",
+            "cpu",
+            "--model",
+            toy,
+            "--image",
+            "www/examples/digits.png",
+        ],
+        "image models",
+    );
     // The examples strip is 512x32: neither one 32x32 image nor a grid with borders.
-    fails(&["likelihood", "--backend", "cpu", "--model", DIGITS, "--image", "www/examples/digits.png"], "give 32x32 images");
-    fails(&["colorize", "--backend", "cpu", "--model", DIGITS, "--image", "docs/generate-digits.png"], "rgb model");
-    fails(&["roundtrip", "--backend", "cpu", "--model", DIGITS, "--solver", "magic", "--n", "1"], "use rk45, heun or euler");
+    fails(
+        &[
+            "likelihood",
+            "--backend",
+            "cpu",
+            "--model",
+            DIGITS,
+            "--image",
+            "www/examples/digits.png",
+        ],
+        "give 32x32 images",
+    );
+    fails(
+        &[
+            "colorize",
+            "--backend",
+            "cpu",
+            "--model",
+            DIGITS,
+            "--image",
+            "docs/generate-digits.png",
+        ],
+        "rgb model",
+    );
+    fails(
+        &[
+            "roundtrip",
+            "--backend",
+            "cpu",
+            "--model",
+            DIGITS,
+            "--solver",
+            "magic",
+            "--n",
+            "1",
+        ],
+        "use rk45, heun or euler",
+    );
 }

@@ -33,31 +33,40 @@ fn likelihood_matches_the_exact_log_density() {
         .iter()
         .flat_map(|p| std::iter::repeat_n(*p, reps).flatten())
         .collect();
-    let opts = LikelihoodOptions {
-        steps: 100,
-        probe: Probe::Rademacher,
-        dequantize: false,
-    };
-    let mut cpu = Cpu;
-    let res = pollster::block_on(async {
-        let xt = cpu.upload(&x, &[points.len() * reps, 2]).unwrap();
-        log_likelihood(&mut cpu, &mut gm, &SCHEDULE, &opts, &xt, 3, &mut Silent)
-            .await
-            .unwrap()
-    });
-    for (i, p) in points.iter().enumerate() {
-        let est: f64 = res.log_p[i * reps..(i + 1) * reps].iter().sum::<f64>() / reps as f64;
-        let exact = gm.log_density(&[p[0] as f64, p[1] as f64], SCHEDULE.t_eps);
-        eprintln!(
-            "x = {p:?}: estimated log p {est:.4}, exact {exact:.4} ({} evaluations)",
-            res.evals
-        );
-        assert!((est - exact).abs() < 0.1, "x = {p:?}: {est} vs {exact}");
+    // The exact trace must land on the density; a Rademacher probe (one per copy of a point) only
+    // on average, within three standard errors of its mean.
+    for probe in [Probe::Exact, Probe::Rademacher] {
+        let opts = LikelihoodOptions {
+            steps: 100,
+            probe,
+            dequantize: false,
+        };
+        let mut cpu = Cpu;
+        let res = pollster::block_on(async {
+            let xt = cpu.upload(&x, &[points.len() * reps, 2]).unwrap();
+            log_likelihood(&mut cpu, &mut gm, &SCHEDULE, &opts, &xt, 3, &mut Silent)
+                .await
+                .unwrap()
+        });
+        for (i, p) in points.iter().enumerate() {
+            let runs = &res.log_p[i * reps..(i + 1) * reps];
+            let est = runs.iter().sum::<f64>() / reps as f64;
+            let se = (runs.iter().map(|v| (v - est).powi(2)).sum::<f64>()
+                / (reps - 1) as f64
+                / reps as f64)
+                .sqrt();
+            let exact = gm.log_density(&[p[0] as f64, p[1] as f64], SCHEDULE.t_eps);
+            eprintln!("{probe:?}, x = {p:?}: estimated log p {est:.4} (standard error {se:.4}), exact {exact:.4} ({} evaluations)", res.evals);
+            assert!(
+                (est - exact).abs() < 0.02 + 3.0 * se,
+                "{probe:?}, x = {p:?}: {est} vs {exact}"
+            );
+        }
     }
 }
 
 /// The playground's log-density map (its default grid and step count, exact trace) against the
-/// exact mixture density at every cell. The page colours the top 15 nats and clips the rest; the
+/// exact mixture density at every cell. The page colours the top 10 nats and clips the rest; the
 /// error concentrates far out between components, where trajectories of neighbouring points part.
 #[test]
 fn density_grid_matches_the_exact_log_density() {
@@ -84,11 +93,11 @@ fn density_grid_matches_the_exact_log_density() {
     let shown: Vec<f64> = errors
         .iter()
         .zip(&exact)
-        .filter(|(_, lp)| **lp > top - 15.0)
+        .filter(|(_, lp)| **lp > top - 10.0)
         .map(|(e, _)| *e)
         .collect();
     eprintln!(
-        "{0}x{0} grid, {1} steps, {2} evaluations: mean error {3:.3} nats over the {4} cells within 15 nats of the top, {5:.3} over all cells (worst {6:.2})",
+        "{0}x{0} grid, {1} steps, {2} evaluations: mean error {3:.3} nats over the {4} cells within 10 nats of the top, {5:.3} over all cells (worst {6:.2})",
         grid.size,
         grid.steps,
         res.evals,

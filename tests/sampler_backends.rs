@@ -10,7 +10,10 @@ use std::rc::Rc;
 
 use scorelab::{Cpu, Gpu, GpuContext};
 
-const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/sampler_runs.json");
+const REFERENCE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/golden/sampler_runs.json"
+);
 
 fn gpu_or_skip() -> Option<Gpu> {
     match pollster::block_on(GpuContext::new()) {
@@ -34,9 +37,12 @@ fn cpu_runs_match_the_committed_reference() {
         std::fs::write(REFERENCE, serde_json::to_string(&runs).unwrap()).unwrap();
         return;
     }
-    let reference: BTreeMap<String, Vec<f32>> = serde_json::from_str(&std::fs::read_to_string(REFERENCE).unwrap()).unwrap();
+    let reference: BTreeMap<String, Vec<f32>> =
+        serde_json::from_str(&std::fs::read_to_string(REFERENCE).unwrap()).unwrap();
     for (name, out) in &runs {
-        let want = reference.get(name).unwrap_or_else(|| panic!("no reference for {name}; run with SCORELAB_BLESS=1"));
+        let want = reference
+            .get(name)
+            .unwrap_or_else(|| panic!("no reference for {name}; run with SCORELAB_BLESS=1"));
         let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
         common::compare(name, out, want, 0.0, 1e-4 * scale).unwrap();
     }
@@ -51,11 +57,20 @@ fn gpu_and_cpu_agree_step_by_step() {
         let (gpu_steps, gpu_out) = pollster::block_on(common::sampler_run(&mut gpu, i)).unwrap();
         assert_eq!(cpu_steps.len(), gpu_steps.len(), "{name}: step count");
         let mut worst = 0f32;
-        for (k, (c, g)) in cpu_steps.iter().zip(&gpu_steps).chain([(&cpu_out, &gpu_out)]).enumerate() {
+        for (k, (c, g)) in cpu_steps
+            .iter()
+            .zip(&gpu_steps)
+            .chain([(&cpu_out, &gpu_out)])
+            .enumerate()
+        {
             let scale = c.iter().fold(1f32, |m, v| m.max(v.abs()));
-            let d = common::compare(&format!("{name} step {k}"), g, c, 0.0, 1e-3 * scale).unwrap_or_else(|e| panic!("{e}"));
+            let d = common::compare(&format!("{name} step {k}"), g, c, 0.0, 1e-3 * scale)
+                .unwrap_or_else(|e| panic!("{e}"));
             worst = worst.max(d / scale);
         }
-        eprintln!("{name}: {} steps, worst |gpu - cpu| / max|x| = {worst:.2e}", cpu_steps.len());
+        eprintln!(
+            "{name}: {} steps, worst |gpu - cpu| / max|x| = {worst:.2e}",
+            cpu_steps.len()
+        );
     }
 }

@@ -3,10 +3,18 @@
 //! probability-flow ODE must be invertible; DDIM with eta = 0 must approach Euler on the ODE.
 
 use scorelab::rng::Rng;
-use scorelab::sampler::{sample, solve_ode, GaussianMixture, Method, OdeSolver, SamplerOptions, Silent, VpSchedule};
+use scorelab::sampler::{
+    sample, solve_ode, time_grid, GaussianMixture, Method, OdeSolver, SamplerOptions, Silent,
+    VpSchedule,
+};
 use scorelab::{Backend, Cpu};
 
-const SCHEDULE: VpSchedule = VpSchedule { beta_min: 0.1, beta_max: 20.0, t_eps: 1e-3, discrete_steps: 1000 };
+const SCHEDULE: VpSchedule = VpSchedule {
+    beta_min: 0.1,
+    beta_max: 20.0,
+    t_eps: 1e-3,
+    discrete_steps: 1000,
+};
 
 fn mixture() -> GaussianMixture {
     GaussianMixture {
@@ -35,8 +43,16 @@ fn moments(gm: &GaussianMixture, xs: &[f32]) -> (Vec<f64>, Vec<Vec<f64>>, Vec<Ve
         }
     }
     let n = xs.len() as f64 / d as f64;
-    let means: Vec<Vec<f64>> = (0..k).map(|c| (0..d).map(|j| sum[c][j] / count[c]).collect()).collect();
-    let vars = (0..k).map(|c| (0..d).map(|j| sq[c][j] / count[c] - means[c][j].powi(2)).collect()).collect();
+    let means: Vec<Vec<f64>> = (0..k)
+        .map(|c| (0..d).map(|j| sum[c][j] / count[c]).collect())
+        .collect();
+    let vars = (0..k)
+        .map(|c| {
+            (0..d)
+                .map(|j| sq[c][j] / count[c] - means[c][j].powi(2))
+                .collect()
+        })
+        .collect();
     (count.iter().map(|c| c / n).collect(), means, vars)
 }
 
@@ -44,7 +60,17 @@ fn draw(opts: &SamplerOptions, n: usize, seed: u32) -> Vec<f32> {
     let mut gm = mixture();
     let mut cpu = Cpu;
     pollster::block_on(async {
-        let x = sample(&mut cpu, &mut gm, &SCHEDULE, opts, &[n, 2], seed, &mut Silent).await.unwrap();
+        let x = sample(
+            &mut cpu,
+            &mut gm,
+            &SCHEDULE,
+            opts,
+            &[n, 2],
+            seed,
+            &mut Silent,
+        )
+        .await
+        .unwrap();
         cpu.read(&x).await.unwrap()
     })
 }
@@ -62,12 +88,22 @@ fn check(name: &str, xs: &[f32], w_tol: f64, m_tol: f64, v_tol: f64) {
             worst.2 = worst.2.max((v[c][j] / gm.vars[c][j] - 1.0).abs());
         }
     }
-    eprintln!("{name}: weight err {:.3}, mean err {:.3}, var rel err {:.3}", worst.0, worst.1, worst.2);
-    assert!(worst.0 <= w_tol && worst.1 <= m_tol && worst.2 <= v_tol, "{name}: weights {w:?} means {m:?} vars {v:?} (worst {worst:?})");
+    eprintln!(
+        "{name}: weight err {:.3}, mean err {:.3}, var rel err {:.3}",
+        worst.0, worst.1, worst.2
+    );
+    assert!(
+        worst.0 <= w_tol && worst.1 <= m_tol && worst.2 <= v_tol,
+        "{name}: weights {w:?} means {m:?} vars {v:?} (worst {worst:?})"
+    );
 }
 
 fn opts(method: Method, steps: usize) -> SamplerOptions {
-    SamplerOptions { method, steps: Some(steps), ..Default::default() }
+    SamplerOptions {
+        method,
+        steps: Some(steps),
+        ..Default::default()
+    }
 }
 
 // 4000 samples: the standard error of a mode weight is below 0.008, of a mode mean below 0.02.
@@ -78,13 +114,32 @@ fn every_sampler_reproduces_the_mixture() {
     let cases = [
         ("ddpm 200", opts(Method::Ddpm, 200)),
         ("ddim eta=0, 50", opts(Method::Ddim, 50)),
-        ("ddim eta=0.5, 50", SamplerOptions { eta: 0.5, ..opts(Method::Ddim, 50) }),
+        (
+            "ddim eta=0.5, 50",
+            SamplerOptions {
+                eta: 0.5,
+                ..opts(Method::Ddim, 50)
+            },
+        ),
         ("euler 100", opts(Method::Euler, 100)),
         ("heun 25", opts(Method::Heun, 25)),
-        ("rk45", SamplerOptions { rtol: 1e-4, atol: 1e-4, ..opts(Method::Rk45, 500) }),
+        (
+            "rk45",
+            SamplerOptions {
+                rtol: 1e-4,
+                atol: 1e-4,
+                ..opts(Method::Rk45, 500)
+            },
+        ),
         ("sde 500", opts(Method::Sde, 500)),
         ("pc 100 (sde predictor)", opts(Method::Pc, 100)),
-        ("pc 50 (ddim predictor)", SamplerOptions { predictor: Method::Ddim, ..opts(Method::Pc, 50) }),
+        (
+            "pc 50 (ddim predictor)",
+            SamplerOptions {
+                predictor: Method::Ddim,
+                ..opts(Method::Pc, 50)
+            },
+        ),
         ("annealed 100 levels x 3", opts(Method::Annealed, 100)),
         ("dpm2m 10", opts(Method::Dpm2m, 10)),
         ("dpm2m 20", opts(Method::Dpm2m, 20)),
@@ -97,8 +152,19 @@ fn every_sampler_reproduces_the_mixture() {
 #[test]
 fn ddpm_is_ddim_with_eta_one() {
     let a = draw(&opts(Method::Ddpm, 40), 64, 5);
-    let b = draw(&SamplerOptions { eta: 1.0, ..opts(Method::Ddim, 40) }, 64, 5);
-    let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let b = draw(
+        &SamplerOptions {
+            eta: 1.0,
+            ..opts(Method::Ddim, 40)
+        },
+        64,
+        5,
+    );
+    let d = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     assert!(d < 1e-5, "max diff {d}");
 }
 
@@ -107,7 +173,12 @@ fn ddim_eta_zero_approaches_euler_on_the_ode() {
     let gap = |k: usize| {
         let a = draw(&opts(Method::Ddim, k), 256, 3);
         let b = draw(&opts(Method::Euler, k), 256, 3);
-        (a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64).sqrt()
+        (a.iter()
+            .zip(&b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
+            / a.len() as f64)
+            .sqrt()
     };
     let (g50, g500) = (gap(50), gap(500));
     eprintln!("rms gap ddim vs euler: {g50:.4} at 50 steps, {g500:.5} at 500");
@@ -118,16 +189,52 @@ fn ddim_eta_zero_approaches_euler_on_the_ode() {
 fn probability_flow_ode_returns_to_its_start() {
     let mut gm = mixture();
     let mut rng = Rng::new(9);
-    let x0: Vec<f32> = gm.sample(64, &mut rng).into_iter().map(|v| v as f32).collect();
+    let x0: Vec<f32> = gm
+        .sample(64, &mut rng)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
     let mut cpu = Cpu;
-    let solver = OdeSolver::Rk45 { rtol: 1e-5, atol: 1e-5, max_steps: 2000 };
+    let solver = OdeSolver::Rk45 {
+        rtol: 1e-5,
+        atol: 1e-5,
+        max_steps: 2000,
+    };
     let (back, evals) = pollster::block_on(async {
         let x = cpu.upload(&x0, &[64, 2]).unwrap();
-        let (z, e1) = solve_ode(&mut cpu, &mut gm, &SCHEDULE, x, SCHEDULE.t_eps, 1.0, solver, 0, &mut Silent).await.unwrap();
-        let (x, e2) = solve_ode(&mut cpu, &mut gm, &SCHEDULE, z, 1.0, SCHEDULE.t_eps, solver, 0, &mut Silent).await.unwrap();
+        let (z, e1) = solve_ode(
+            &mut cpu,
+            &mut gm,
+            &SCHEDULE,
+            x,
+            SCHEDULE.t_eps,
+            1.0,
+            solver,
+            0,
+            &mut Silent,
+        )
+        .await
+        .unwrap();
+        let (x, e2) = solve_ode(
+            &mut cpu,
+            &mut gm,
+            &SCHEDULE,
+            z,
+            1.0,
+            SCHEDULE.t_eps,
+            solver,
+            0,
+            &mut Silent,
+        )
+        .await
+        .unwrap();
         (cpu.read(&x).await.unwrap(), e1 + e2)
     });
-    let err = back.iter().zip(&x0).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let err = back
+        .iter()
+        .zip(&x0)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     eprintln!("PF-ODE encode+decode: max error {err:.2e} with {evals} evaluations");
     assert!(err < 2e-3, "max error {err}");
 }
@@ -143,16 +250,114 @@ fn a_sample_depends_only_on_its_own_seed() {
 fn impossible_parameters_are_refused() {
     let mut gm = mixture();
     let bad = [
-        SamplerOptions { eta: 1.5, ..Default::default() },
-        SamplerOptions { rtol: 0.0, ..opts(Method::Rk45, 10) },
-        SamplerOptions { predictor: Method::Rk45, ..opts(Method::Pc, 10) },
+        SamplerOptions {
+            eta: 1.5,
+            ..Default::default()
+        },
+        SamplerOptions {
+            rtol: 0.0,
+            ..opts(Method::Rk45, 10)
+        },
+        SamplerOptions {
+            predictor: Method::Rk45,
+            ..opts(Method::Pc, 10)
+        },
         opts(Method::Dpm2m, 1),
         opts(Method::Ddim, 0),
         opts(Method::Ddpm, 20_000),
+        // A 1000-step chain has no 1000 distinct times above t_eps = 1/1000 to step between.
+        opts(Method::Ddim, 1000),
+        opts(Method::Ddpm, 5000),
     ];
     for o in bad {
-        let r = pollster::block_on(sample(&mut Cpu, &mut gm, &SCHEDULE, &o, &[1, 2], 0, &mut Silent));
-        assert!(matches!(r, Err(scorelab::Error::Param { .. })), "{o:?} was accepted");
+        let r = pollster::block_on(sample(
+            &mut Cpu,
+            &mut gm,
+            &SCHEDULE,
+            &o,
+            &[1, 2],
+            0,
+            &mut Silent,
+        ));
+        assert!(
+            matches!(r, Err(scorelab::Error::Param { .. })),
+            "{o:?} was accepted"
+        );
     }
     assert!(Method::parse("ddim").is_ok() && Method::parse("dpm").is_err());
+    // The longest DDIM walk visits every time of the chain once.
+    let grid = time_grid(&SCHEDULE, Method::Ddim, 999).unwrap();
+    assert!(grid.windows(2).all(|w| w[1] < w[0]) && grid[999] == SCHEDULE.t_eps);
+}
+
+/// Every grid ends on t_eps exactly (the SDE's last step returns its mean only there).
+#[test]
+fn time_grids_end_on_t_eps() {
+    for method in [
+        Method::Ddpm,
+        Method::Ddim,
+        Method::Euler,
+        Method::Heun,
+        Method::Sde,
+    ] {
+        for k in [1, 3, 7, 12, 20, 49, 333] {
+            assert_eq!(
+                *time_grid(&SCHEDULE, method, k).unwrap().last().unwrap(),
+                SCHEDULE.t_eps,
+                "{method:?} {k}"
+            );
+        }
+    }
+}
+
+/// Sharp data (two points blurred by sigma 0.01, like the flat background of a digit): at its
+/// default step count every sampler must end on the data, not leave noise behind.
+#[test]
+fn default_step_counts_end_on_sharp_data() {
+    let sharp = GaussianMixture {
+        weights: vec![0.5, 0.5],
+        means: vec![vec![-0.5, 0.5], vec![0.5, -0.5]],
+        vars: vec![vec![1e-4; 2]; 2],
+        schedule: SCHEDULE,
+    };
+    for method in Method::ALL {
+        let o = SamplerOptions {
+            method,
+            ..Default::default()
+        };
+        let xs = pollster::block_on(async {
+            let x = sample(
+                &mut Cpu,
+                &mut sharp.clone(),
+                &SCHEDULE,
+                &o,
+                &[400, 2],
+                5,
+                &mut Silent,
+            )
+            .await
+            .unwrap();
+            Cpu.read(&x).await.unwrap()
+        });
+        // Root-mean-square distance to the nearer point.
+        let rms = (xs
+            .chunks(2)
+            .map(|p| {
+                sharp
+                    .means
+                    .iter()
+                    .map(|m| (p[0] as f64 - m[0]).powi(2) + (p[1] as f64 - m[1]).powi(2))
+                    .fold(f64::MAX, f64::min)
+            })
+            .sum::<f64>()
+            / 400.0)
+            .sqrt();
+        eprintln!(
+            "{} ({} steps): rms distance to the data {rms:.4} (data spread {:.4})",
+            method.name(),
+            o.steps(),
+            (2e-4f64).sqrt()
+        );
+        assert!(rms < 0.03, "{} leaves noise: rms {rms}", method.name());
+    }
 }

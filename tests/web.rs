@@ -13,7 +13,9 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 pub async fn gpu() -> Gpu {
-    let ctx = GpuContext::new().await.unwrap_or_else(|e| panic!("the browser offers no WebGPU adapter: {e}"));
+    let ctx = GpuContext::new()
+        .await
+        .unwrap_or_else(|e| panic!("the browser offers no WebGPU adapter: {e}"));
     Gpu::new(Rc::new(ctx))
 }
 
@@ -22,7 +24,9 @@ async fn gpu_kernels_match_cpu_reference() {
     let mut gpu = gpu().await;
     web_sys::console::log_1(&format!("adapter: {:?}", gpu.context().report).into());
     match common::run_sweep(&mut gpu).await {
-        Ok(report) => report.iter().for_each(|l| web_sys::console::log_1(&l.into())),
+        Ok(report) => report
+            .iter()
+            .for_each(|l| web_sys::console::log_1(&l.into())),
         Err(failures) => panic!("GPU and CPU disagree:\n{failures}"),
     }
 }
@@ -32,7 +36,9 @@ async fn shipped_models_match_golden_on_webgpu() {
     let mut gpu = gpu().await;
     for (name, model, golden) in common::MODELS {
         match common::check_golden(&mut gpu, model, golden, 1e-3).await {
-            Ok(lines) => lines.iter().for_each(|l| web_sys::console::log_1(&format!("{name} webgpu {l}").into())),
+            Ok(lines) => lines
+                .iter()
+                .for_each(|l| web_sys::console::log_1(&format!("{name} webgpu {l}").into())),
             Err(e) => panic!("{name} on WebGPU:\n{e}"),
         }
     }
@@ -42,16 +48,24 @@ async fn shipped_models_match_golden_on_webgpu() {
 /// and on the CPU backend compiled to wasm.
 #[wasm_bindgen_test]
 async fn samplers_match_the_native_reference() {
-    let reference: std::collections::BTreeMap<String, Vec<f32>> = serde_json::from_str(include_str!("golden/sampler_runs.json")).unwrap();
+    let reference: std::collections::BTreeMap<String, Vec<f32>> =
+        serde_json::from_str(include_str!("golden/sampler_runs.json")).unwrap();
     let mut gpu = gpu().await;
     for i in 0..common::SAMPLER_RUNS.len() {
         let name = common::run_name(i);
         let want = &reference[&name];
         let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
         let (_, cpu) = common::sampler_run(&mut scorelab::Cpu, i).await.unwrap();
-        let cpu_diff = common::compare(&format!("{name} wasm cpu"), &cpu, want, 0.0, 1e-4 * scale).unwrap_or_else(|e| panic!("{e}"));
+        let cpu_diff = common::compare(&format!("{name} wasm cpu"), &cpu, want, 0.0, 1e-4 * scale)
+            .unwrap_or_else(|e| panic!("{e}"));
         let (_, webgpu) = common::sampler_run(&mut gpu, i).await.unwrap();
-        let gpu_diff = common::compare(&format!("{name} webgpu"), &webgpu, want, 0.0, 1e-3 * scale).unwrap_or_else(|e| panic!("{e}"));
-        web_sys::console::log_1(&format!("{name}: max |diff| vs native: wasm cpu {cpu_diff:.2e}, webgpu {gpu_diff:.2e}").into());
+        let gpu_diff = common::compare(&format!("{name} webgpu"), &webgpu, want, 0.0, 1e-3 * scale)
+            .unwrap_or_else(|e| panic!("{e}"));
+        web_sys::console::log_1(
+            &format!(
+                "{name}: max |diff| vs native: wasm cpu {cpu_diff:.2e}, webgpu {gpu_diff:.2e}"
+            )
+            .into(),
+        );
     }
 }

@@ -55,7 +55,10 @@ fn truncated_file() {
 
 #[test]
 fn not_a_safetensors_file() {
-    assert_mentions(&error_of(b"\x05\x00\x00\x00\x00\x00\x00\x00hello, world"), &["header", "JSON"]);
+    assert_mentions(
+        &error_of(b"\x05\x00\x00\x00\x00\x00\x00\x00hello, world"),
+        &["header", "JSON"],
+    );
 }
 
 #[test]
@@ -71,7 +74,10 @@ fn extra_tensor() {
     let bytes = rebuild(|h, data| {
         let at = data.len();
         data.extend([0u8; 8]);
-        h.insert("stray.weight".into(), json!({"dtype": "F32", "shape": [2], "data_offsets": [at, at + 8]}));
+        h.insert(
+            "stray.weight".into(),
+            json!({"dtype": "F32", "shape": [2], "data_offsets": [at, at + 8]}),
+        );
     });
     assert_mentions(&error_of(&bytes), &["stray.weight", "not part of"]);
 }
@@ -81,7 +87,10 @@ fn wrong_shape() {
     let bytes = rebuild(|h, _| {
         h.get_mut("in_proj.weight").unwrap()["shape"] = json!([2, 128]);
     });
-    assert_mentions(&error_of(&bytes), &["in_proj.weight", "[2, 128]", "[128, 2]"]);
+    assert_mentions(
+        &error_of(&bytes),
+        &["in_proj.weight", "[2, 128]", "[128, 2]"],
+    );
 }
 
 #[test]
@@ -102,7 +111,10 @@ fn non_finite_value() {
         let at = h["embed.fc1.bias"]["data_offsets"][0].as_u64().unwrap() as usize;
         data[at + 6..at + 8].copy_from_slice(&half::f16::NAN.to_le_bytes());
     });
-    assert_mentions(&error_of(&bytes), &["embed.fc1.bias", "element 3", "not finite"]);
+    assert_mentions(
+        &error_of(&bytes),
+        &["embed.fc1.bias", "element 3", "not finite"],
+    );
 }
 
 #[test]
@@ -123,4 +135,79 @@ fn missing_or_broken_config() {
     assert_mentions(&error_of(&bytes), &["config", "width"]);
     let bytes = edit_config(|c| c["parameterization"] = json!("v"));
     assert_mentions(&error_of(&bytes), &["parameterization"]);
+}
+
+#[test]
+fn unknown_config_fields_are_rejected_not_ignored() {
+    let bytes = edit_config(|c| {
+        c["sde"]["discrete_step"] = json!(500);
+    });
+    assert_mentions(&error_of(&bytes), &["unknown field", "discrete_step"]);
+    let bytes = edit_config(|c| {
+        c["guidance_scale"] = json!(3.0);
+    });
+    assert_mentions(&error_of(&bytes), &["unknown field", "guidance_scale"]);
+}
+
+#[test]
+fn time_input_must_match_the_network() {
+    let bytes = edit_config(|c| {
+        c["time_input"]["scale"] = json!(999.0);
+    });
+    assert_mentions(&error_of(&bytes), &["time_input.scale", "999"]);
+    let bytes = edit_config(|c| {
+        c["time_input"]["kind"] = json!("discrete");
+    });
+    assert_mentions(&error_of(&bytes), &["time_input.kind", "discrete"]);
+    let bytes = edit_config(|c| {
+        c.as_object_mut().unwrap().remove("time_input");
+    });
+    assert_mentions(&error_of(&bytes), &["time_input"]);
+}
+
+/// The chain length comes from the file: DDIM cannot take 150 distinct steps on a 100-step chain.
+#[test]
+fn discrete_steps_is_honoured() {
+    use scorelab::lab::{SampleRequest, Session};
+    use scorelab::sampler::{Method, SamplerOptions, Silent};
+    let bytes = edit_config(|c| {
+        c["sde"]["discrete_steps"] = json!(100);
+    });
+    let mut lab = Session::new(Cpu);
+    assert_eq!(
+        lab.load_model("toy", &bytes).unwrap().sde.discrete_steps,
+        100
+    );
+    let req = |steps| SampleRequest {
+        sampler: SamplerOptions {
+            method: Method::Ddim,
+            steps: Some(steps),
+            ..Default::default()
+        },
+        n: 2,
+        ..Default::default()
+    };
+    pollster::block_on(lab.sample("toy", &req(99), &mut Silent)).unwrap();
+    let err = pollster::block_on(lab.sample("toy", &req(150), &mut Silent))
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&err, &["steps", "100-step chain"]);
+    let bytes = edit_config(|c| {
+        c["sde"]["discrete_steps"] = json!(0);
+    });
+    assert_mentions(&error_of(&bytes), &["sde.discrete_steps"]);
+}
+
+#[test]
+fn absurd_architecture_sizes_are_rejected() {
+    for (field, value) in [
+        ("width", json!(1u64 << 40)),
+        ("depth", json!(100_000)),
+        ("dim", json!(0)),
+    ] {
+        let bytes = edit_config(|c| {
+            c["arch"][field] = value.clone();
+        });
+        assert_mentions(&error_of(&bytes), &["arch"]);
+    }
 }

@@ -261,7 +261,7 @@ async function animateTrajectories() {
 }
 
 /** Nats below the map's maximum that get colour; lower values are clipped to the darkest. */
-const DENSITY_SHOWN_NATS = 15;
+const DENSITY_SHOWN_NATS = 10;
 
 function pgNote(text, error = false) {
   $('pg-note').textContent = text;

@@ -7,22 +7,38 @@ use crate::error::{Error, Result};
 
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Every field is read and checked: a field this build does not know is an error, never ignored.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub format_version: u32,
     pub name: String,
     pub arch: Arch,
     /// What the network predicts; only "eps" (the noise) is supported.
     pub parameterization: String,
+    pub time_input: TimeInput,
     pub sde: SdeConfig,
     pub data: DataInfo,
     pub classes: Classes,
+    /// How the model was trained (steps, batch, learning rate...): a record for people.
     #[serde(default)]
     pub training: serde_json::Value,
 }
 
+/// How t reaches the network: the continuous time scaled by `scale` into a sinusoidal embedding.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(deny_unknown_fields)]
+pub struct TimeInput {
+    /// Only "continuous" (t in [t_eps, 1], not a discrete step index).
+    pub kind: String,
+    /// Must equal the architecture's `time_scale`, which the network applies.
+    pub scale: f32,
+    /// The formula, in words.
+    pub embedding: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Arch {
     /// DDPM-style U-Net (see `train/nets.py` UNet).
     Unet {
@@ -49,15 +65,19 @@ pub enum Arch {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct SdeConfig {
     #[serde(rename = "type")]
     pub kind: String,
     pub beta_min: f64,
     pub beta_max: f64,
     pub t_eps: f64,
+    /// Length of the discrete chain the model was trained to match (DDPM/DDIM walk it).
+    pub discrete_steps: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct DataInfo {
     /// "image" or "points".
     pub kind: String,
@@ -69,12 +89,19 @@ pub struct DataInfo {
     pub channels: usize,
     #[serde(default)]
     pub dim: usize,
+    /// Images: the model's value range, [-1, 1] (the only one supported).
+    #[serde(default)]
+    pub value_range: Option<[f32; 2]>,
+    /// Images: the memory layout, "NHWC" (the only one supported).
+    #[serde(default)]
+    pub layout: Option<String>,
     pub dataset: String,
     pub source: String,
     pub license: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Classes {
     pub names: Vec<String>,
     /// The label meaning "no class" (unconditional / guidance reference).
@@ -132,10 +159,63 @@ impl ModelConfig {
             );
         }
         let s = &self.sde;
-        if !(s.beta_min > 0.0 && s.beta_max > s.beta_min && s.t_eps > 0.0 && s.t_eps < 1.0) {
+        if !(s.beta_min > 0.0
+            && s.beta_max > s.beta_min
+            && s.beta_max <= 1e4
+            && s.t_eps > 0.0
+            && s.t_eps < 1.0)
+        {
             return field_err(
                 "sde",
-                format!("needs 0 < beta_min < beta_max and 0 < t_eps < 1, got {s:?}"),
+                format!("needs 0 < beta_min < beta_max <= 10000 and 0 < t_eps < 1, got {s:?}"),
+            );
+        }
+        if !(2..=100_000).contains(&s.discrete_steps) {
+            return field_err(
+                "sde.discrete_steps",
+                format!("{} must be 2..=100000", s.discrete_steps),
+            );
+        }
+        let time_scale = match self.arch {
+            Arch::Unet { time_scale, .. } | Arch::Mlp { time_scale, .. } => time_scale,
+        };
+        if self.time_input.kind != "continuous" {
+            return field_err(
+                "time_input.kind",
+                format!(
+                    "{:?} is not supported (only \"continuous\")",
+                    self.time_input.kind
+                ),
+            );
+        }
+        if self.time_input.scale != time_scale || !(time_scale.is_finite() && time_scale > 0.0) {
+            return field_err(
+                "time_input.scale",
+                format!(
+                    "{} must be positive and equal arch.time_scale {time_scale}",
+                    self.time_input.scale
+                ),
+            );
+        }
+        if self.data.value_range.is_some_and(|r| r != [-1.0, 1.0]) {
+            return field_err(
+                "data.value_range",
+                format!(
+                    "{:?} is not supported (only [-1, 1])",
+                    self.data.value_range
+                ),
+            );
+        }
+        if self.data.layout.as_ref().is_some_and(|l| l != "NHWC") {
+            return field_err(
+                "data.layout",
+                format!("{:?} is not supported (only \"NHWC\")", self.data.layout),
+            );
+        }
+        if self.classes.names.len() > 65_536 {
+            return field_err(
+                "classes.names",
+                format!("{} classes is more than 65536", self.classes.names.len()),
             );
         }
         if self.classes.null_index != self.classes.names.len()
@@ -167,6 +247,17 @@ impl ModelConfig {
                         "in_ch, base, mults, num_res and groups must be non-zero",
                     );
                 }
+                // Bounds far above any model this runs, so that no size computed from them overflows.
+                if *in_ch > 64
+                    || *base > 4096
+                    || mults.len() > 8
+                    || mults.iter().any(|m| *m > 64)
+                    || *num_res > 16
+                    || *image_size > 1024
+                    || *image_size == 0
+                {
+                    return field_err("arch", format!("in_ch {in_ch} (<= 64), base {base} (<= 4096), {} levels (<= 8) of mults <= 64, num_res {num_res} (<= 16), image_size {image_size} (1..=1024)", mults.len()));
+                }
                 if mults.iter().any(|m| (base * m) % groups != 0 || *m == 0) {
                     return field_err(
                         "arch.groups",
@@ -196,10 +287,19 @@ impl ModelConfig {
                 time_base,
                 ..
             } => {
-                if *dim == 0 || *width == 0 || *depth == 0 || *time_base < 2 || time_base % 2 != 0 {
+                if *dim == 0
+                    || *dim > 4096
+                    || *width == 0
+                    || *width > 65_536
+                    || *depth == 0
+                    || *depth > 256
+                    || *time_base < 2
+                    || *time_base > 65_536
+                    || time_base % 2 != 0
+                {
                     return field_err(
                         "arch",
-                        "dim, width, depth must be non-zero and time_base even",
+                        "dim (<= 4096), width (<= 65536), depth (<= 256) must be non-zero and time_base even (<= 65536)",
                     );
                 }
                 if self.data.kind != "points" || self.data.dim != *dim {

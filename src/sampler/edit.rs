@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::ops::Conv2d;
 
 use super::{
-    param, stream, time_grid, Denoiser, Method, OdeSolver, Progress, Run, SamplerOptions,
+    param, time_grid, Denoiser, Method, NoiseKey, OdeSolver, Progress, Role, Run, SamplerOptions,
     VpSchedule,
 };
 
@@ -70,9 +70,9 @@ pub async fn inpaint<B: Backend, D: Denoiser<B>, P: Progress>(
     };
     let shape = B::shape(known).to_vec();
     let k = opts.steps();
-    let grid = time_grid(s, predictor, k);
+    let grid = time_grid(s, predictor, k)?;
     let total = k.div_ceil(jump) * jump * resample;
-    let x = be.randn(&shape, seed, 0)?;
+    let x = be.randn(&shape, seed, NoiseKey::START.stream()?)?;
     let mut run = Run {
         be,
         den,
@@ -102,7 +102,7 @@ pub async fn inpaint<B: Backend, D: Denoiser<B>, P: Progress>(
                 }
                 // Known region: the data noised to the new time.
                 let (a, sg) = (s.alpha(grid[j + 1]), s.sigma(grid[j + 1]));
-                let z = run.noise(stream(draw, 8))?;
+                let z = run.noise(Role::Known, draw, 0)?;
                 let noised = run.be.axpby(known, &z, a as f32, sg as f32)?;
                 x = run.be.blend(&x, &noised, mask)?;
                 draw += 1;
@@ -113,7 +113,7 @@ pub async fn inpaint<B: Backend, D: Denoiser<B>, P: Progress>(
                 // Back up: x_t = (alpha_t / alpha_s) x_s + sqrt(1 - (alpha_t / alpha_s)^2) z.
                 let (t, sn) = (grid[i], grid[i + block]);
                 let ratio = s.alpha(t) / s.alpha(sn);
-                let z = run.noise(stream(draw, 9))?;
+                let z = run.noise(Role::Renoise, draw, 0)?;
                 x = run.be.axpby(
                     &x,
                     &z,
@@ -367,9 +367,11 @@ pub async fn log_likelihood<B: Backend, D: Denoiser<B>, P: Progress>(
                 })
                 .collect::<Result<_>>()?
         }
-        Probe::Gaussian => vec![be.randn(&shape, seed, 1)?],
+        Probe::Gaussian => {
+            vec![be.randn(&shape, seed, NoiseKey::new(Role::Probe, 0, 0).stream()?)?]
+        }
         _ => {
-            let z = be.randn(&shape, seed, 1)?;
+            let z = be.randn(&shape, seed, NoiseKey::new(Role::Probe, 0, 0).stream()?)?;
             let values = be.read(&z).await?;
             vec![be.upload(
                 &values

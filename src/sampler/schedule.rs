@@ -26,7 +26,7 @@ impl VpSchedule {
             beta_min: sde.beta_min,
             beta_max: sde.beta_max,
             t_eps: sde.t_eps,
-            discrete_steps: 1000,
+            discrete_steps: sde.discrete_steps,
         }
     }
 

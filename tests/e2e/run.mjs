@@ -108,6 +108,50 @@ await test('generate digits from URL settings; previews, then a finished grid', 
   await page.close();
 });
 
+await test('sampler fields: only the chosen sampler\'s show, steps follow it, errors are red and keep the last grid', async () => {
+  const page = await openPage('#model=toy2d&class=1&sampler=ddim&steps=10&seed=3&batch=64');
+  const visible = (id) => page.isVisible(`#${id}`);
+  assert(await visible('eta') && !(await visible('tol')) && !(await visible('predictor')) && !(await visible('langevin')), 'ddim shows eta only');
+  const samplers = await page.evaluate(() => window.scorelab.samplers);
+  for (const s of ['pc', 'rk45', 'annealed', 'euler']) {
+    await page.selectOption('#sampler', s);
+    const want = samplers.find((x) => x.name === s).default_steps;
+    assert(await page.inputValue('#steps') === String(want), `${s}: steps ${await page.inputValue('#steps')}, default ${want}`);
+  }
+  assert(await visible('eta') === false && await visible('predictor') === false, 'euler hides the other samplers\' fields');
+  await page.selectOption('#sampler', 'pc');
+  assert(await visible('predictor') && await visible('snr') && await visible('corrector') && await visible('eta') && !(await visible('tol')), 'pc fields');
+  // Too few steps for a sampler: the help says so.
+  await page.selectOption('#sampler', 'euler');
+  await page.fill('#steps', '5');
+  await page.dispatchEvent('#steps', 'input');
+  assert(/likely to leave visible noise/.test(await page.textContent('#sampler-help')), 'few-steps hint');
+  // A good run, then a bad one: the error is red, names the field, and the grid stays.
+  await page.selectOption('#sampler', 'ddim');
+  await page.fill('#steps', '10');
+  await page.click('#generate');
+  await page.waitForSelector('#output[data-done]', { timeout: 300_000 });
+  const before = await page.$eval('#output canvas', (c) => c.toDataURL());
+  await page.fill('#steps', '2.5');
+  await page.click('#generate');
+  await page.waitForFunction(() => document.querySelector('#progress-text').classList.contains('error'), null, { timeout: 30_000 });
+  const text = await page.textContent('#progress-text');
+  const colour = await page.$eval('#progress-text', (e) => getComputedStyle(e).color);
+  assert(/Steps/.test(text) && !/invalid type|serde/.test(text), `non-integer steps: ${text}`);
+  assert(colour === 'rgb(164, 0, 15)', `error colour ${colour}`);
+  // A run the library refuses (DDIM cannot take 2000 distinct steps on a 1000-step chain).
+  await page.fill('#steps', '2000');
+  await page.click('#generate');
+  await page.waitForFunction(() => /chain/.test(document.querySelector('#progress-text').textContent), null, { timeout: 60_000 });
+  assert(await page.$eval('#output canvas', (c) => c.toDataURL()) === before, 'a failed run keeps the last grid');
+  await page.screenshot({ path: path.join(SHOTS, 'generate-error.png') });
+  await page.fill('#steps', '10');
+  await page.click('#generate');
+  await page.waitForFunction(() => document.querySelector('#progress-text').textContent.startsWith('done'), null, { timeout: 300_000 });
+  assert(!(await page.$eval('#progress-text', (e) => e.classList.contains('error'))), 'success clears the error style');
+  await page.close();
+});
+
 await test('toy2d samples look like two moons', async () => {
   const page = await openPage('#model=toy2d&class=1&sampler=ddim&steps=20&seed=3&batch=64');
   await page.click('#generate');
@@ -271,7 +315,7 @@ await test('interpolate between two seeds and scrub the slider', async () => {
   await page.close();
 });
 
-await test('bits/dim of a generated digit, and the toy2d log-density heatmap', async () => {
+await test('bits/dim of a generated digit', async () => {
   const page = await openPage('#model=digits&class=1&sampler=ddim&steps=4&seed=2&batch=1');
   await page.click('#generate');
   await page.waitForSelector('#output[data-done]', { timeout: 300_000 });
@@ -280,13 +324,38 @@ await test('bits/dim of a generated digit, and the toy2d log-density heatmap', a
   const bpd = Number(await page.getAttribute('#bpd-text', 'data-bpd'));
   console.log(`     bits/dim of the sample: ${bpd.toFixed(3)}`);
   assert(bpd > 0 && bpd < 8, `bits/dim ${bpd}`);
+  await page.close();
+});
+
+await test('the log-density heatmap differs per distribution, and its note follows the canvas', async () => {
+  const page = await openPage();
   await page.click('#tab-playground');
   await page.waitForSelector('#pg-canvas[data-field]', { timeout: 120_000 });
-  await page.click('#pg-density');
-  await page.waitForSelector('#pg-canvas[data-density]', { timeout: 300_000 });
-  const s = await canvasStats(page, '#pg-canvas');
-  assert(s.std > 10, `heatmap has contrast ${JSON.stringify(s)}`);
-  await page.screenshot({ path: path.join(SHOTS, 'playground-density.png') });
+  const maps = [];
+  for (const [cls, name] of [['0', 'swiss roll'], ['2', 'eight gaussians']]) {
+    await page.selectOption('#pg-class', cls);
+    await page.waitForFunction((n) => document.querySelector('#pg-note').textContent.startsWith(`score field of ${n}`), name, { timeout: 120_000 });
+    const t0 = Date.now();
+    await page.click('#pg-density');
+    await page.waitForSelector('#pg-canvas[data-density]', { timeout: 600_000 });
+    const note = await page.textContent('#pg-note');
+    const max = Number(await page.getAttribute('#pg-canvas', 'data-density-max'));
+    console.log(`     ${name}: ${note} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    // A 2-D density of these data sets peaks at a few nats at most (the exact-trace map's values
+    // are checked against exact densities natively, tests/editing.rs).
+    assert(note.startsWith(`log p of ${name}`) && max > -5 && max < 5, `note "${note}", maximum ${max}`);
+    const s = await canvasStats(page, '#pg-canvas');
+    assert(s.std > 10, `heatmap has contrast ${JSON.stringify(s)}`);
+    maps.push(await page.$eval('#pg-canvas', (c) => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 4 === 0))));
+    await page.screenshot({ path: path.join(SHOTS, `playground-density-${cls}.png`) });
+  }
+  // A ring of 8 blobs is not a spiral: the maps must differ over much of the canvas.
+  const differ = maps[0].filter((v, i) => Math.abs(v - maps[1][i]) > 64).length / maps[0].length;
+  console.log(`     pixels whose red channel differs by more than 64 between the maps: ${(100 * differ).toFixed(0)} %`);
+  assert(differ > 0.05, `the two distributions' maps look alike (${differ})`);
+  // Redrawing the field replaces the map and its note.
+  await page.click('#pg-field');
+  await page.waitForFunction(() => !document.querySelector('#pg-canvas').dataset.density && document.querySelector('#pg-note').textContent.startsWith('score field'), null, { timeout: 120_000 });
   await page.close();
 });
 
