@@ -36,23 +36,66 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
 
 /// One kernel on one backend: uploads inputs, then times the op.
 fn kernel<B: Backend>(be: &mut B, name: &str) -> f64 {
-    let up = |be: &mut B, shape: &[usize], seed| be.upload(&random(shape.iter().product(), seed), shape).unwrap();
+    let up = |be: &mut B, shape: &[usize], seed| {
+        be.upload(&random(shape.iter().product(), seed), shape)
+            .unwrap()
+    };
     match name {
         "conv3x3 8x16x16x64->64" => {
-            let (x, w, b) = (up(be, &[8, 16, 16, 64], 1), up(be, &[9 * 64, 64], 2), up(be, &[64], 3));
-            time(be, |be| be.conv2d(&x, &w, &b, Conv2d { ksize: 3, stride: 1 }).map(drop))
+            let (x, w, b) = (
+                up(be, &[8, 16, 16, 64], 1),
+                up(be, &[9 * 64, 64], 2),
+                up(be, &[64], 3),
+            );
+            time(be, |be| {
+                be.conv2d(
+                    &x,
+                    &w,
+                    &b,
+                    Conv2d {
+                        ksize: 3,
+                        stride: 1,
+                    },
+                )
+                .map(drop)
+            })
         }
         "matmul 512x256 @ 256x256" => {
             let (a, w) = (up(be, &[512, 256], 1), up(be, &[256, 256], 2));
-            time(be, |be| be.matmul(&a, &w, None, &Matmul::plain(512, 256, 256)).map(drop))
+            time(be, |be| {
+                be.matmul(&a, &w, None, &Matmul::plain(512, 256, 256))
+                    .map(drop)
+            })
         }
         "groupnorm+silu 8x16x16x64" => {
-            let (x, g, b) = (up(be, &[8, 16, 16, 64], 1), up(be, &[64], 2), up(be, &[64], 3));
-            time(be, |be| be.group_norm(&x, &g, &b, None, GroupNorm { groups: 8, eps: 1e-5, silu: true }).map(drop))
+            let (x, g, b) = (
+                up(be, &[8, 16, 16, 64], 1),
+                up(be, &[64], 2),
+                up(be, &[64], 3),
+            );
+            time(be, |be| {
+                be.group_norm(
+                    &x,
+                    &g,
+                    &b,
+                    None,
+                    GroupNorm {
+                        groups: 8,
+                        eps: 1e-5,
+                        silu: true,
+                    },
+                )
+                .map(drop)
+            })
         }
         "attention 8x8x8x64" => {
             let x = up(be, &[8, 8, 8, 64], 1);
-            let (qw, qb, pw, pb) = (up(be, &[64, 192], 2), up(be, &[192], 3), up(be, &[64, 64], 4), up(be, &[64], 5));
+            let (qw, qb, pw, pb) = (
+                up(be, &[64, 192], 2),
+                up(be, &[192], 3),
+                up(be, &[64, 64], 4),
+                up(be, &[64], 5),
+            );
             time(be, |be| be.attention(&x, &qw, &qb, &pw, &pb).map(drop))
         }
         "randn 16x3072" => time(be, |be| be.randn(&[16, 3072], 7, 1).map(drop)),
@@ -63,19 +106,35 @@ fn kernel<B: Backend>(be: &mut B, name: &str) -> f64 {
 /// One network evaluation of `n` samples, and a DDIM run of `steps` steps.
 fn model<B: Backend>(be: B, bytes: &[u8], n: usize, steps: usize) -> (f64, f64) {
     let mut lab = Session::new(be);
-    let per = lab.load_model("m", bytes).expect("model loads").sample_len();
+    let per = lab
+        .load_model("m", bytes)
+        .expect("model loads")
+        .sample_len();
     let x = random(n * per, 9);
     let mut reps = |f: &mut dyn FnMut(&mut Session<B>)| {
         f(&mut lab);
-        median((0..REPS.min(5)).map(|_| {
-            let start = Instant::now();
-            f(&mut lab);
-            start.elapsed().as_secs_f64() * 1e3
-        }).collect())
+        median(
+            (0..REPS.min(5))
+                .map(|_| {
+                    let start = Instant::now();
+                    f(&mut lab);
+                    start.elapsed().as_secs_f64() * 1e3
+                })
+                .collect(),
+        )
     };
     let eval = reps(&mut |lab| drop(pollster::block_on(lab.eps("m", &x, 0.5, None, 1.0)).unwrap()));
-    let req = SampleRequest { sampler: SamplerOptions { method: Method::Ddim, steps: Some(steps), ..Default::default() }, n, ..Default::default() };
-    let run = reps(&mut |lab| drop(pollster::block_on(lab.sample("m", &req, &mut Silent)).unwrap()));
+    let req = SampleRequest {
+        sampler: SamplerOptions {
+            method: Method::Ddim,
+            steps: Some(steps),
+            ..Default::default()
+        },
+        n,
+        ..Default::default()
+    };
+    let run =
+        reps(&mut |lab| drop(pollster::block_on(lab.sample("m", &req, &mut Silent)).unwrap()));
     (eval, run)
 }
 
@@ -84,13 +143,29 @@ fn row(what: &str, gpu: f64, cpu: f64) {
 }
 
 fn main() {
-    let ctx = pollster::block_on(GpuContext::new()).expect("benchmarks need a GPU adapter (software is fine)");
+    let ctx = pollster::block_on(GpuContext::new())
+        .expect("benchmarks need a GPU adapter (software is fine)");
     let r = &ctx.report;
-    println!("adapter: {} ({}, {}{}); median of {REPS} runs\n", r.name, r.backend, r.device_type, if r.software { ", software" } else { "" });
+    println!(
+        "adapter: {} ({}, {}{}); median of {REPS} runs\n",
+        r.name,
+        r.backend,
+        r.device_type,
+        if r.software { ", software" } else { "" }
+    );
     let ctx = Rc::new(ctx);
     let mut gpu = Gpu::new(ctx.clone());
-    println!("{:<38} {:>10} {:>10} {:>9}", "", "GPU ms", "CPU ms", "CPU/GPU");
-    for name in ["conv3x3 8x16x16x64->64", "matmul 512x256 @ 256x256", "groupnorm+silu 8x16x16x64", "attention 8x8x8x64", "randn 16x3072"] {
+    println!(
+        "{:<38} {:>10} {:>10} {:>9}",
+        "", "GPU ms", "CPU ms", "CPU/GPU"
+    );
+    for name in [
+        "conv3x3 8x16x16x64->64",
+        "matmul 512x256 @ 256x256",
+        "groupnorm+silu 8x16x16x64",
+        "attention 8x8x8x64",
+        "randn 16x3072",
+    ] {
         row(name, kernel(&mut gpu, name), kernel(&mut Cpu, name));
     }
     for (name, n, steps) in [("toy2d", 4096, 20), ("digits", 8, 10), ("emoji", 8, 10)] {
