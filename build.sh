@@ -79,8 +79,15 @@ build() {
     wasm-bindgen --target web --no-typescript --out-dir www/pkg target/wasm32-unknown-unknown/release/scorelab.wasm
     mkdir -p www/models
     cp models/*.safetensors www/models/
-    # The page lists the shipped models from this index.
-    printf '{"models": [%s]}\n' "$(ls models/*.safetensors | xargs -n1 basename | sed 's/\.safetensors$//; s/.*/"&"/' | paste -sd, -)" > www/models/index.json
+    # The page lists the shipped models from this index; each file's SHA-256 keys the browser's
+    # model cache, so replaced weights reach returning visitors and a corrupt download is caught.
+    local names=() hashes=() f n
+    for f in models/*.safetensors; do
+        n=$(basename "$f" .safetensors)
+        names+=("\"$n\"")
+        hashes+=("\"$n\": \"$(sha256sum "$f" | cut -d' ' -f1)\"")
+    done
+    (IFS=,; printf '{"models": [%s], "sha256": {%s}}\n' "${names[*]}" "${hashes[*]}") > www/models/index.json
     log "native CLI (release)"
     cargo build --release --bin scorelab
 }

@@ -13,6 +13,8 @@ pub enum Error {
     Weights { what: String, detail: String },
     /// A user-supplied parameter is out of range or unknown.
     Param { name: String, detail: String },
+    /// A run produced NaN or infinite values; `what` says which run and where it was seen.
+    NonFinite { what: String },
     /// The run was cancelled by the caller between steps.
     Cancelled,
 }
@@ -26,12 +28,22 @@ impl fmt::Display for Error {
             Error::Shape { op, detail } => write!(f, "{op}: {detail}"),
             Error::Weights { what, detail } => write!(f, "weights file, {what}: {detail}"),
             Error::Param { name, detail } => write!(f, "parameter {name}: {detail}"),
+            Error::NonFinite { what } => write!(f, "{what}: the values became NaN or infinite (the model or the settings are numerically unstable)"),
             Error::Cancelled => write!(f, "cancelled"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// The values themselves when all are finite, else an error naming `what`.
+pub fn finite(values: Vec<f32>, what: impl FnOnce() -> String) -> Result<Vec<f32>> {
+    if values.iter().all(|v| v.is_finite()) {
+        Ok(values)
+    } else {
+        Err(Error::NonFinite { what: what() })
+    }
+}
 
 /// Shorthand for a shape error.
 pub(crate) fn shape_err<T>(op: &'static str, detail: impl Into<String>) -> Result<T> {

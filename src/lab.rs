@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::{finite, Error, Result};
 use crate::model::{ModelConfig, Network};
 use crate::sampler::edit::{self, DensityGrid, InpaintMethod, Likelihood, LikelihoodOptions};
 use crate::sampler::{self, Guided, OdeSolver, Progress, SamplerOptions, VpSchedule};
@@ -200,7 +200,13 @@ impl<B: Backend> Session<B> {
             progress,
         )
         .await?;
-        let values = self.be.read(&x).await?;
+        let values = finite(self.be.read(&x).await?, || {
+            format!(
+                "{} with {} steps",
+                req.sampler.method.name(),
+                req.sampler.steps()
+            )
+        })?;
         Ok(Samples {
             values,
             n: req.n,
@@ -243,7 +249,9 @@ impl<B: Backend> Session<B> {
         let mut den = Guided::new(&mut self.be, net, &vec![class; n], guidance)?;
         use crate::sampler::Denoiser;
         let e = den.eps(&mut self.be, &xt, t).await?;
-        self.be.read(&e).await
+        finite(self.be.read(&e).await?, || {
+            format!("the noise prediction at t = {t}")
+        })
     }
 
     fn checked_batch<'m>(
@@ -303,7 +311,7 @@ impl<B: Backend> Session<B> {
         )
         .await?;
         Ok(Samples {
-            values: self.be.read(&x).await?,
+            values: finite(self.be.read(&x).await?, || "the edit".into())?,
             n: shape[0],
             shape: shape[1..].to_vec(),
         })
@@ -333,7 +341,7 @@ impl<B: Backend> Session<B> {
         )
         .await?;
         Ok(Samples {
-            values: self.be.read(&x).await?,
+            values: finite(self.be.read(&x).await?, || "the edit".into())?,
             n: shape[0],
             shape: shape[1..].to_vec(),
         })
@@ -358,7 +366,13 @@ impl<B: Backend> Session<B> {
             edit::ode_transport(&mut self.be, &mut den, &s, x, encode, solver, progress).await?;
         Ok((
             Samples {
-                values: self.be.read(&y).await?,
+                values: finite(self.be.read(&y).await?, || {
+                    if encode {
+                        "encoding".into()
+                    } else {
+                        "decoding".into()
+                    }
+                })?,
                 n: shape[0],
                 shape: shape[1..].to_vec(),
             },

@@ -63,10 +63,57 @@ fn not_a_safetensors_file() {
 
 #[test]
 fn missing_tensor() {
-    let bytes = rebuild(|h, _| {
-        h.remove("blocks.1.fc2.weight");
+    // Its bytes go too, and the later tensors move down (the data section stays tiled).
+    let bytes = rebuild(|h, data| {
+        let entry = h.remove("blocks.1.fc2.weight").unwrap();
+        let [lo, hi] = [0, 1].map(|i| entry["data_offsets"][i].as_u64().unwrap() as usize);
+        data.drain(lo..hi);
+        for (_, e) in h.iter_mut() {
+            if let Some(offsets) = e.get_mut("data_offsets") {
+                for o in offsets.as_array_mut().unwrap() {
+                    let v = o.as_u64().unwrap() as usize;
+                    if v >= hi {
+                        *o = json!(v - (hi - lo));
+                    }
+                }
+            }
+        }
     });
     assert_mentions(&error_of(&bytes), &["blocks.1.fc2.weight", "missing"]);
+}
+
+#[test]
+fn overlapping_gapped_or_repeated_entries() {
+    let overlap = rebuild(|h, _| {
+        let first = h["blocks.0.fc1.weight"]["data_offsets"].clone();
+        h["blocks.0.fc2.weight"]["data_offsets"] = first;
+    });
+    assert_mentions(&error_of(&overlap), &["overlapping or a gap"]);
+    let trailing = rebuild(|_, data| data.extend([0u8; 16]));
+    assert_mentions(&error_of(&trailing), &["16 bytes after the last tensor"]);
+    // The same key twice in the header text.
+    let (header, start) = parse_header(TOY).unwrap();
+    let text = serde_json::to_string(&header).unwrap();
+    let first = text.find("\"blocks.0.fc1.bias\"").unwrap();
+    let entry_end = first + text[first..].find('}').unwrap() + 1;
+    let doubled = format!(
+        "{},{}{}",
+        &text[..entry_end],
+        &text[first..entry_end],
+        &text[entry_end..]
+    );
+    let mut bytes = (doubled.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(doubled.as_bytes());
+    bytes.extend(&TOY[start..]);
+    assert_mentions(&error_of(&bytes), &["blocks.0.fc1.bias", "twice"]);
+    // A header length near u64::MAX, and shapes whose product overflows.
+    let mut huge = TOY.to_vec();
+    huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert_mentions(&error_of(&huge), &["header"]);
+    let overflow = rebuild(|h, _| {
+        h["blocks.0.fc1.bias"]["shape"] = json!([1u64 << 32, 1u64 << 32, 16]);
+    });
+    assert_mentions(&error_of(&overflow), &["blocks.0.fc1.bias", "does not fit"]);
 }
 
 #[test]

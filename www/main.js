@@ -38,9 +38,13 @@ function writeHash() {
 async function loadModel(name) {
   if (state.configs.has(name)) return state.configs.get(name);
   if (!state.loading.has(name)) {
-    state.loading.set(name, client.call('load', { name, url: `models/${name}.safetensors` }).then((r) => {
+    const sha256 = state.index && state.index.sha256 ? state.index.sha256[name] : undefined;
+    state.loading.set(name, client.call('load', { name, url: `models/${name}.safetensors`, sha256 }).then((r) => {
       state.configs.set(name, r.config);
       return r.config;
+    }, (e) => {
+      state.loading.delete(name); // a failed load can be retried
+      throw e;
     }));
   }
   return state.loading.get(name);
@@ -192,6 +196,7 @@ function pgToPx(x, y) { return [(x / PG.range + 1) / 2 * PG.size, (1 - (y / PG.r
 
 async function drawField() {
   const config = await loadModel('toy2d');
+  if (!$('pg-class').options.length) fillClasses($('pg-class'), config, false);
   const t = Number($('pg-t').value);
   const k = 21, pts = new Float32Array(k * k * 2);
   for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) {
@@ -309,7 +314,7 @@ function selectTab(name) {
     $(b.getAttribute('aria-controls')).hidden = !on;
   });
   if (name === 'inpaint' && !$('ip-canvas').dataset.loaded && state.inpaint) state.inpaint.load();
-  if (name === 'playground') loadModel('toy2d').then((c) => { if (!$('pg-class').options.length) fillClasses($('pg-class'), c, false); redrawField(); });
+  if (name === 'playground') redrawField();
 }
 
 async function start() {
@@ -319,7 +324,10 @@ async function start() {
   state.backend = backend;
   state.samplers = samplers;
   for (const s of samplers) $('sampler').add(new Option(s.name, s.name));
-  const index = await (await fetch('models/index.json')).json();
+  const res = await fetch('models/index.json');
+  if (!res.ok) throw new Error(`models/index.json: HTTP ${res.status}`);
+  const index = await res.json();
+  state.index = index;
   for (const m of index.models) $('model').add(new Option(m, m));
   const saved = readHash();
   if (!saved.model) $('model').value = index.models.includes('digits') ? 'digits' : index.models[0];

@@ -6,23 +6,34 @@ import init, { open_lab, samplers } from './pkg/scorelab.js';
 let lab = null;
 let queue = Promise.resolve();
 const cancelled = new Set();
-const MODEL_CACHE = 'scorelab-models-v1';
+const MODEL_CACHE = 'scorelab-models';
 
-async function fetchModel(url) {
-  // Cached after the first load (Cache API where available, e.g. not on file://).
-  if (self.caches) {
-    const cache = await caches.open(MODEL_CACHE);
-    let res = await cache.match(url);
-    if (!res) {
-      res = await fetch(url);
-      if (!res.ok) throw new Error(`could not load ${url}: HTTP ${res.status}`);
-      await cache.put(url, res.clone());
-    }
-    return new Uint8Array(await res.arrayBuffer());
+async function sha256Hex(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** The weights at `url` whose SHA-256 is `sha256` (from models/index.json). The Cache API entry is
+ *  keyed by that hash, so replaced weights are fetched anew; a failed or corrupt download is
+ *  never cached, and older versions of the same file are dropped. */
+async function fetchModel(url, sha256) {
+  const key = sha256 ? `${url}?sha256=${sha256}` : url;
+  const cache = self.caches && sha256 ? await caches.open(MODEL_CACHE) : null;
+  const hit = cache && await cache.match(key);
+  if (hit) {
+    const bytes = new Uint8Array(await hit.arrayBuffer());
+    if (await sha256Hex(bytes) === sha256) return bytes;
+    await cache.delete(key); // damaged in storage: fetch again
   }
-  const res = await fetch(url);
+  const res = await fetch(key);
   if (!res.ok) throw new Error(`could not load ${url}: HTTP ${res.status}`);
-  return new Uint8Array(await res.arrayBuffer());
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  if (sha256 && await sha256Hex(bytes) !== sha256) throw new Error(`${url} arrived damaged (its SHA-256 does not match models/index.json); try again`);
+  if (cache) {
+    for (const old of await cache.keys()) if (old.url.split('?')[0].endsWith(url) && !old.url.endsWith(key)) await cache.delete(old);
+    await cache.put(key, new Response(bytes));
+  }
+  return bytes;
 }
 
 // Step events go to the page; between steps the run asks for a preview (predicted x0) or a trace
@@ -47,8 +58,8 @@ const ops = {
     lab = await open_lab(backend || null);
     return { backend: lab.backend(), samplers: samplers() };
   },
-  async load({ name, url }) {
-    const bytes = await fetchModel(url);
+  async load({ name, url, sha256 }) {
+    const bytes = await fetchModel(url, sha256);
     return { config: lab.load_model(name, bytes), bytes: bytes.length };
   },
   async sample({ model, options, previewEvery, trace }, id) {

@@ -28,13 +28,45 @@ fn bad<T>(what: impl Into<String>, detail: impl Into<String>) -> Result<T> {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Entry {
     dtype: String,
     shape: Vec<usize>,
     data_offsets: [usize; 2],
 }
 
-/// Parses the safetensors header: (header JSON, data section start).
+/// Headers larger than this are refused before they are read (safetensors' own limit).
+const MAX_HEADER: u64 = 100 << 20;
+
+/// A JSON object whose keys are kept in order with repeats (serde_json's map keeps only the last
+/// of a repeated key, which would let a file say two things about one tensor).
+struct Entries(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Entries, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> std::result::Result<Entries, M::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = m.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// Parses the safetensors header: (header JSON, data section start). Refuses a header longer
+/// than the file or than [`MAX_HEADER`], and a key given twice.
 pub fn parse_header(bytes: &[u8]) -> Result<(serde_json::Map<String, serde_json::Value>, usize)> {
     if bytes.len() < 8 {
         return bad(
@@ -49,20 +81,34 @@ pub fn parse_header(bytes: &[u8]) -> Result<(serde_json::Map<String, serde_json:
     if len > (bytes.len() - 8) as u64 {
         return bad("header", format!("declares a {len}-byte header but the file has {} bytes (truncated or not safetensors)", bytes.len()));
     }
+    if len > MAX_HEADER {
+        return bad(
+            "header",
+            format!("declares a {len}-byte header, more than the {MAX_HEADER} bytes allowed"),
+        );
+    }
     let end = 8 + len as usize;
     let text = std::str::from_utf8(&bytes[8..end]).map_err(|_| Error::Weights {
         what: "header".into(),
         detail: "is not UTF-8 (not a safetensors file?)".into(),
     })?;
-    let map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(text).map_err(|e| Error::Weights {
-            what: "header".into(),
-            detail: format!("is not valid JSON: {e}"),
-        })?;
+    let Entries(entries) = serde_json::from_str(text).map_err(|e| Error::Weights {
+        what: "header".into(),
+        detail: format!("is not valid JSON: {e}"),
+    })?;
+    let mut map = serde_json::Map::new();
+    for (key, value) in entries {
+        if map.insert(key.clone(), value).is_some() {
+            return bad("header", format!("gives {key:?} twice"));
+        }
+    }
     Ok((map, end))
 }
 
 /// Reads every tensor of a safetensors file, widened to f32 (F16, BF16 and F32 are accepted).
+/// Sizes are computed with checked arithmetic and matched against the bytes present before
+/// anything is allocated, and the tensors must tile the data section exactly, so no header can
+/// make the loader allocate more than the file holds.
 pub fn read_tensors(
     bytes: &[u8],
 ) -> Result<(
@@ -73,9 +119,13 @@ pub fn read_tensors(
     let data = &bytes[start..];
     let mut tensors = BTreeMap::new();
     let mut metadata = None;
+    let mut spans = Vec::new();
     for (name, value) in header {
         if name == "__metadata__" {
-            metadata = value.as_object().cloned();
+            metadata = Some(value.as_object().cloned().ok_or_else(|| Error::Weights {
+                what: "header __metadata__".into(),
+                detail: "is not an object".into(),
+            })?);
             continue;
         }
         let e: Entry = serde_json::from_value(value).map_err(|err| Error::Weights {
@@ -93,7 +143,6 @@ pub fn read_tensors(
             }
         };
         let [lo, hi] = e.data_offsets;
-        let count: usize = e.shape.iter().product();
         if hi < lo || hi > data.len() {
             return bad(
                 format!("tensor {name}"),
@@ -103,18 +152,22 @@ pub fn read_tensors(
                 ),
             );
         }
-        if hi - lo != count * width {
+        let size = e
+            .shape
+            .iter()
+            .try_fold(width, |acc: usize, d| acc.checked_mul(*d));
+        if size != Some(hi - lo) {
             return bad(
                 format!("tensor {name}"),
                 format!(
-                    "shape {:?} of {} needs {} bytes, the file holds {}",
+                    "shape {:?} of {} does not fit the {} bytes the file holds for it",
                     e.shape,
                     e.dtype,
-                    count * width,
                     hi - lo
                 ),
             );
         }
+        spans.push((lo, hi, name.clone()));
         let raw = &data[lo..hi];
         let values: Vec<f32> = match e.dtype.as_str() {
             "F16" => raw
@@ -146,6 +199,24 @@ pub fn read_tensors(
                 shape: e.shape,
                 data: values,
             },
+        );
+    }
+    // The tensors tile the data section: no overlaps, no gaps, nothing after the last one.
+    spans.sort();
+    let mut at = 0;
+    for (lo, hi, name) in &spans {
+        if *lo != at {
+            return bad(format!("tensor {name}"), format!("data starts at byte {lo} of the data section, expected {at} (overlapping or a gap)"));
+        }
+        at = *hi;
+    }
+    if at != data.len() {
+        return bad(
+            "data section",
+            format!(
+                "{} bytes after the last tensor (the file is longer than its header says)",
+                data.len() - at
+            ),
         );
     }
     Ok((tensors, metadata))

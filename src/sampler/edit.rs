@@ -460,6 +460,11 @@ pub async fn log_likelihood<B: Backend, D: Denoiser<B>, P: Progress>(
         .iter()
         .map(|lp| -lp / (d as f64 * std::f64::consts::LN_2) + 127.5f64.log2())
         .collect();
+    if log_p.iter().any(|v| !v.is_finite()) {
+        return Err(Error::NonFinite {
+            what: "the likelihood".into(),
+        });
+    }
     Ok(Likelihood {
         log_p,
         bits_per_dim,

@@ -16,7 +16,7 @@ pub mod schedule;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::{finite, Error, Result};
 
 pub use denoiser::{Denoiser, Guided};
 pub use mixture::GaussianMixture;
@@ -100,7 +100,8 @@ impl Method {
         match self {
             Method::Ddpm | Method::Dpm2m => Some(10),
             Method::Ddim | Method::Sde | Method::Pc => Some(20),
-            Method::Euler | Method::Heun => Some(50),
+            Method::Heun => Some(30),
+            Method::Euler => Some(50),
             Method::Rk45 | Method::Annealed => None,
         }
     }
@@ -325,12 +326,14 @@ impl<B: Backend, D: Denoiser<B>, P: Progress> Run<'_, B, D, P> {
             Control::Preview => {
                 if let Some((x, e, t)) = self.last.clone() {
                     let x0 = self.x0(&x, &e, t)?;
-                    let values = self.be.read(&x0).await?;
+                    let values = finite(self.be.read(&x0).await?, || {
+                        format!("the preview of step {}", info.step)
+                    })?;
                     self.progress.preview(&info, &values);
                 }
             }
             Control::Trace => {
-                let values = self.be.read(x).await?;
+                let values = finite(self.be.read(x).await?, || format!("step {}", info.step))?;
                 self.progress.trace(&info, &values);
             }
             Control::Continue => {}

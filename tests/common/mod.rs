@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod mutate;
+
 use scorelab::ops::{Conv2d, GroupNorm, Matmul, View};
 use scorelab::rng::Rng;
 use scorelab::{Backend, Cpu, Gpu, Result};
@@ -11,24 +13,100 @@ use scorelab::{Backend, Cpu, Gpu, Result};
 /// One op applied to seeded random inputs.
 #[derive(Clone, Debug)]
 pub enum Case {
-    Conv { n: usize, h: usize, w: usize, cin: usize, cout: usize, ksize: usize, stride: usize },
-    Linear { rows: usize, k: usize, n: usize, bias: bool },
+    Conv {
+        n: usize,
+        h: usize,
+        w: usize,
+        cin: usize,
+        cout: usize,
+        ksize: usize,
+        stride: usize,
+    },
+    Linear {
+        rows: usize,
+        k: usize,
+        n: usize,
+        bias: bool,
+    },
     /// Batched product of transposed views, as attention uses.
-    MatmulStrided { batch: usize, m: usize, n: usize, k: usize },
-    GroupNorm { n: usize, h: usize, w: usize, c: usize, groups: usize, silu: bool, add: bool },
-    Silu { len: usize },
-    Axpby { len: usize, a: f32, b: f32 },
-    Upsample { n: usize, h: usize, w: usize, c: usize },
-    Concat { n: usize, h: usize, w: usize, ca: usize, cb: usize },
-    Softmax { rows: usize, len: usize, spread: f32 },
-    Embedding { n: usize, rows: usize, dim: usize },
-    Timestep { n: usize, dim: usize, scale: f32 },
-    Attention { n: usize, h: usize, w: usize, c: usize },
-    Randn { n: usize, per: usize, seed: u32, stream: u32 },
-    Combine3 { len: usize, with_z: bool },
-    RowDot { n: usize, per: usize },
-    ErrorRatio { len: usize },
-    Blend { n: usize, per: usize },
+    MatmulStrided {
+        batch: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+    },
+    GroupNorm {
+        n: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+        groups: usize,
+        silu: bool,
+        add: bool,
+    },
+    Silu {
+        len: usize,
+    },
+    Axpby {
+        len: usize,
+        a: f32,
+        b: f32,
+    },
+    Upsample {
+        n: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+    },
+    Concat {
+        n: usize,
+        h: usize,
+        w: usize,
+        ca: usize,
+        cb: usize,
+    },
+    Softmax {
+        rows: usize,
+        len: usize,
+        spread: f32,
+    },
+    Embedding {
+        n: usize,
+        rows: usize,
+        dim: usize,
+    },
+    Timestep {
+        n: usize,
+        dim: usize,
+        scale: f32,
+    },
+    Attention {
+        n: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+    },
+    Randn {
+        n: usize,
+        per: usize,
+        seed: u32,
+        stream: u32,
+    },
+    Combine3 {
+        len: usize,
+        with_z: bool,
+    },
+    RowDot {
+        n: usize,
+        per: usize,
+    },
+    ErrorRatio {
+        len: usize,
+    },
+    Blend {
+        n: usize,
+        per: usize,
+    },
 }
 
 /// The sweep: every op, with the awkward shapes (1x1 maps, odd sizes, channels off the tile, groups,
@@ -36,55 +114,326 @@ pub enum Case {
 pub fn sweep() -> Vec<Case> {
     use Case::*;
     vec![
-        Conv { n: 1, h: 1, w: 1, cin: 3, cout: 5, ksize: 3, stride: 1 },
-        Conv { n: 2, h: 5, w: 7, cin: 3, cout: 6, ksize: 3, stride: 1 },
-        Conv { n: 1, h: 8, w: 8, cin: 4, cout: 32, ksize: 3, stride: 2 },
-        Conv { n: 2, h: 7, w: 5, cin: 5, cout: 33, ksize: 3, stride: 2 },
-        Conv { n: 1, h: 1, w: 1, cin: 2, cout: 3, ksize: 3, stride: 2 },
-        Conv { n: 3, h: 4, w: 3, cin: 6, cout: 7, ksize: 1, stride: 1 },
-        Conv { n: 1, h: 9, w: 9, cin: 1, cout: 1, ksize: 3, stride: 1 },
-        Conv { n: 1, h: 6, w: 6, cin: 37, cout: 9, ksize: 1, stride: 2 },
+        Conv {
+            n: 1,
+            h: 1,
+            w: 1,
+            cin: 3,
+            cout: 5,
+            ksize: 3,
+            stride: 1,
+        },
+        Conv {
+            n: 2,
+            h: 5,
+            w: 7,
+            cin: 3,
+            cout: 6,
+            ksize: 3,
+            stride: 1,
+        },
+        Conv {
+            n: 1,
+            h: 8,
+            w: 8,
+            cin: 4,
+            cout: 32,
+            ksize: 3,
+            stride: 2,
+        },
+        Conv {
+            n: 2,
+            h: 7,
+            w: 5,
+            cin: 5,
+            cout: 33,
+            ksize: 3,
+            stride: 2,
+        },
+        Conv {
+            n: 1,
+            h: 1,
+            w: 1,
+            cin: 2,
+            cout: 3,
+            ksize: 3,
+            stride: 2,
+        },
+        Conv {
+            n: 3,
+            h: 4,
+            w: 3,
+            cin: 6,
+            cout: 7,
+            ksize: 1,
+            stride: 1,
+        },
+        Conv {
+            n: 1,
+            h: 9,
+            w: 9,
+            cin: 1,
+            cout: 1,
+            ksize: 3,
+            stride: 1,
+        },
+        Conv {
+            n: 1,
+            h: 6,
+            w: 6,
+            cin: 37,
+            cout: 9,
+            ksize: 1,
+            stride: 2,
+        },
         // Channel counts that are multiples of 4 take the vec4 entry point.
-        Conv { n: 1, h: 1, w: 1, cin: 4, cout: 4, ksize: 3, stride: 1 },
-        Conv { n: 2, h: 5, w: 7, cin: 8, cout: 12, ksize: 3, stride: 1 },
-        Conv { n: 2, h: 7, w: 5, cin: 12, cout: 36, ksize: 3, stride: 2 },
-        Conv { n: 3, h: 4, w: 3, cin: 16, cout: 8, ksize: 1, stride: 1 },
-        Linear { rows: 1, k: 1, n: 1, bias: true },
-        Linear { rows: 5, k: 3, n: 7, bias: false },
-        Linear { rows: 33, k: 17, n: 9, bias: true },
-        Linear { rows: 70, k: 64, n: 65, bias: true },
-        MatmulStrided { batch: 1, m: 1, n: 1, k: 1 },
-        MatmulStrided { batch: 3, m: 9, n: 13, k: 5 },
-        MatmulStrided { batch: 2, m: 37, n: 33, k: 16 },
-        GroupNorm { n: 1, h: 1, w: 1, c: 4, groups: 2, silu: false, add: false },
-        GroupNorm { n: 2, h: 3, w: 5, c: 6, groups: 3, silu: true, add: true },
-        GroupNorm { n: 1, h: 8, w: 8, c: 32, groups: 8, silu: true, add: false },
-        GroupNorm { n: 3, h: 2, w: 2, c: 7, groups: 7, silu: false, add: true },
-        GroupNorm { n: 2, h: 1, w: 1, c: 12, groups: 1, silu: true, add: true },
-        GroupNorm { n: 1, h: 17, w: 19, c: 5, groups: 1, silu: false, add: false },
+        Conv {
+            n: 1,
+            h: 1,
+            w: 1,
+            cin: 4,
+            cout: 4,
+            ksize: 3,
+            stride: 1,
+        },
+        Conv {
+            n: 2,
+            h: 5,
+            w: 7,
+            cin: 8,
+            cout: 12,
+            ksize: 3,
+            stride: 1,
+        },
+        Conv {
+            n: 2,
+            h: 7,
+            w: 5,
+            cin: 12,
+            cout: 36,
+            ksize: 3,
+            stride: 2,
+        },
+        Conv {
+            n: 3,
+            h: 4,
+            w: 3,
+            cin: 16,
+            cout: 8,
+            ksize: 1,
+            stride: 1,
+        },
+        Linear {
+            rows: 1,
+            k: 1,
+            n: 1,
+            bias: true,
+        },
+        Linear {
+            rows: 5,
+            k: 3,
+            n: 7,
+            bias: false,
+        },
+        Linear {
+            rows: 33,
+            k: 17,
+            n: 9,
+            bias: true,
+        },
+        Linear {
+            rows: 70,
+            k: 64,
+            n: 65,
+            bias: true,
+        },
+        MatmulStrided {
+            batch: 1,
+            m: 1,
+            n: 1,
+            k: 1,
+        },
+        MatmulStrided {
+            batch: 3,
+            m: 9,
+            n: 13,
+            k: 5,
+        },
+        MatmulStrided {
+            batch: 2,
+            m: 37,
+            n: 33,
+            k: 16,
+        },
+        GroupNorm {
+            n: 1,
+            h: 1,
+            w: 1,
+            c: 4,
+            groups: 2,
+            silu: false,
+            add: false,
+        },
+        GroupNorm {
+            n: 2,
+            h: 3,
+            w: 5,
+            c: 6,
+            groups: 3,
+            silu: true,
+            add: true,
+        },
+        GroupNorm {
+            n: 1,
+            h: 8,
+            w: 8,
+            c: 32,
+            groups: 8,
+            silu: true,
+            add: false,
+        },
+        GroupNorm {
+            n: 3,
+            h: 2,
+            w: 2,
+            c: 7,
+            groups: 7,
+            silu: false,
+            add: true,
+        },
+        GroupNorm {
+            n: 2,
+            h: 1,
+            w: 1,
+            c: 12,
+            groups: 1,
+            silu: true,
+            add: true,
+        },
+        GroupNorm {
+            n: 1,
+            h: 17,
+            w: 19,
+            c: 5,
+            groups: 1,
+            silu: false,
+            add: false,
+        },
         Silu { len: 1 },
         Silu { len: 1000 },
-        Axpby { len: 1, a: 1.0, b: 1.0 },
-        Axpby { len: 777, a: 0.3, b: -2.5 },
-        Upsample { n: 1, h: 1, w: 1, c: 1 },
-        Upsample { n: 2, h: 3, w: 5, c: 7 },
-        Concat { n: 1, h: 1, w: 1, ca: 1, cb: 3 },
-        Concat { n: 2, h: 3, w: 5, ca: 7, cb: 2 },
-        Softmax { rows: 1, len: 1, spread: 1.0 },
-        Softmax { rows: 5, len: 257, spread: 4.0 },
-        Softmax { rows: 3, len: 16, spread: 80.0 },
-        Embedding { n: 1, rows: 1, dim: 1 },
-        Embedding { n: 7, rows: 11, dim: 13 },
-        Timestep { n: 1, dim: 2, scale: 1.0 },
-        Timestep { n: 6, dim: 64, scale: 1000.0 },
-        Attention { n: 1, h: 1, w: 1, c: 4 },
-        Attention { n: 2, h: 3, w: 3, c: 5 },
-        Attention { n: 1, h: 4, w: 4, c: 8 },
-        Randn { n: 1, per: 1, seed: 0, stream: 0 },
-        Randn { n: 3, per: 1000, seed: 4_000_000_000, stream: 7 },
-        Combine3 { len: 1, with_z: true },
-        Combine3 { len: 513, with_z: false },
-        Combine3 { len: 513, with_z: true },
+        Axpby {
+            len: 1,
+            a: 1.0,
+            b: 1.0,
+        },
+        Axpby {
+            len: 777,
+            a: 0.3,
+            b: -2.5,
+        },
+        Upsample {
+            n: 1,
+            h: 1,
+            w: 1,
+            c: 1,
+        },
+        Upsample {
+            n: 2,
+            h: 3,
+            w: 5,
+            c: 7,
+        },
+        Concat {
+            n: 1,
+            h: 1,
+            w: 1,
+            ca: 1,
+            cb: 3,
+        },
+        Concat {
+            n: 2,
+            h: 3,
+            w: 5,
+            ca: 7,
+            cb: 2,
+        },
+        Softmax {
+            rows: 1,
+            len: 1,
+            spread: 1.0,
+        },
+        Softmax {
+            rows: 5,
+            len: 257,
+            spread: 4.0,
+        },
+        Softmax {
+            rows: 3,
+            len: 16,
+            spread: 80.0,
+        },
+        Embedding {
+            n: 1,
+            rows: 1,
+            dim: 1,
+        },
+        Embedding {
+            n: 7,
+            rows: 11,
+            dim: 13,
+        },
+        Timestep {
+            n: 1,
+            dim: 2,
+            scale: 1.0,
+        },
+        Timestep {
+            n: 6,
+            dim: 64,
+            scale: 1000.0,
+        },
+        Attention {
+            n: 1,
+            h: 1,
+            w: 1,
+            c: 4,
+        },
+        Attention {
+            n: 2,
+            h: 3,
+            w: 3,
+            c: 5,
+        },
+        Attention {
+            n: 1,
+            h: 4,
+            w: 4,
+            c: 8,
+        },
+        Randn {
+            n: 1,
+            per: 1,
+            seed: 0,
+            stream: 0,
+        },
+        Randn {
+            n: 3,
+            per: 1000,
+            seed: 4_000_000_000,
+            stream: 7,
+        },
+        Combine3 {
+            len: 1,
+            with_z: true,
+        },
+        Combine3 {
+            len: 513,
+            with_z: false,
+        },
+        Combine3 {
+            len: 513,
+            with_z: true,
+        },
         RowDot { n: 1, per: 1 },
         RowDot { n: 3, per: 3072 },
         RowDot { n: 5, per: 255 },
@@ -96,18 +445,32 @@ pub fn sweep() -> Vec<Case> {
 
 impl Case {
     fn seed(&self) -> u64 {
-        format!("{self:?}").bytes().fold(17u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
+        format!("{self:?}")
+            .bytes()
+            .fold(17u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
     }
 
     /// Runs the case on a backend and returns the output values.
     pub async fn run<B: Backend>(&self, be: &mut B) -> Result<Vec<f32>> {
         let mut rng = Rng::new(self.seed());
         let mut randn = |be: &mut B, shape: &[usize], scale: f32| -> Result<B::Tensor> {
-            let v: Vec<f32> = rng.normals(shape.iter().product()).into_iter().map(|x| x * scale).collect();
+            let v: Vec<f32> = rng
+                .normals(shape.iter().product())
+                .into_iter()
+                .map(|x| x * scale)
+                .collect();
             be.upload(&v, shape)
         };
         let out = match *self {
-            Case::Conv { n, h, w, cin, cout, ksize, stride } => {
+            Case::Conv {
+                n,
+                h,
+                w,
+                cin,
+                cout,
+                ksize,
+                stride,
+            } => {
                 let x = randn(be, &[n, h, w, cin], 1.0)?;
                 let wt = randn(be, &[ksize * ksize * cin, cout], 0.3)?;
                 let b = randn(be, &[cout], 0.5)?;
@@ -116,7 +479,11 @@ impl Case {
             Case::Linear { rows, k, n, bias } => {
                 let x = randn(be, &[rows, k], 1.0)?;
                 let wt = randn(be, &[k, n], 0.3)?;
-                let b = if bias { Some(randn(be, &[n], 0.5)?) } else { None };
+                let b = if bias {
+                    Some(randn(be, &[n], 0.5)?)
+                } else {
+                    None
+                };
                 be.linear(&x, &wt, b.as_ref())?
             }
             Case::MatmulStrided { batch, m, n, k } => {
@@ -124,19 +491,54 @@ impl Case {
                 let a = randn(be, &[batch, k, m], 1.0)?;
                 let b = randn(be, &[batch, n, k], 1.0)?;
                 let spec = Matmul {
-                    batch, m, n, k,
-                    a: View { offset: 0, batch_stride: k * m, row_stride: 1, col_stride: m },
-                    b: View { offset: 0, batch_stride: n * k, row_stride: 1, col_stride: k },
+                    batch,
+                    m,
+                    n,
+                    k,
+                    a: View {
+                        offset: 0,
+                        batch_stride: k * m,
+                        row_stride: 1,
+                        col_stride: m,
+                    },
+                    b: View {
+                        offset: 0,
+                        batch_stride: n * k,
+                        row_stride: 1,
+                        col_stride: k,
+                    },
                     scale: 0.7,
                 };
                 be.matmul(&a, &b, None, &spec)?
             }
-            Case::GroupNorm { n, h, w, c, groups, silu, add } => {
+            Case::GroupNorm {
+                n,
+                h,
+                w,
+                c,
+                groups,
+                silu,
+                add,
+            } => {
                 let x = randn(be, &[n, h, w, c], 2.0)?;
                 let gamma = randn(be, &[c], 1.0)?;
                 let beta = randn(be, &[c], 1.0)?;
-                let a = if add { Some(randn(be, &[n, c], 1.0)?) } else { None };
-                be.group_norm(&x, &gamma, &beta, a.as_ref(), GroupNorm { groups, eps: 1e-5, silu })?
+                let a = if add {
+                    Some(randn(be, &[n, c], 1.0)?)
+                } else {
+                    None
+                };
+                be.group_norm(
+                    &x,
+                    &gamma,
+                    &beta,
+                    a.as_ref(),
+                    GroupNorm {
+                        groups,
+                        eps: 1e-5,
+                        silu,
+                    },
+                )?
             }
             Case::Silu { len } => {
                 let x = randn(be, &[len], 4.0)?;
@@ -167,7 +569,15 @@ impl Case {
                 be.embedding(&l, &table)?
             }
             Case::Timestep { n, dim, scale } => {
-                let t: Vec<f32> = (0..n).map(|i| if n == 1 { 0.5 } else { 1e-3 + (1.0 - 1e-3) * i as f32 / (n - 1) as f32 }).collect();
+                let t: Vec<f32> = (0..n)
+                    .map(|i| {
+                        if n == 1 {
+                            0.5
+                        } else {
+                            1e-3 + (1.0 - 1e-3) * i as f32 / (n - 1) as f32
+                        }
+                    })
+                    .collect();
                 let t = be.upload(&t, &[n])?;
                 be.timestep_embedding(&t, dim, scale)?
             }
@@ -179,7 +589,12 @@ impl Case {
                 let proj_b = randn(be, &[c], 0.1)?;
                 be.attention(&x, &qkv_w, &qkv_b, &proj_w, &proj_b)?
             }
-            Case::Randn { n, per, seed, stream } => be.randn(&[n, per], seed, stream)?,
+            Case::Randn {
+                n,
+                per,
+                seed,
+                stream,
+            } => be.randn(&[n, per], seed, stream)?,
             Case::Combine3 { len, with_z } => {
                 let x = randn(be, &[len], 1.0)?;
                 let y = randn(be, &[len], 1.0)?;
@@ -210,21 +625,41 @@ impl Case {
 }
 
 /// Compares with `|got - want| <= atol + rtol * |want|`; the error names the worst element.
-pub fn compare(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) -> std::result::Result<f32, String> {
+pub fn compare(
+    what: &str,
+    got: &[f32],
+    want: &[f32],
+    rtol: f32,
+    atol: f32,
+) -> std::result::Result<f32, String> {
     if got.len() != want.len() {
-        return Err(format!("{what}: {} values, expected {}", got.len(), want.len()));
+        return Err(format!(
+            "{what}: {} values, expected {}",
+            got.len(),
+            want.len()
+        ));
     }
     // The element furthest past its tolerance; a NaN on either side counts as infinitely far.
     let excess = |i: usize| {
         let e = (got[i] - want[i]).abs() - (atol + rtol * want[i].abs());
-        if e.is_nan() { f32::INFINITY } else { e }
+        if e.is_nan() {
+            f32::INFINITY
+        } else {
+            e
+        }
     };
-    let worst = (0..got.len()).max_by(|&i, &j| excess(i).total_cmp(&excess(j))).unwrap_or(0);
+    let worst = (0..got.len())
+        .max_by(|&i, &j| excess(i).total_cmp(&excess(j)))
+        .unwrap_or(0);
     if !got.is_empty() && excess(worst) > 0.0 {
         let (g, w) = (got[worst], want[worst]);
         return Err(format!("{what}: element {worst} is {g}, expected {w} (|diff| {:.3e} > {atol:e} + {rtol:e} * |expected|)", (g - w).abs()));
     }
-    let max_abs = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+    let max_abs = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0f32, f32::max);
     Ok(max_abs)
 }
 
@@ -235,46 +670,89 @@ pub async fn run_sweep(gpu: &mut Gpu) -> std::result::Result<Vec<String>, String
     let mut failures = Vec::new();
     for case in sweep() {
         let what = format!("{case:?}");
-        let want = case.run(&mut cpu).await.map_err(|e| format!("{what} on CPU: {e}"))?;
-        let got = case.run(gpu).await.map_err(|e| format!("{what} on GPU: {e}"))?;
+        let want = case
+            .run(&mut cpu)
+            .await
+            .map_err(|e| format!("{what} on CPU: {e}"))?;
+        let got = case
+            .run(gpu)
+            .await
+            .map_err(|e| format!("{what} on GPU: {e}"))?;
         match compare(&what, &got, &want, 1e-4, 1e-5) {
             Ok(max_abs) => report.push(format!("{what}: max |diff| {max_abs:.2e}")),
             Err(e) => failures.push(e),
         }
     }
-    if failures.is_empty() { Ok(report) } else { Err(failures.join("\n")) }
+    if failures.is_empty() {
+        Ok(report)
+    } else {
+        Err(failures.join("\n"))
+    }
 }
 
 /// The shipped models and their golden tensors (exported by `train/export.py`).
 pub const MODELS: &[(&str, &[u8], &[u8])] = &[
-    ("toy2d", include_bytes!("../../models/toy2d.safetensors"), include_bytes!("../golden/toy2d.safetensors")),
-    ("digits", include_bytes!("../../models/digits.safetensors"), include_bytes!("../golden/digits.safetensors")),
-    ("emoji", include_bytes!("../../models/emoji.safetensors"), include_bytes!("../golden/emoji.safetensors")),
+    (
+        "toy2d",
+        include_bytes!("../../models/toy2d.safetensors"),
+        include_bytes!("../golden/toy2d.safetensors"),
+    ),
+    (
+        "digits",
+        include_bytes!("../../models/digits.safetensors"),
+        include_bytes!("../golden/digits.safetensors"),
+    ),
+    (
+        "emoji",
+        include_bytes!("../../models/emoji.safetensors"),
+        include_bytes!("../golden/emoji.safetensors"),
+    ),
 ];
 
 /// Runs a model's forward pass on the golden inputs and compares eps and every tap with the
 /// training code's outputs; passes when max |diff| <= rtol * max |golden| for each tensor.
 /// Returns one line per tensor: max abs error and that error relative to the largest golden value.
-pub async fn check_golden<B: Backend>(be: &mut B, model: &[u8], golden: &[u8], rtol: f32) -> std::result::Result<Vec<String>, String> {
+pub async fn check_golden<B: Backend>(
+    be: &mut B,
+    model: &[u8],
+    golden: &[u8],
+    rtol: f32,
+) -> std::result::Result<Vec<String>, String> {
     use scorelab::model::file::read_tensors;
     let net = scorelab::Network::load(be, model).map_err(|e| e.to_string())?;
     let (g, _) = read_tensors(golden).map_err(|e| e.to_string())?;
-    let input = |be: &mut B, name: &str| be.upload(&g[name].data, &g[name].shape).map_err(|e| e.to_string());
+    let input = |be: &mut B, name: &str| {
+        be.upload(&g[name].data, &g[name].shape)
+            .map_err(|e| e.to_string())
+    };
     let (x, t, labels) = (input(be, "x")?, input(be, "t")?, input(be, "labels")?);
     let mut taps = Vec::new();
-    let eps = net.forward_with_taps(be, &x, &t, &labels, Some(&mut taps)).map_err(|e| e.to_string())?;
+    let eps = net
+        .forward_with_taps(be, &x, &t, &labels, Some(&mut taps))
+        .map_err(|e| e.to_string())?;
     let mut outputs = vec![("eps".to_string(), eps)];
     outputs.extend(taps.into_iter().map(|(name, t)| (format!("tap.{name}"), t)));
     let mut lines = Vec::new();
     let mut failures = Vec::new();
     for (name, tensor) in outputs {
-        let want = g.get(&name).ok_or_else(|| format!("golden file has no {name}"))?;
+        let want = g
+            .get(&name)
+            .ok_or_else(|| format!("golden file has no {name}"))?;
         let got = be.read(&tensor).await.map_err(|e| e.to_string())?;
         if got.len() != want.data.len() {
-            failures.push(format!("{name}: {} values, golden has {}", got.len(), want.data.len()));
+            failures.push(format!(
+                "{name}: {} values, golden has {}",
+                got.len(),
+                want.data.len()
+            ));
             continue;
         }
-        let (worst, max_abs) = got.iter().zip(&want.data).map(|(a, b)| (a - b).abs()).enumerate().fold((0, 0f32), |m, (i, d)| if d > m.1 { (i, d) } else { m });
+        let (worst, max_abs) = got
+            .iter()
+            .zip(&want.data)
+            .map(|(a, b)| (a - b).abs())
+            .enumerate()
+            .fold((0, 0f32), |m, (i, d)| if d > m.1 { (i, d) } else { m });
         let scale = want.data.iter().fold(0f32, |m, v| m.max(v.abs()));
         let rel = max_abs / scale.max(f32::MIN_POSITIVE);
         lines.push(format!("{name}: max abs {max_abs:.2e}, rel {rel:.2e}"));
@@ -282,7 +760,11 @@ pub async fn check_golden<B: Backend>(be: &mut B, model: &[u8], golden: &[u8], r
             failures.push(format!("{name}: element {worst} is {}, golden {} (max abs {max_abs:.3e}, rel {rel:.3e} > {rtol:e})", got[worst], want.data[worst]));
         }
     }
-    if failures.is_empty() { Ok(lines) } else { Err(failures.join("\n")) }
+    if failures.is_empty() {
+        Ok(lines)
+    } else {
+        Err(failures.join("\n"))
+    }
 }
 
 /// Collects the predicted x0 after every step.
@@ -320,12 +802,20 @@ pub fn run_name(i: usize) -> String {
 pub async fn sampler_run<B: Backend>(be: &mut B, i: usize) -> Result<(Vec<Vec<f32>>, Vec<f32>)> {
     use scorelab::sampler::{sample, Guided, Method, SamplerOptions, VpSchedule};
     let (model, sampler, steps, n, seed, class) = SAMPLER_RUNS[i];
-    let bytes = MODELS.iter().find(|m| m.0 == model).expect("a shipped model").1;
+    let bytes = MODELS
+        .iter()
+        .find(|m| m.0 == model)
+        .expect("a shipped model")
+        .1;
     let net = scorelab::Network::load(be, bytes)?;
     let mut shape = vec![n];
     shape.extend(net.config.sample_shape());
     let schedule = VpSchedule::from_config(&net.config.sde);
-    let opts = SamplerOptions { method: Method::parse(sampler)?, steps: Some(steps), ..Default::default() };
+    let opts = SamplerOptions {
+        method: Method::parse(sampler)?,
+        steps: Some(steps),
+        ..Default::default()
+    };
     let mut den = Guided::new(be, &net, &vec![class; n], 2.0)?;
     let mut rec = Recorder::default();
     let x = sample(be, &mut den, &schedule, &opts, &shape, seed, &mut rec).await?;

@@ -152,6 +152,44 @@ await test('sampler fields: only the chosen sampler\'s show, steps follow it, er
   await page.close();
 });
 
+await test('models are cached by content: a failed or damaged download is not kept and can be retried', async () => {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  let mode = 'fail';
+  await context.route('**/models/toy2d.safetensors*', async (route) => {
+    if (mode === 'fail') return route.fulfill({ status: 503, body: 'busy' });
+    if (mode === 'damaged') {
+      const res = await route.fetch();
+      const body = await res.body();
+      return route.fulfill({ response: res, body: body.subarray(0, body.length - 10) });
+    }
+    return route.continue();
+  });
+  await page.goto(base + '#model=digits&sampler=ddim&steps=4&seed=1&batch=1');
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+  const { sha256 } = await page.evaluate(() => window.scorelab.index);
+  assert(/^[0-9a-f]{64}$/.test(sha256.toy2d), `index.json has hashes: ${JSON.stringify(sha256)}`);
+  const keys = () => page.evaluate(async () => (await (await caches.open('scorelab-models')).keys()).map((r) => r.url));
+  // Stale weights from an older release sit in the cache under another hash.
+  await page.evaluate(async () => (await caches.open('scorelab-models')).put('models/toy2d.safetensors?sha256=0000', new Response('old')));
+  await page.click('#tab-playground');
+  await page.waitForFunction(() => /HTTP 503/.test(document.querySelector('#pg-note').textContent), null, { timeout: 60_000 });
+  assert((await page.$eval('#pg-note', (e) => getComputedStyle(e).color)) === 'rgb(164, 0, 15)', 'load error shown in red');
+  mode = 'damaged';
+  await page.click('#pg-field');
+  await page.waitForFunction(() => /damaged/.test(document.querySelector('#pg-note').textContent), null, { timeout: 60_000 });
+  assert(!(await keys()).some((k) => k.includes(sha256.toy2d)), 'a damaged download is not cached');
+  mode = 'ok';
+  await page.click('#pg-field');
+  await page.waitForSelector('#pg-canvas[data-field]', { timeout: 120_000 });
+  const cached = await keys();
+  console.log(`     cache after the retry: ${cached.map((k) => k.split('/').pop()).join(', ')}`);
+  assert(cached.some((k) => k.endsWith(`toy2d.safetensors?sha256=${sha256.toy2d}`)), 'the good download is cached under its hash');
+  assert(!cached.some((k) => k.endsWith('sha256=0000')), 'the stale version is dropped');
+  await context.close();
+});
+
 await test('toy2d samples look like two moons', async () => {
   const page = await openPage('#model=toy2d&class=1&sampler=ddim&steps=20&seed=3&batch=64');
   await page.click('#generate');
