@@ -226,7 +226,7 @@ impl<B: Backend> Session<B> {
     ) -> Result<Vec<f32>> {
         let net = Self::find(&self.models, model)?;
         let per = net.config.sample_len();
-        if x.is_empty() || x.len() % per != 0 {
+        if x.is_empty() || !x.len().is_multiple_of(per) {
             return Err(Error::Param {
                 name: "x".into(),
                 detail: format!(
@@ -261,7 +261,7 @@ impl<B: Backend> Session<B> {
     ) -> Result<(&'m Network<B>, Vec<usize>)> {
         let net = Self::find(models, model)?;
         let per = net.config.sample_len();
-        if values.is_empty() || values.len() % per != 0 {
+        if values.is_empty() || !values.len().is_multiple_of(per) {
             return Err(Error::Param {
                 name: "image".into(),
                 detail: format!(

@@ -198,9 +198,9 @@ impl GroupNorm {
         add: Option<&[usize]>,
     ) -> Result<(usize, usize, usize)> {
         const OP: &str = "group_norm";
-        let (n, hw, c) = match x {
-            &[n, h, w, c] => (n, h * w, c),
-            &[n, c] => (n, 1, c),
+        let (n, hw, c) = match *x {
+            [n, h, w, c] => (n, h * w, c),
+            [n, c] => (n, 1, c),
             _ => return shape_err(OP, format!("input must be [n,h,w,c] or [n,c], got {x:?}")),
         };
         if self.groups == 0 || c % self.groups != 0 {
@@ -286,7 +286,7 @@ pub fn check_timestep(t: &[usize], dim: usize) -> Result<usize> {
     let &[n] = t else {
         return shape_err("timestep_embedding", format!("t must be [n], got {t:?}"));
     };
-    if dim < 2 || dim % 2 != 0 {
+    if dim < 2 || !dim.is_multiple_of(2) {
         return shape_err(
             "timestep_embedding",
             format!("dim must be even and >= 2, got {dim}"),

@@ -190,7 +190,7 @@ impl Gpu {
     fn checked_bytes(&self, shape: &[usize]) -> Result<u64> {
         let len: usize = shape.iter().product();
         let bytes = (len.max(1) * 4).next_multiple_of(16) as u64;
-        let limit = self.ctx.device.limits().max_storage_buffer_binding_size as u64;
+        let limit = self.ctx.device.limits().max_storage_buffer_binding_size;
         if bytes > limit {
             return Err(Error::Gpu(format!("tensor {shape:?} needs {bytes} bytes, over the device's {limit}-byte binding limit; use a smaller batch")));
         }

@@ -35,6 +35,9 @@ struct Entry {
     data_offsets: [usize; 2],
 }
 
+/// The `__metadata__` object of a header.
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
+
 /// Headers larger than this are refused before they are read (safetensors' own limit).
 const MAX_HEADER: u64 = 100 << 20;
 
@@ -109,12 +112,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<(serde_json::Map<String, serde_json:
 /// Sizes are computed with checked arithmetic and matched against the bytes present before
 /// anything is allocated, and the tensors must tile the data section exactly, so no header can
 /// make the loader allocate more than the file holds.
-pub fn read_tensors(
-    bytes: &[u8],
-) -> Result<(
-    BTreeMap<String, StoredTensor>,
-    Option<serde_json::Map<String, serde_json::Value>>,
-)> {
+pub fn read_tensors(bytes: &[u8]) -> Result<(BTreeMap<String, StoredTensor>, Option<Metadata>)> {
     let (header, start) = parse_header(bytes)?;
     let data = &bytes[start..];
     let mut tensors = BTreeMap::new();

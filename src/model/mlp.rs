@@ -21,6 +21,7 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
+    #[allow(clippy::too_many_arguments)]
     pub fn load(
         be: &mut B,
         src: &mut TensorSource,

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 /// Named intermediate activations, for comparing with the training code's golden taps.
 pub type Taps<B> = Vec<(String, <B as Backend>::Tensor)>;
 
+#[allow(clippy::large_enum_variant)] // one per loaded model, never moved in a loop
 enum Net<B: Backend> {
     UNet(unet::UNet<B>),
     Mlp(mlp::Mlp<B>),

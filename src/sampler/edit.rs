@@ -513,7 +513,7 @@ impl DensityGrid {
         s: &VpSchedule,
         progress: &mut P,
     ) -> Result<Likelihood> {
-        if !(self.range.is_finite() && self.range > 0.0) || !(2..=128).contains(&self.size) {
+        if !self.range.is_finite() || self.range <= 0.0 || !(2..=128).contains(&self.size) {
             return param(
                 "grid",
                 format!(

@@ -656,6 +656,7 @@ pub enum OdeSolver {
 
 /// Integrates the probability-flow ODE from t0 to t1 (either direction: t0 < t1 encodes data
 /// into noise, t0 > t1 decodes). Returns x at t1 and the number of evaluations.
+#[allow(clippy::too_many_arguments)]
 pub async fn solve_ode<B: Backend, D: Denoiser<B>, P: Progress>(
     be: &mut B,
     den: &mut D,

@@ -756,6 +756,7 @@ pub async fn check_golden<B: Backend>(
         let scale = want.data.iter().fold(0f32, |m, v| m.max(v.abs()));
         let rel = max_abs / scale.max(f32::MIN_POSITIVE);
         lines.push(format!("{name}: max abs {max_abs:.2e}, rel {rel:.2e}"));
+        #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must fail too
         if !(rel <= rtol) {
             failures.push(format!("{name}: element {worst} is {}, golden {} (max abs {max_abs:.3e}, rel {rel:.3e} > {rtol:e})", got[worst], want.data[worst]));
         }
@@ -784,7 +785,10 @@ impl scorelab::sampler::Progress for Recorder {
 
 /// Fixed sampler runs whose results are compared across backends and against the committed
 /// reference `tests/golden/sampler_runs.json` (written by the native CPU backend).
-pub const SAMPLER_RUNS: &[(&str, &str, usize, usize, u32, Option<usize>)] = &[
+/// (model, sampler, steps, batch, seed, class)
+pub type SamplerRun = (&'static str, &'static str, usize, usize, u32, Option<usize>);
+
+pub const SAMPLER_RUNS: &[SamplerRun] = &[
     // (model, sampler, steps, batch, seed, class)
     ("toy2d", "ddim", 8, 6, 42, Some(1)),
     ("toy2d", "sde", 8, 6, 7, None),

@@ -443,7 +443,7 @@ fn read_images(paths: &[PathBuf], cfg: &ModelConfig) -> Result<Vec<f32>> {
             values.extend(image::from_rgba(&rgba, d.channels));
             continue;
         }
-        if w < GAP || h < GAP || (w - GAP) % tw != 0 || (h - GAP) % th != 0 {
+        if w < GAP || h < GAP || !(w - GAP).is_multiple_of(tw) || !(h - GAP).is_multiple_of(th) {
             return Err(io_error(
                 "image",
                 path,
