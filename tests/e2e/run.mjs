@@ -86,9 +86,11 @@ await test('the page starts, reports the adapter and shows attribution', async (
 await test('generate digits from URL settings; previews, then a finished grid', async () => {
   const page = await openPage('#model=digits&class=3&sampler=dpm2m&steps=10&seed=7&batch=2&guidance=1');
   assert(await page.inputValue('#steps') === '10', 'settings come from the URL');
-  let previews = 0;
   await page.click('#generate');
   await page.waitForFunction(() => document.querySelector('#progress-text').textContent.startsWith('step'), null, { timeout: 120_000 });
+  // Previews: the grid appears while the run is still going.
+  await page.waitForFunction(() => document.querySelectorAll('#output canvas').length === 2, null, { timeout: 300_000 });
+  assert(!(await page.$eval('#output', (o) => o.dataset.done)), 'the grid appeared before the run ended (previews)');
   await page.waitForSelector('#output[data-done]', { timeout: 600_000 });
   const text = await page.textContent('#progress-text');
   assert(text.startsWith('done'), text);
@@ -196,6 +198,18 @@ await test('toy2d samples look like two moons', async () => {
   await page.waitForSelector('#output[data-done]', { timeout: 300_000 });
   const s = await canvasStats(page, '#output canvas');
   assert(s.mean < 255 && s.mean > 200, `points drawn: ${JSON.stringify(s)}`);
+  // The training data (train/data.py): two half circles of radius 1.2 about (-0.6, -0.3) (upper)
+  // and (0.6, 0.3) (lower), blurred by 0.06. Most samples must lie near one of the arcs.
+  const near = await page.evaluate(() => {
+    const v = window.scorelab.last.values;
+    const arc = (x, y, cx, cy, upper) => ((upper ? y >= cy : y <= cy) ? Math.abs(Math.hypot(x - cx, y - cy) - 1.2)
+      : Math.min(Math.hypot(x - cx - 1.2, y - cy), Math.hypot(x - cx + 1.2, y - cy)));
+    let close = 0;
+    for (let i = 0; i < v.length; i += 2) if (Math.min(arc(v[i], v[i + 1], -0.6, -0.3, true), arc(v[i], v[i + 1], 0.6, 0.3, false)) < 0.25) close++;
+    return close / (v.length / 2);
+  });
+  console.log(`     samples within 0.25 of a moon: ${(100 * near).toFixed(0)} %`);
+  assert(near > 0.8, `only ${near} of the samples lie on the moons`);
   await page.screenshot({ path: path.join(SHOTS, 'generate-toy2d.png') });
   await page.close();
 });
@@ -430,6 +444,7 @@ await test('no console errors', async () => {
 
 await browser.close();
 server.close();
+if (results.length === 0) results.push({ name: `ONLY=${process.env.ONLY} matched no test`, ok: false });
 const failed = results.filter((r) => !r.ok);
 console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
 process.exit(failed.length ? 1 : 0);
