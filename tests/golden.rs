@@ -4,20 +4,8 @@
 
 mod common;
 
-use std::rc::Rc;
 
-use scorelab::{Cpu, Gpu, GpuContext};
-
-fn gpu_or_skip() -> Option<Gpu> {
-    match pollster::block_on(GpuContext::new()) {
-        Ok(ctx) => Some(Gpu::new(Rc::new(ctx))),
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping GPU test: {e}");
-            None
-        }
-        Err(e) => panic!("CI=true requires a GPU adapter: {e}"),
-    }
-}
+use scorelab::Cpu;
 
 #[test]
 fn cpu_forward_matches_golden() {
@@ -31,7 +19,7 @@ fn cpu_forward_matches_golden() {
 
 #[test]
 fn gpu_forward_matches_golden() {
-    let Some(mut gpu) = gpu_or_skip() else { return };
+    let Some(mut gpu) = common::gpu_or_skip() else { return };
     for (name, model, golden) in common::MODELS {
         match pollster::block_on(common::check_golden(&mut gpu, model, golden, 1e-3)) {
             Ok(lines) => lines.iter().for_each(|l| eprintln!("{name} gpu {l}")),

@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::rc::Rc;
 
 use scorelab::gpu::kernels::SHADERS;
-use scorelab::{Gpu, GpuContext};
 
 #[test]
 fn every_shader_parses_and_validates() {
@@ -23,21 +21,9 @@ fn every_shader_parses_and_validates() {
     }
 }
 
-/// A GPU backend, or None (with a note) when the machine has no adapter and CI is not set.
-pub fn gpu_or_skip() -> Option<Gpu> {
-    match pollster::block_on(GpuContext::new()) {
-        Ok(ctx) => Some(Gpu::new(Rc::new(ctx))),
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping GPU test: {e}");
-            None
-        }
-        Err(e) => panic!("CI=true requires a GPU adapter: {e}"),
-    }
-}
-
 #[test]
 fn gpu_kernels_match_cpu_reference() {
-    let Some(mut gpu) = gpu_or_skip() else { return };
+    let Some(mut gpu) = common::gpu_or_skip() else { return };
     eprintln!("adapter: {:?}", gpu.context().report);
     match pollster::block_on(common::run_sweep(&mut gpu)) {
         Ok(report) => report.iter().for_each(|l| eprintln!("{l}")),

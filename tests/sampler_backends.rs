@@ -6,25 +6,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
-use scorelab::{Cpu, Gpu, GpuContext};
+use scorelab::Cpu;
 
 const REFERENCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/golden/sampler_runs.json"
 );
-
-fn gpu_or_skip() -> Option<Gpu> {
-    match pollster::block_on(GpuContext::new()) {
-        Ok(ctx) => Some(Gpu::new(Rc::new(ctx))),
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping GPU test: {e}");
-            None
-        }
-        Err(e) => panic!("CI=true requires a GPU adapter: {e}"),
-    }
-}
 
 #[test]
 fn cpu_runs_match_the_committed_reference() {
@@ -50,7 +38,7 @@ fn cpu_runs_match_the_committed_reference() {
 
 #[test]
 fn gpu_and_cpu_agree_step_by_step() {
-    let Some(mut gpu) = gpu_or_skip() else { return };
+    let Some(mut gpu) = common::gpu_or_skip() else { return };
     for i in 0..common::SAMPLER_RUNS.len() {
         let name = common::run_name(i);
         let (cpu_steps, cpu_out) = pollster::block_on(common::sampler_run(&mut Cpu, i)).unwrap();

@@ -252,7 +252,7 @@ async function animateTrajectories() {
   };
   $('pg-run').disabled = true;
   try {
-    const result = await client.call('sample', { model: 'toy2d', options, trace: true }, (ev) => {
+    const result = await pgRun('sample', { model: 'toy2d', options, trace: true }, (ev) => {
       if (ev.kind === 'trace') { paths.push(ev.values); redraw(); }
     });
     paths.push(result.values);
@@ -261,12 +261,20 @@ async function animateTrajectories() {
     delete $('pg-canvas').dataset.density;
     pgNote(`${n} trajectories of ${$('pg-class').selectedOptions[0].text}, ${options.sampler.method} with ${options.sampler.steps} steps`);
   } catch (e) {
-    pgNote(`trajectories: ${e.message}`, true);
+    pgNote(`trajectories: ${e.message}`, e.message !== 'cancelled');
   } finally { $('pg-run').disabled = false; }
 }
 
 /** Nats below the map's maximum that get colour; lower values are clipped to the darkest. */
 const DENSITY_SHOWN_NATS = 10;
+
+/** Runs a long playground action with the Cancel button armed for it. */
+async function pgRun(op, args, onEvent) {
+  const run = client.start(op, args, onEvent);
+  state.pgRunning = run.id;
+  $('pg-cancel').disabled = false;
+  try { return await run.done; } finally { state.pgRunning = null; $('pg-cancel').disabled = true; }
+}
 
 function pgNote(text, error = false) {
   $('pg-note').textContent = text;
@@ -281,7 +289,7 @@ async function densityHeatmap() {
   const cls = Number($('pg-class').value), name = $('pg-class').selectedOptions[0].text;
   pgNote(`log-density of ${name}: starting…`);
   try {
-    const r = await client.call('densityGrid', { model: 'toy2d', options: {}, cls }, (ev) => {
+    const r = await pgRun('densityGrid', { model: 'toy2d', options: {}, cls }, (ev) => {
       if (ev.kind === 'step') pgNote(`log-density of ${name}: step ${ev.info.step}/${ev.info.total}`);
     });
     const lp = r.log_p, k = Math.round(Math.sqrt(lp.length));
@@ -302,7 +310,7 @@ async function densityHeatmap() {
     canvas.dataset.densityClass = String(cls);
     pgNote(`log p of ${name}: ${lo.toFixed(1)} nats or less (dark) to ${hi.toFixed(1)} nats (bright), on ${k}x${k} points with ${r.evals} evaluations`);
   } catch (e) {
-    pgNote(`log-density: ${e.message}`, true);
+    pgNote(`log-density: ${e.message}`, e.message !== 'cancelled');
   } finally { $('pg-density').disabled = false; }
 }
 
@@ -354,6 +362,7 @@ async function start() {
   $('pg-field').addEventListener('click', redrawField);
   $('pg-run').addEventListener('click', animateTrajectories);
   $('pg-density').addEventListener('click', densityHeatmap);
+  $('pg-cancel').addEventListener('click', () => { if (state.pgRunning) client.cancel(state.pgRunning); });
   $('pg-download').addEventListener('click', () => downloadCanvas($('pg-canvas'), 'scorelab-toy2d-playground.png'));
   $('bpd').addEventListener('click', bitsPerDim);
   const ctx = {

@@ -6,6 +6,20 @@
 
 pub mod mutate;
 
+/// A native GPU backend, or None (with a note) when the machine has no adapter — except under
+/// `CI=true`, where a missing adapter fails the test instead of skipping it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn gpu_or_skip() -> Option<scorelab::Gpu> {
+    match pollster::block_on(scorelab::GpuContext::new()) {
+        Ok(ctx) => Some(scorelab::Gpu::new(std::rc::Rc::new(ctx))),
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+        Err(e) => panic!("CI=true requires a GPU adapter: {e}"),
+    }
+}
+
 use scorelab::ops::{Conv2d, GroupNorm, Matmul, View};
 use scorelab::rng::Rng;
 use scorelab::{Backend, Cpu, Gpu, Result};

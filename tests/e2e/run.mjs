@@ -405,6 +405,11 @@ await test('the log-density heatmap differs per distribution, and its note follo
   const differ = maps[0].filter((v, i) => Math.abs(v - maps[1][i]) > 64).length / maps[0].length;
   console.log(`     pixels whose red channel differs by more than 64 between the maps: ${(100 * differ).toFixed(0)} %`);
   assert(differ > 0.05, `the two distributions' maps look alike (${differ})`);
+  // A map can be cancelled within a step.
+  await page.click('#pg-density');
+  await page.waitForFunction(() => /step [1-9]/.test(document.querySelector('#pg-note').textContent), null, { timeout: 300_000 });
+  await page.click('#pg-cancel');
+  await page.waitForFunction(() => document.querySelector('#pg-note').textContent === 'log-density: cancelled', null, { timeout: 120_000 });
   // Redrawing the field replaces the map and its note.
   await page.click('#pg-field');
   await page.waitForFunction(() => !document.querySelector('#pg-canvas').dataset.density && document.querySelector('#pg-note').textContent.startsWith('score field'), null, { timeout: 120_000 });
