@@ -239,3 +239,43 @@ fn slerp_keeps_endpoints_and_norm() {
         "slerp of two independent normals keeps the norm"
     );
 }
+
+/// Progress counts the steps RePaint takes, also when the last block is shorter than `jump`.
+#[test]
+fn repaint_progress_ends_at_its_total() {
+    struct Last(Vec<(usize, usize, f64)>);
+    impl scorelab::sampler::Progress for Last {
+        fn step(&mut self, info: &scorelab::sampler::StepInfo) -> scorelab::sampler::Control {
+            self.0.push((info.step, info.total, info.fraction));
+            scorelab::sampler::Control::Continue
+        }
+    }
+    let opts = SamplerOptions {
+        method: Method::Ddpm,
+        steps: Some(10),
+        ..Default::default()
+    };
+    let mut seen = Last(Vec::new());
+    pollster::block_on(async {
+        let known = Cpu.upload(&[0.5, 0.0], &[1, 2]).unwrap();
+        let mask = Cpu.upload(&[1.0, 0.0], &[2]).unwrap();
+        inpaint(
+            &mut Cpu,
+            &mut mixture(),
+            &SCHEDULE,
+            &opts,
+            InpaintMethod::Repaint {
+                jump: 3,
+                resample: 2,
+            },
+            &known,
+            &mask,
+            1,
+            &mut seen,
+        )
+        .await
+        .unwrap()
+    });
+    let &(step, total, fraction) = seen.0.last().unwrap();
+    assert_eq!((seen.0.len(), step, total, fraction), (20, 20, 20, 1.0));
+}

@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use scorelab::Cpu;
 
 #[test]
@@ -19,7 +18,9 @@ fn cpu_forward_matches_golden() {
 
 #[test]
 fn gpu_forward_matches_golden() {
-    let Some(mut gpu) = common::gpu_or_skip() else { return };
+    let Some(mut gpu) = common::gpu_or_skip() else {
+        return;
+    };
     for (name, model, golden) in common::MODELS {
         match pollster::block_on(common::check_golden(&mut gpu, model, golden, 1e-3)) {
             Ok(lines) => lines.iter().for_each(|l| eprintln!("{name} gpu {l}")),

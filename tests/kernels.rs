@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use scorelab::gpu::kernels::SHADERS;
 
 #[test]
@@ -23,7 +22,9 @@ fn every_shader_parses_and_validates() {
 
 #[test]
 fn gpu_kernels_match_cpu_reference() {
-    let Some(mut gpu) = common::gpu_or_skip() else { return };
+    let Some(mut gpu) = common::gpu_or_skip() else {
+        return;
+    };
     eprintln!("adapter: {:?}", gpu.context().report);
     match pollster::block_on(common::run_sweep(&mut gpu)) {
         Ok(report) => report.iter().for_each(|l| eprintln!("{l}")),

@@ -38,7 +38,9 @@ fn cpu_runs_match_the_committed_reference() {
 
 #[test]
 fn gpu_and_cpu_agree_step_by_step() {
-    let Some(mut gpu) = common::gpu_or_skip() else { return };
+    let Some(mut gpu) = common::gpu_or_skip() else {
+        return;
+    };
     for i in 0..common::SAMPLER_RUNS.len() {
         let name = common::run_name(i);
         let (cpu_steps, cpu_out) = pollster::block_on(common::sampler_run(&mut Cpu, i)).unwrap();

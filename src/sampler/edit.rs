@@ -71,7 +71,7 @@ pub async fn inpaint<B: Backend, D: Denoiser<B>, P: Progress>(
     let shape = B::shape(known).to_vec();
     let k = opts.steps();
     let grid = time_grid(s, predictor, k)?;
-    let total = k.div_ceil(jump) * jump * resample;
+    let total = k * resample; // every step is taken `resample` times, the last block too
     let x = be.randn(&shape, seed, NoiseKey::START.stream()?)?;
     let mut run = Run {
         be,
