@@ -104,6 +104,8 @@ run_tests() {
     ensure_setup
     log "native tests (kernels on the software Vulkan adapter, networks, samplers)"
     cargo test --release
+    log "loader fuzz slice with overflow checks (debug build)"
+    SCORELAB_FUZZ_UNET_EVERY=1000000 cargo test --test fuzz_weights
     log "browser tests (wasm-bindgen-test in headless Chromium, WebGPU)"
     WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-600} wasm-pack test --headless --chrome --release
     build

@@ -57,6 +57,21 @@ fn odd_shape(rng: &mut Rng) -> Value {
     )
 }
 
+/// JSON pointers to every number in `v`.
+fn numeric_slots(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Number(_) => out.push(at),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| numeric_slots(x, format!("{at}/{i}"), out)),
+        Value::Object(o) => o
+            .iter()
+            .for_each(|(k, x)| numeric_slots(x, format!("{at}/{k}"), out)),
+        _ => {}
+    }
+}
+
 /// Edits one thing in the header JSON.
 fn edit_header(map: &mut Map<String, Value>, rng: &mut Rng) {
     let names: Vec<String> = map
@@ -65,7 +80,39 @@ fn edit_header(map: &mut Map<String, Value>, rng: &mut Rng) {
         .cloned()
         .collect();
     let pick = |rng: &mut Rng| names[rng.below(names.len())].clone();
-    match rng.below(9) {
+    match rng.below(12) {
+        9 | 10 => {
+            // A plausible small number in a numeric config field (these pass the JSON types and
+            // reach the range checks and the network builder).
+            let Some(text) = map
+                .get("__metadata__")
+                .and_then(|m| m.get("scorelab"))
+                .and_then(|v| v.as_str())
+            else {
+                return;
+            };
+            let mut cfg: Value = serde_json::from_str(text).unwrap();
+            let mut slots = Vec::new();
+            numeric_slots(&cfg, String::new(), &mut slots);
+            if let Some(path) = slots.get(rng.below(slots.len().max(1))) {
+                let v = [0, 1, 2, 3, 4, 7, 8, 16, 31, 64][rng.below(10)];
+                *cfg.pointer_mut(path).unwrap() = json!(v);
+            }
+            map.get_mut("__metadata__").unwrap()["scorelab"] = Value::String(cfg.to_string());
+        }
+        11 => {
+            // Another shape with the same number of elements.
+            let n = pick(rng);
+            let Some(shape) = map[&n]["shape"].as_array() else {
+                return;
+            };
+            let count: u64 = shape.iter().filter_map(|d| d.as_u64()).product();
+            map[&n]["shape"] = match rng.below(3) {
+                0 => json!([count]),
+                1 => json!([1, count]),
+                _ => Value::Array(shape.iter().rev().cloned().collect()),
+            };
+        }
         0 => {
             let n = pick(rng);
             map[&n]["shape"] = odd_shape(rng);
