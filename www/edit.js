@@ -134,8 +134,15 @@ function drawScaled(canvas, values, shape) {
 // ---------- interpolation ----------
 export function setupInterpolate(ctx) {
   const { client, loadModel } = ctx;
-  const st = { frames: [], shape: null };
+  const st = { frames: [], shape: null, running: null };
   fillModels($('it-model'), ctx);
+  // Each long call of a run (two encodings, one decoding) can be cancelled within a step.
+  const call = async (op, args, onEvent) => {
+    const job = client.start(op, args, onEvent);
+    st.running = job.id;
+    try { return await job.done; } finally { st.running = null; }
+  };
+  $('it-cancel').addEventListener('click', () => { if (st.running) client.cancel(st.running); });
   const onModel = async () => ctx.fillClasses($('it-class'), await loadModel($('it-model').value));
   $('it-model').addEventListener('change', onModel);
   onModel();
@@ -152,7 +159,7 @@ export function setupInterpolate(ctx) {
       x = ctx.lastGenerated(model);
       if (!x) throw new Error(`generate a ${model} image first (Generate tab)`);
     } else x = await exampleValues(model, Number(n) % 16, ...shape);
-    return (await client.call('transport', { model, values: x, encode: true, options })).values;
+    return (await call('transport', { model, values: x, encode: true, options })).values;
   }
 
   const show = (i) => {
@@ -172,15 +179,16 @@ export function setupInterpolate(ctx) {
     const cls = $('it-class').value === '' ? null : Number($('it-class').value);
     const options = { solver: $('it-solver').value, steps: Number($('it-steps').value), class: cls };
     const frames = Number($('it-frames').value);
-    $('it-run').disabled = true;
+    $('it-run').disabled = true; $('it-cancel').disabled = false;
     const t0 = performance.now();
     try {
+      $('it-status').classList.remove('error');
       $('it-status').textContent = 'encoding the endpoints…';
       const a = await endpoint($('it-a-kind').value, $('it-a').value, $('it-a-file').files[0], model, config, options);
       const b = await endpoint($('it-b-kind').value, $('it-b').value, $('it-b-file').files[0], model, config, options);
       $('it-status').textContent = `decoding ${frames} frames…`;
       const positions = Array.from({ length: frames }, (_, i) => i / (frames - 1));
-      const out = await client.call('interpolate', { model, a, b, positions, options }, (ev) => {
+      const out = await call('interpolate', { model, a, b, positions, options }, (ev) => {
         if (ev.kind === 'step') $('it-status').textContent = `decoding ${frames} frames: step ${ev.info.step} · ${ev.info.evals} evaluations`;
       });
       st.shape = [config.data.height, config.data.width, config.data.channels];
@@ -195,7 +203,8 @@ export function setupInterpolate(ctx) {
       $('it-canvas').dataset.frames = String(frames);
       $('it-download').disabled = false;
     } catch (e) {
-      $('it-status').textContent = `error: ${e.message}`;
-    } finally { $('it-run').disabled = false; }
+      $('it-status').textContent = e.message === 'cancelled' ? 'cancelled' : `error: ${e.message}`;
+      $('it-status').classList.toggle('error', e.message !== 'cancelled');
+    } finally { $('it-run').disabled = false; $('it-cancel').disabled = true; }
   });
 }

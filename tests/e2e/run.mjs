@@ -364,6 +364,13 @@ await test('interpolate between two seeds and scrub the slider', async () => {
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#it-download')]);
   assert(download.suggestedFilename() === 'scorelab-digits-interpolation.png', download.suggestedFilename());
   await page.screenshot({ path: path.join(SHOTS, 'interpolate.png') });
+  // A longer decode can be cancelled within a step; the cached frames stay.
+  await page.fill('#it-steps', '200');
+  await page.click('#it-run');
+  await page.waitForFunction(() => /step [1-9]/.test(document.querySelector('#it-status').textContent), null, { timeout: 300_000 });
+  await page.click('#it-cancel');
+  await page.waitForFunction(() => document.querySelector('#it-status').textContent === 'cancelled', null, { timeout: 120_000 });
+  assert(await page.$eval('#it-canvas', (c) => c.toDataURL()) === last, 'the cached frames stay after a cancel');
   await page.close();
 });
 
