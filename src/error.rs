@@ -13,6 +13,8 @@ pub enum Error {
     Weights { what: String, detail: String },
     /// A user-supplied parameter is out of range or unknown.
     Param { name: String, detail: String },
+    /// A file could not be read or written (the CLI); `path` names it.
+    Io { path: String, detail: String },
     /// A run produced NaN or infinite values; `what` says which run and where it was seen.
     NonFinite { what: String },
     /// The run was cancelled by the caller between steps.
@@ -28,6 +30,7 @@ impl fmt::Display for Error {
             Error::Shape { op, detail } => write!(f, "{op}: {detail}"),
             Error::Weights { what, detail } => write!(f, "weights file, {what}: {detail}"),
             Error::Param { name, detail } => write!(f, "parameter {name}: {detail}"),
+            Error::Io { path, detail } => write!(f, "file {path}: {detail}"),
             Error::NonFinite { what } => write!(f, "{what}: the values became NaN or infinite (the model or the settings are numerically unstable)"),
             Error::Cancelled => write!(f, "cancelled"),
         }

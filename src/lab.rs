@@ -99,14 +99,10 @@ impl OdeRequest {
             });
         }
         match self.solver.as_str() {
-            "rk45" if self.rtol > 0.0 && self.atol > 0.0 => Ok(OdeSolver::Rk45 {
+            "rk45" => sampler::check_tolerances(self.rtol, self.atol).map(|_| OdeSolver::Rk45 {
                 rtol: self.rtol,
                 atol: self.atol,
                 max_steps: self.steps,
-            }),
-            "rk45" => Err(Error::Param {
-                name: "rtol".into(),
-                detail: "rtol and atol must be positive".into(),
             }),
             "heun" => Ok(OdeSolver::Heun { steps: self.steps }),
             "euler" => Ok(OdeSolver::Euler { steps: self.steps }),

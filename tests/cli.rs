@@ -236,7 +236,7 @@ fn clear_errors() {
             "--model",
             "no/such/file.safetensors",
         ],
-        "no/such/file.safetensors",
+        "file no/such/file.safetensors: No such file",
     );
     fails(
         &[
@@ -288,5 +288,22 @@ fn clear_errors() {
             "1",
         ],
         "use rk45, heun or euler",
+    );
+    // A tolerance f32 cannot meet is refused by name, not "converged" in a blink.
+    fails(
+        &[
+            "sample",
+            "--backend",
+            "cpu",
+            "--model",
+            DIGITS,
+            "--sampler",
+            "rk45",
+            "--rtol",
+            "1e-300",
+            "--n",
+            "1",
+        ],
+        "parameter rtol: 1e-300",
     );
 }

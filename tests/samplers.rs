@@ -262,6 +262,16 @@ fn impossible_parameters_are_refused() {
             predictor: Method::Rk45,
             ..opts(Method::Pc, 10)
         },
+        SamplerOptions {
+            rtol: 1e-300,
+            ..opts(Method::Rk45, 10)
+        },
+        // The tolerance cannot be met in 3 steps: an error, not a result short of it.
+        SamplerOptions {
+            rtol: 1e-6,
+            atol: 1e-6,
+            ..opts(Method::Rk45, 3)
+        },
         opts(Method::Dpm2m, 1),
         opts(Method::Ddim, 0),
         opts(Method::Ddpm, 20_000),

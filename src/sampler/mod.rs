@@ -180,11 +180,7 @@ impl SamplerOptions {
         if !(0.0..=1.0).contains(&self.eta) {
             return param("eta", format!("{} is outside [0, 1]", self.eta));
         }
-        for (name, v) in [("rtol", self.rtol), ("atol", self.atol)] {
-            if !(v > 0.0 && v < 1.0) {
-                return param(name, format!("{v} must be in (0, 1)"));
-            }
-        }
+        check_tolerances(self.rtol, self.atol)?;
         if !matches!(
             self.predictor,
             Method::Ddpm | Method::Ddim | Method::Euler | Method::Heun | Method::Sde
@@ -448,6 +444,20 @@ impl<B: Backend, D: Denoiser<B>, P: Progress> Run<'_, B, D, P> {
         }
         Ok(x)
     }
+}
+
+/// rk45's tolerances: in [1e-7, 1), as f32 arithmetic resolves no finer (a smaller tolerance
+/// could never be met, or would vanish to 0 in the kernel).
+pub fn check_tolerances(rtol: f64, atol: f64) -> Result<()> {
+    for (name, v) in [("rtol", rtol), ("atol", atol)] {
+        if !(1e-7..1.0).contains(&v) {
+            return param(
+                name,
+                format!("{v:e} must be in [1e-7, 1) (the arithmetic is f32)"),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The time grid of `k` steps from 1 to `t_eps` (k + 1 points). DDPM/DDIM grids are rounded to
@@ -819,11 +829,17 @@ async fn rk45<B: Backend, D: Denoiser<B>, P: Progress>(
     let mut t = t0;
     let mut h = dir * (t1 - t0).abs() * 0.02;
     let mut k1 = run.drift(&x, t).await?;
-    let mut accepted = 0;
+    let (mut accepted, mut tried) = (0, 0);
     while (t1 - t) * dir > 1e-12 {
-        if accepted >= max_steps {
-            return param("steps", format!("rk45 needed more than {max_steps} steps at t = {t:.4}; raise steps or loosen rtol/atol"));
+        // Stop, saying why, rather than return a result short of the tolerance: too many
+        // accepted steps, too many rejected ones, or a step too small to move t.
+        if accepted >= max_steps || tried >= 4 * max_steps {
+            return param("steps", format!("rk45 needed more than {max_steps} steps at t = {t:.4} ({} rejected) before meeting rtol/atol; raise steps or loosen rtol/atol", tried - accepted));
         }
+        if h.abs() < 1e-9 * (t1 - t0).abs() {
+            return param("rtol", format!("rk45's step fell below 1e-9 of the interval at t = {t:.4}: the tolerances cannot be met; loosen rtol/atol"));
+        }
+        tried += 1;
         if (t + h - t1) * dir > 0.0 {
             h = t1 - t;
         }

@@ -378,10 +378,11 @@ fn parse_class(cfg: &ModelConfig, class: &Option<String>) -> Result<Option<usize
         })
 }
 
+/// A file error, naming the option it came from and the path.
 fn io_error(name: &str, path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Param {
-        name: name.into(),
-        detail: format!("{}: {e}", path.display()),
+    Error::Io {
+        path: path.display().to_string(),
+        detail: format!("{e} (--{name})"),
     }
 }
 
