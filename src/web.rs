@@ -124,12 +124,30 @@ pub fn samplers() -> Result<JsValue, JsError> {
 
 /// Model values `[n, h, w, c]` in [-1, 1] to RGBA bytes, one image after another.
 #[wasm_bindgen]
-pub fn to_rgba(values: &[f32], height: usize, width: usize, channels: usize) -> Vec<u8> {
-    let per = height * width * channels;
-    values
-        .chunks(per.max(1))
+pub fn to_rgba(
+    values: &[f32],
+    height: usize,
+    width: usize,
+    channels: usize,
+) -> Result<Vec<u8>, JsError> {
+    let per = height
+        .checked_mul(width)
+        .and_then(|p| p.checked_mul(channels))
+        .unwrap_or(0);
+    if !matches!(channels, 1 | 3)
+        || per == 0
+        || values.is_empty()
+        || !values.len().is_multiple_of(per)
+    {
+        return Err(JsError::new(&format!(
+            "to_rgba: {} values are not whole {height}x{width}x{channels} images (channels 1 or 3)",
+            values.len()
+        )));
+    }
+    Ok(values
+        .chunks(per)
         .flat_map(|s| crate::image::to_rgba(s, height, width, channels))
-        .collect()
+        .collect())
 }
 
 /// Forwards progress to a JS function.
