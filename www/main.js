@@ -7,6 +7,7 @@ import { setupInpaint, setupInterpolate } from './edit.js';
 const $ = (id) => document.getElementById(id);
 const client = new LabClient();
 const state = { samplers: [], configs: new Map(), loading: new Map(), running: null, last: null };
+state.client = client;
 window.scorelab = state; // for tests and the curious
 
 function setBackendText(info) {

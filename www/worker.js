@@ -88,6 +88,8 @@ const ops = {
   async likelihood({ model, values, options, cls, seed }, id) {
     return lab.likelihood(model, values, options, cls ?? null, seed || 0, progressFor(id, {}));
   },
+  // For the page tests: what a Rust panic looks like from here.
+  async simulateTrap() { throw new WebAssembly.RuntimeError('unreachable'); },
   async densityGrid({ model, options, cls }, id) {
     return lab.density_grid(model, options, cls ?? null, progressFor(id, {}));
   },
@@ -104,7 +106,9 @@ self.onmessage = (e) => {
       const transfer = result && result.values ? [result.values.buffer] : [];
       self.postMessage({ id, kind: 'result', result }, transfer);
     } catch (err) {
-      self.postMessage({ id, kind: 'error', message: String(err && err.message || err) });
+      // A trap (a Rust panic) leaves the module unusable: the client replaces this worker.
+      if (err instanceof WebAssembly.RuntimeError) self.postMessage({ id, kind: 'fatal', message: `internal error in ${op}: ${err.message}` });
+      else self.postMessage({ id, kind: 'error', message: String(err && err.message || err) });
     } finally {
       cancelled.delete(id);
     }

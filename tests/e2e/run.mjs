@@ -192,6 +192,22 @@ await test('models are cached by content: a failed or damaged download is not ke
   await context.close();
 });
 
+await test('a trap in the worker: the pending call fails with a clear message, the lab comes back with its models', async () => {
+  const page = await openPage('#model=toy2d&class=1&sampler=ddim&steps=10&seed=3&batch=64');
+  await page.click('#generate');
+  await page.waitForSelector('#output[data-done]', { timeout: 300_000 });
+  const first = await page.$eval('#output canvas', (c) => c.toDataURL());
+  const message = await page.evaluate(() => window.scorelab.client.call('simulateTrap', {}).then(() => 'resolved', (e) => e.message));
+  assert(/restarted/.test(message), `pending call: ${message}`);
+  assert(await page.evaluate(() => window.scorelab.client.restarts) === 1, 'one restart');
+  // The same settings give the same image from the new worker (models reloaded, no page reload).
+  const done = await page.$eval('#output', (o) => o.dataset.done);
+  await page.click('#generate');
+  await page.waitForFunction((prev) => document.querySelector('#output').dataset.done !== prev, done, { timeout: 300_000 });
+  assert(await page.$eval('#output canvas', (c) => c.toDataURL()) === first, 'same image after the restart');
+  await page.close();
+});
+
 await test('toy2d samples look like two moons', async () => {
   const page = await openPage('#model=toy2d&class=1&sampler=ddim&steps=20&seed=3&batch=64');
   await page.click('#generate');
