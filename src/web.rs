@@ -33,7 +33,20 @@ fn from_js<T: serde::de::DeserializeOwned>(what: &str, v: JsValue) -> Result<T, 
     } else {
         v
     };
-    serde_wasm_bindgen::from_value(v).map_err(|e| JsError::new(&format!("{what}: {e}")))
+    // Through JSON: serde_wasm_bindgen reads only the fields a struct declares, so unknown keys
+    // would pass silently; serde_json honours deny_unknown_fields. The error names the field at
+    // fault by its path (e.g. `sampler.steps`).
+    let json: serde_json::Value =
+        serde_wasm_bindgen::from_value(v).map_err(|e| JsError::new(&format!("{what}: {e}")))?;
+    serde_path_to_error::deserialize(json).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        JsError::new(&format!("{what}: {field}{}", e.inner()))
+    })
 }
 
 enum Engine {

@@ -208,6 +208,30 @@ await test('a trap in the worker: the pending call fails with a clear message, t
   await page.close();
 });
 
+await test('the wasm API names the field at fault, and keeps working', async () => {
+  const page = await openPage('#model=toy2d');
+  await page.waitForFunction(() => window.scorelab.configs.has('toy2d'), null, { timeout: 60_000 });
+  const errors = await page.evaluate(async () => {
+    const c = window.scorelab.client;
+    const tryIt = (op, args) => c.call(op, args).then(() => 'accepted', (e) => e.message);
+    return [
+      await tryIt('sample', { model: 'toy2d', options: { sampler: { method: 'ddim', steps: 2.5 } } }),
+      await tryIt('sample', { model: 'toy2d', options: { sampler: { method: 'ddim', stepz: 3 } } }),
+      await tryIt('sample', { model: 'toy2d', options: { n: 1e9 } }),
+      await tryIt('sample', { model: 'nope', options: {} }),
+      await tryIt('eps', { model: 'toy2d', x: new Float32Array(3), t: 0.5 }),
+      await tryIt('eps', { model: 'toy2d', x: new Float32Array(2), t: NaN }),
+      await tryIt('densityGrid', { model: 'toy2d', options: { size: 1000 } }),
+    ];
+  });
+  console.log(`     ${errors.join(' | ')}`);
+  const want = [/sampler\.steps/, /sampler\.stepz|unknown field `stepz`/, /parameter n/, /"nope" is not loaded/, /parameter x/, /parameter t/, /grid/];
+  want.forEach((re, i) => assert(re.test(errors[i]), `error ${i}: ${errors[i]}`));
+  const ok = await page.evaluate(() => window.scorelab.client.call('sample', { model: 'toy2d', options: { sampler: { method: 'ddim', steps: 2 }, n: 3 } }).then((r) => r.values.length));
+  assert(ok === 6, `a good call afterwards: ${ok}`);
+  await page.close();
+});
+
 await test('toy2d samples look like two moons', async () => {
   const page = await openPage('#model=toy2d&class=1&sampler=ddim&steps=20&seed=3&batch=64');
   await page.click('#generate');
