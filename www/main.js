@@ -327,6 +327,8 @@ function selectTab(name) {
 }
 
 async function start() {
+  // The forms only group controls: Enter in a field must not submit (and reload) the page.
+  document.querySelectorAll('form').forEach((f) => f.addEventListener('submit', (e) => e.preventDefault()));
   document.querySelectorAll('[role=tab]').forEach((b) => b.addEventListener('click', () => selectTab(b.id.slice(4))));
   const { backend, samplers } = await client.call('init', { backend: new URLSearchParams(location.search).get('backend') });
   setBackendText(backend);

@@ -63,6 +63,8 @@ async function openPage(hash = '', viewport = { width: 1200, height: 900 }) {
   const page = await browser.newPage({ viewport });
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  // Nothing leaves the origin (the page's Content-Security-Policy also forbids it).
+  page.on('request', (r) => { if (!r.url().startsWith(base) && !r.url().startsWith('blob:') && !r.url().startsWith('data:')) consoleErrors.push(`request outside the origin: ${r.url()}`); });
   const t0 = Date.now();
   await page.goto(base + hash);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
@@ -72,6 +74,16 @@ async function openPage(hash = '', viewport = { width: 1200, height: 900 }) {
 
 await test('the page starts, reports the adapter and shows attribution', async () => {
   const page = await openPage();
+  const csp = await page.$eval('meta[http-equiv="Content-Security-Policy"]', (m) => m.content);
+  assert(/default-src 'self'/.test(csp) && !/unsafe-inline|'unsafe-eval'/.test(csp), `CSP: ${csp}`);
+  // An inline script is refused under it.
+  const inline = await page.evaluate(() => { const s = document.createElement('script'); s.textContent = 'window.__inlineRan = true'; document.head.appendChild(s); return window.__inlineRan === true; });
+  assert(!inline, 'an inline script ran despite the CSP');
+  await page.waitForTimeout(300);
+  // The refusal above is logged as a console error on purpose; any other CSP report still counts.
+  const planted = consoleErrors.filter((m) => /Content Security Policy/.test(m));
+  assert(planted.length === 1, `one CSP report for the planted script: ${planted.join(' | ')}`);
+  consoleErrors.splice(consoleErrors.indexOf(planted[0]), 1);
   const backend = await page.textContent('#backend');
   console.log(`     backend: ${backend}; interactive after ${page.readyMs} ms`);
   assert(/WebGPU|CPU backend/.test(backend), `backend line: ${backend}`);
