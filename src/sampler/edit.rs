@@ -73,18 +73,7 @@ pub async fn inpaint<B: Backend, D: Denoiser<B>, P: Progress>(
     let grid = time_grid(s, predictor, k)?;
     let total = k * resample; // every step is taken `resample` times, the last block too
     let x = be.randn(&shape, seed, NoiseKey::START.stream()?)?;
-    let mut run = Run {
-        be,
-        den,
-        progress,
-        s: *s,
-        shape,
-        seed,
-        evals: 0,
-        step: 0,
-        total,
-        last: None,
-    };
+    let mut run = Run::new(be, den, progress, *s, shape, seed, total);
     let mut x = x;
     let mut draw = 0usize; // numbers every step taken, for distinct noise streams
     let mut i = 0;
@@ -367,35 +356,25 @@ pub async fn log_likelihood<B: Backend, D: Denoiser<B>, P: Progress>(
                 })
                 .collect::<Result<_>>()?
         }
-        Probe::Gaussian => {
-            vec![be.randn(&shape, seed, NoiseKey::new(Role::Probe, 0, 0).stream()?)?]
-        }
-        _ => {
+        // One Hutchinson draw per sample: used as it is, or as its signs.
+        hutchinson => {
             let z = be.randn(&shape, seed, NoiseKey::new(Role::Probe, 0, 0).stream()?)?;
-            let values = be.read(&z).await?;
-            vec![be.upload(
-                &values
+            if hutchinson == Probe::Gaussian {
+                vec![z]
+            } else {
+                let signs: Vec<f32> = be
+                    .read(&z)
+                    .await?
                     .iter()
                     .map(|z| if *z >= 0.0 { 1.0 } else { -1.0 })
-                    .collect::<Vec<f32>>(),
-                &shape,
-            )?]
+                    .collect();
+                vec![be.upload(&signs, &shape)?]
+            }
         }
     };
     let delta = 1e-3f64;
     let total = opts.steps;
-    let mut run = Run {
-        be,
-        den,
-        progress,
-        s: *s,
-        shape: shape.clone(),
-        seed,
-        evals: 0,
-        step: 0,
-        total,
-        last: None,
-    };
+    let mut run = Run::new(be, den, progress, *s, shape.clone(), seed, total);
     // (drift, divergence estimate) at (x, t); the drift is the mean of the first probe's pair.
     async fn drift_div<B: Backend, D: Denoiser<B>, P: Progress>(
         run: &mut Run<'_, B, D, P>,

@@ -273,7 +273,31 @@ struct Run<'a, B: Backend, D, P> {
     last: Option<(B::Tensor, B::Tensor, f64)>,
 }
 
-impl<B: Backend, D: Denoiser<B>, P: Progress> Run<'_, B, D, P> {
+impl<'a, B: Backend, D: Denoiser<B>, P: Progress> Run<'a, B, D, P> {
+    /// A run of `total` steps on samples of `shape` seeded from `seed`.
+    fn new(
+        be: &'a mut B,
+        den: &'a mut D,
+        progress: &'a mut P,
+        s: VpSchedule,
+        shape: Vec<usize>,
+        seed: u32,
+        total: usize,
+    ) -> Self {
+        Run {
+            be,
+            den,
+            progress,
+            s,
+            shape,
+            seed,
+            evals: 0,
+            step: 0,
+            total,
+            last: None,
+        }
+    }
+
     async fn eps(&mut self, x: &B::Tensor, t: f64) -> Result<B::Tensor> {
         let e = self.den.eps(self.be, x, t).await?;
         self.evals += 1;
@@ -500,18 +524,7 @@ pub async fn sample<B: Backend, D: Denoiser<B>, P: Progress>(
 ) -> Result<B::Tensor> {
     opts.validate()?;
     let x = be.randn(shape, seed, NoiseKey::START.stream()?)?;
-    let mut run = Run {
-        be,
-        den,
-        progress,
-        s: *s,
-        shape: shape.to_vec(),
-        seed,
-        evals: 0,
-        step: 0,
-        total: opts.steps(),
-        last: None,
-    };
+    let mut run = Run::new(be, den, progress, *s, shape.to_vec(), seed, opts.steps());
     match opts.method {
         Method::Rk45 => {
             let x = solve_ode_in(
@@ -683,18 +696,7 @@ pub async fn solve_ode<B: Backend, D: Denoiser<B>, P: Progress>(
         OdeSolver::Rk45 { max_steps, .. } => max_steps,
     };
     let shape = B::shape(&x).to_vec();
-    let mut run = Run {
-        be,
-        den,
-        progress,
-        s: *s,
-        shape,
-        seed,
-        evals: 0,
-        step: 0,
-        total,
-        last: None,
-    };
+    let mut run = Run::new(be, den, progress, *s, shape, seed, total);
     let x = solve_ode_in(&mut run, x, t0, t1, solver).await?;
     Ok((x, run.evals))
 }
