@@ -246,6 +246,79 @@ fn a_sample_depends_only_on_its_own_seed() {
     assert_eq!(&batch[4..6], &single[..]);
 }
 
+fn rk45(tol: f64) -> SamplerOptions {
+    SamplerOptions {
+        rtol: tol,
+        atol: tol,
+        ..opts(Method::Rk45, 2000)
+    }
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() as f64)
+        .fold(0.0, f64::max)
+}
+
+/// rk45 steps a batch together with the step size its worst sample needs. So a sample's last
+/// digits depend on its batch, but every sample meets the tolerance: alone or in a batch of 64,
+/// it lands within a few tolerances of the same path solved 1000x tighter, and the same batch
+/// always gives the same result.
+#[test]
+fn rk45_batch_semantics() {
+    let tol = 1e-4;
+    let batch = draw(&rk45(tol), 64, 20);
+    assert_eq!(batch, draw(&rk45(tol), 64, 20), "not reproducible");
+    let exact = draw(&rk45(1e-7), 64, 20);
+    let mut worst_alone: f64 = 0.0;
+    for i in [0, 17, 40, 63] {
+        let alone = draw(&rk45(tol), 1, 20 + i as u32);
+        let row = &batch[2 * i..2 * i + 2];
+        worst_alone = worst_alone.max(max_diff(&alone, &exact[2 * i..2 * i + 2]));
+        eprintln!(
+            "sample {i}: batch vs alone {:.1e}",
+            max_diff(row, &alone)
+        );
+    }
+    let worst_batch = max_diff(&batch, &exact);
+    eprintln!("rk45 at {tol:e}: worst error {worst_batch:.1e} in the batch, {worst_alone:.1e} alone");
+    assert!(worst_batch < 20.0 * tol && worst_alone < 20.0 * tol);
+}
+
+/// Cancel is honoured between rk45's tries, rejected ones included.
+#[test]
+fn rk45_reports_and_cancels_rejected_tries() {
+    use scorelab::sampler::{Control, Progress, StepInfo};
+    #[derive(Default)]
+    struct CancelAtFirstRejection(Vec<StepInfo>);
+    impl Progress for CancelAtFirstRejection {
+        fn step(&mut self, info: &StepInfo) -> Control {
+            self.0.push(info.clone());
+            if info.rejected {
+                Control::Cancel
+            } else {
+                Control::Continue
+            }
+        }
+    }
+    let mut gm = mixture();
+    let mut seen = CancelAtFirstRejection::default();
+    let r = pollster::block_on(sample(
+        &mut Cpu,
+        &mut gm,
+        &SCHEDULE,
+        &rk45(1e-6),
+        &[16, 2],
+        3,
+        &mut seen,
+    ));
+    assert!(matches!(r, Err(scorelab::Error::Cancelled)), "{:?}", r.err());
+    let last = seen.0.last().expect("reports");
+    assert!(last.rejected && last.step + 1 == seen.0.len());
+    assert_eq!(last.evals, 1 + 6 * seen.0.len(), "evaluations counted");
+}
+
 #[test]
 fn impossible_parameters_are_refused() {
     let mut gm = mixture();

@@ -229,6 +229,9 @@ pub struct StepInfo {
     pub t: f64,
     /// Denoiser evaluations so far.
     pub evals: usize,
+    /// An rk45 try whose error was too large: x did not move, `step` is unchanged. Reported so
+    /// the caller sees the evaluations and can cancel between tries.
+    pub rejected: bool,
 }
 
 /// What the caller wants after a step.
@@ -331,16 +334,29 @@ impl<'a, B: Backend, D: Denoiser<B>, P: Progress> Run<'a, B, D, P> {
         )
     }
 
-    /// Reports a finished step; previews and cancels as the caller asks; lets the device catch up.
-    async fn end_step(&mut self, t: f64, fraction: f64, x: &B::Tensor) -> Result<()> {
-        self.step += 1;
-        let info = StepInfo {
+    fn info(&self, t: f64, fraction: f64, rejected: bool) -> StepInfo {
+        StepInfo {
             step: self.step,
             total: self.total,
             fraction,
             t,
             evals: self.evals,
-        };
+            rejected,
+        }
+    }
+
+    /// Reports a rejected try (rk45) and honours a cancel; previews wait for an accepted step.
+    fn rejected_step(&mut self, t: f64, fraction: f64) -> Result<()> {
+        match self.progress.step(&self.info(t, fraction, true)) {
+            Control::Cancel => Err(Error::Cancelled),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reports a finished step; previews and cancels as the caller asks; lets the device catch up.
+    async fn end_step(&mut self, t: f64, fraction: f64, x: &B::Tensor) -> Result<()> {
+        self.step += 1;
+        let info = self.info(t, fraction, false);
         match self.progress.step(&info) {
             Control::Cancel => return Err(Error::Cancelled),
             Control::Preview => {
@@ -874,6 +890,8 @@ async fn rk45<B: Backend, D: Denoiser<B>, P: Progress>(
             k1 = ks.pop().expect("seven stages"); // first same as last
             accepted += 1;
             run.end_step(t, fraction(t), &x).await?;
+        } else {
+            run.rejected_step(t, fraction(t))?;
         }
         h *= (0.9 * norm.max(1e-10).powf(-0.2)).clamp(0.2, 5.0);
     }
