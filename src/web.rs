@@ -78,6 +78,22 @@ pub struct Lab {
     info: BackendInfo,
 }
 
+thread_local! {
+    /// The devices `open_lab` opened, for `destroy_device`.
+    static OPENED_DEVICES: std::cell::RefCell<Vec<wgpu::Device>> = std::cell::RefCell::default();
+}
+
+/// Destroys the GPU devices this module opened, as a driver reset would, and returns how many:
+/// for fault-injection tests. A free function, as it must work while a `Lab` is busy.
+#[wasm_bindgen]
+pub fn destroy_device() -> usize {
+    OPENED_DEVICES.with(|d| {
+        let devices = std::mem::take(&mut *d.borrow_mut());
+        devices.iter().for_each(|d| d.destroy());
+        devices.len()
+    })
+}
+
 /// Opens the lab: WebGPU unless `backend` is "cpu" or the browser has no usable adapter.
 #[wasm_bindgen]
 pub async fn open_lab(backend: Option<String>) -> Result<Lab, JsError> {
@@ -95,6 +111,7 @@ pub async fn open_lab(backend: Option<String>) -> Result<Lab, JsError> {
     match GpuContext::new().await {
         Ok(ctx) => {
             let report = ctx.report.clone();
+            OPENED_DEVICES.with(|d| d.borrow_mut().push(ctx.device.clone()));
             Ok(Lab {
                 engine: Engine::Gpu(Session::new(Gpu::new(Rc::new(ctx)))),
                 info: BackendInfo {
@@ -235,6 +252,24 @@ impl Lab {
     /// `{kind: "webgpu" | "cpu", adapter: {name, backend, device_type, driver, software, features} | null, fallback_reason}`.
     pub fn backend(&self) -> Result<JsValue, JsError> {
         to_js(&self.info)
+    }
+
+    /// Tensor buffers the GPU backend holds, `{buffers, bytes, free_buffers, free_bytes}`
+    /// (null on the CPU backend): flat over a long session, as the page tests check.
+    pub fn gpu_memory(&self) -> Result<JsValue, JsError> {
+        match &self.engine {
+            Engine::Gpu(s) => to_js(&s.be.memory()),
+            Engine::Cpu(_) => Ok(JsValue::NULL),
+        }
+    }
+
+    /// Whether the GPU device was lost (a driver reset, or `destroy_device`): this lab cannot
+    /// go on, and its owner opens a new one (the page's worker restarts and reloads its models).
+    pub fn device_lost(&self) -> bool {
+        match &self.engine {
+            Engine::Gpu(s) => s.be.context().is_lost(),
+            Engine::Cpu(_) => false,
+        }
     }
 
     /// Loads a weights file under a name; returns its config.

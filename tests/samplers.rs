@@ -276,13 +276,12 @@ fn rk45_batch_semantics() {
         let alone = draw(&rk45(tol), 1, 20 + i as u32);
         let row = &batch[2 * i..2 * i + 2];
         worst_alone = worst_alone.max(max_diff(&alone, &exact[2 * i..2 * i + 2]));
-        eprintln!(
-            "sample {i}: batch vs alone {:.1e}",
-            max_diff(row, &alone)
-        );
+        eprintln!("sample {i}: batch vs alone {:.1e}", max_diff(row, &alone));
     }
     let worst_batch = max_diff(&batch, &exact);
-    eprintln!("rk45 at {tol:e}: worst error {worst_batch:.1e} in the batch, {worst_alone:.1e} alone");
+    eprintln!(
+        "rk45 at {tol:e}: worst error {worst_batch:.1e} in the batch, {worst_alone:.1e} alone"
+    );
     assert!(worst_batch < 20.0 * tol && worst_alone < 20.0 * tol);
 }
 
@@ -313,7 +312,11 @@ fn rk45_reports_and_cancels_rejected_tries() {
         3,
         &mut seen,
     ));
-    assert!(matches!(r, Err(scorelab::Error::Cancelled)), "{:?}", r.err());
+    assert!(
+        matches!(r, Err(scorelab::Error::Cancelled)),
+        "{:?}",
+        r.err()
+    );
     let last = seen.0.last().expect("reports");
     assert!(last.rejected && last.step + 1 == seen.0.len());
     assert_eq!(last.evals, 1 + 6 * seen.0.len(), "evaluations counted");

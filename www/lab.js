@@ -1,6 +1,7 @@
-// A promise-based client of the worker. If the worker dies or its wasm module traps (a Rust
-// panic), the client starts a new worker, re-initialises it and reloads the models it had, and
-// rejects the calls that were pending with a message saying so; later calls work.
+// A promise-based client of the worker. If the worker dies, its wasm module traps (a Rust panic)
+// or its GPU device is lost, the client starts a new worker, re-initialises it (a new device, or
+// the CPU backend if none is left) and reloads the models it had, and rejects the calls that were
+// pending with a message saying so; later calls work. `onRestart(initResult)` tells the page.
 export class LabClient {
   constructor(url = './worker.js') {
     this.url = url;
@@ -8,6 +9,7 @@ export class LabClient {
     this.pending = new Map();
     this.replay = { init: null, loads: new Map() }; // what a new worker needs to catch up
     this.restarts = 0;
+    this.onRestart = null;
     this.spawn();
   }
 
@@ -25,8 +27,9 @@ export class LabClient {
     for (const p of this.pending.values()) p.reject(new Error(message));
     this.pending.clear();
     this.spawn();
-    if (this.replay.init) this.post(this.next++, 'init', this.replay.init);
-    for (const args of this.replay.loads.values()) this.post(this.next++, 'load', args);
+    const { init, loads } = this.replay;
+    if (init) this.start('init', init).done.then((r) => this.onRestart && this.onRestart(r), () => {});
+    for (const args of loads.values()) this.start('load', args).done.catch(() => {});
   }
 
   post(id, op, args) { this.worker.postMessage({ id, op, args }); }

@@ -333,6 +333,8 @@ async function start() {
   const { backend, samplers } = await client.call('init', { backend: new URLSearchParams(location.search).get('backend') });
   setBackendText(backend);
   state.backend = backend;
+  // After a lost device or a crashed worker the lab comes back, perhaps on another backend.
+  client.onRestart = (r) => { setBackendText(r.backend); state.backend = r.backend; };
   state.samplers = samplers;
   for (const s of samplers) $('sampler').add(new Option(s.name, s.name));
   const res = await fetch('models/index.json');

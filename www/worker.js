@@ -1,9 +1,10 @@
 // The worker owns the wasm module, the GPU device and the models, so the page never freezes.
 // Requests run one at a time (the lab is a single mutable object); a cancel only sets a flag that
 // the running request's progress callback reads between sampler steps.
-import init, { open_lab, samplers } from './pkg/scorelab.js';
+import init, { open_lab, samplers, destroy_device } from './pkg/scorelab.js';
 
 let lab = null;
+let wasm = null;
 let queue = Promise.resolve();
 const cancelled = new Set();
 const MODEL_CACHE = 'scorelab-models';
@@ -54,7 +55,7 @@ function progressFor(id, { previewEvery = 0, trace = false }) {
 
 const ops = {
   async init({ backend }) {
-    await init();
+    wasm = await init();
     lab = await open_lab(backend || null);
     return { backend: lab.backend(), samplers: samplers() };
   },
@@ -90,6 +91,8 @@ const ops = {
   },
   // For the page tests: what a Rust panic looks like from here.
   async simulateTrap() { throw new WebAssembly.RuntimeError('unreachable'); },
+  // For the page tests: what the lab holds (GPU tensor buffers, wasm memory).
+  async memory() { return { gpu: lab.gpu_memory(), wasmBytes: wasm.memory.buffer.byteLength }; },
   async densityGrid({ model, options, cls }, id) {
     return lab.density_grid(model, options, cls ?? null, progressFor(id, {}));
   },
@@ -98,6 +101,8 @@ const ops = {
 self.onmessage = (e) => {
   const { id, op, args } = e.data;
   if (op === 'cancel') { cancelled.add(args.target); return; }
+  // For the page tests, at once even mid-run: lose the GPU device as a driver reset would.
+  if (op === 'destroyDevice') { destroy_device(); return; }
   queue = queue.then(async () => {
     try {
       if (!ops[op]) throw new Error(`unknown operation ${op}`);
@@ -108,6 +113,8 @@ self.onmessage = (e) => {
     } catch (err) {
       // A trap (a Rust panic) leaves the module unusable: the client replaces this worker.
       if (err instanceof WebAssembly.RuntimeError) self.postMessage({ id, kind: 'fatal', message: `internal error in ${op}: ${err.message}` });
+      // A lost device never comes back: a new worker opens a new one (or falls back to the CPU).
+      else if (lab && lab.device_lost()) self.postMessage({ id, kind: 'fatal', message: `the GPU device was lost during ${op}: ${String(err && err.message || err)}` });
       else self.postMessage({ id, kind: 'error', message: String(err && err.message || err) });
     } finally {
       cancelled.delete(id);

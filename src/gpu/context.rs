@@ -1,6 +1,7 @@
 //! Adapter and device. WebGPU's default limits are requested explicitly, so native validation
 //! rejects what a browser would reject.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -23,6 +24,8 @@ pub struct GpuContext {
     pub report: AdapterReport,
     /// The first device error (validation, out of memory, device lost), reported at the next read.
     pub(crate) error: Arc<Mutex<Option<String>>>,
+    /// Set when the device is lost (driver reset, `destroy`): nothing on it works again.
+    lost: Arc<AtomicBool>,
 }
 
 impl GpuContext {
@@ -60,7 +63,10 @@ impl GpuContext {
             }
         }));
         let sink = error.clone();
+        let lost = Arc::new(AtomicBool::new(false));
+        let lost_flag = lost.clone();
         device.set_device_lost_callback(move |reason, msg| {
+            lost_flag.store(true, Ordering::SeqCst);
             let mut slot = sink.lock().unwrap();
             if slot.is_none() {
                 *slot = Some(format!("device lost ({reason:?}): {msg}"));
@@ -85,7 +91,13 @@ impl GpuContext {
             queue,
             report,
             error,
+            lost,
         })
+    }
+
+    /// Whether the device was lost: the caller must open a new context to go on.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
     }
 
     /// Returns the first device error seen so far, if any.

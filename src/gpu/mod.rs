@@ -1,11 +1,10 @@
 //! The GPU backend: tensors in storage buffers, ops recorded as dispatches and submitted in order,
-//! buffer reuse, and recorded plans that replay a whole network forward without re-planning.
+//! and a bounded pool of buffers for reuse.
 //!
 //! Buffer reuse is safe because everything runs in submission order: a tensor's buffer returns to
-//! its pool when the last handle drops, and the next op that takes it is recorded after every op
-//! that read it. Uploads flush first, because `write_buffer` runs before the commands of its submit.
-//! A plan records with a private pool that it keeps, so replaying it never overwrites a buffer that
-//! was handed out elsewhere; tensors from outside the plan are kept alive by the plan.
+//! the pool when the last handle drops, and the next op that takes it is recorded after every op
+//! that read it. Writes into a reused buffer flush first, because `write_buffer` runs before the
+//! commands of its submit.
 
 pub mod context;
 pub mod kernels;
@@ -23,10 +22,52 @@ use crate::backend::{check_blend, check_reshape, check_rows, check_upload, Backe
 use crate::error::{shape_err, Error, Result};
 use crate::ops::{self, Conv2d, GroupNorm, Matmul};
 
-/// Free buffers by byte size.
+/// Free bytes the pool keeps for reuse; a buffer returned past this is let go, so memory stays
+/// bounded however many batch sizes a long session goes through.
+const POOL_MAX_FREE_BYTES: u64 = 256 << 20;
+
+/// Free tensor buffers by byte size, and a count of every tensor buffer the backend holds.
 #[derive(Default)]
 struct Pool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
+    stats: GpuMemory,
+}
+
+/// Tensor buffers held by the GPU backend: in use or free in the pool (transient uniform and
+/// readback buffers are not counted: they are let go after their submit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct GpuMemory {
+    pub buffers: usize,
+    pub bytes: u64,
+    pub free_buffers: usize,
+    pub free_bytes: u64,
+}
+
+impl Pool {
+    fn take(&mut self, bytes: u64) -> Option<wgpu::Buffer> {
+        let buffer = self.free.get_mut(&bytes)?.pop()?;
+        self.stats.free_buffers -= 1;
+        self.stats.free_bytes -= bytes;
+        Some(buffer)
+    }
+
+    fn created(&mut self, bytes: u64) {
+        self.stats.buffers += 1;
+        self.stats.bytes += bytes;
+    }
+
+    fn give_back(&mut self, buffer: wgpu::Buffer) {
+        let bytes = buffer.size();
+        if self.stats.free_bytes + bytes > POOL_MAX_FREE_BYTES {
+            // Dropping the handle frees the buffer once no recorded command uses it.
+            self.stats.buffers -= 1;
+            self.stats.bytes -= bytes;
+            return;
+        }
+        self.stats.free_buffers += 1;
+        self.stats.free_bytes += bytes;
+        self.free.entry(bytes).or_default().push(buffer);
+    }
 }
 
 struct Slot {
@@ -36,12 +77,7 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.pool
-            .borrow_mut()
-            .free
-            .entry(self.buffer.size())
-            .or_default()
-            .push(self.buffer.clone());
+        self.pool.borrow_mut().give_back(self.buffer.clone());
     }
 }
 
@@ -66,42 +102,18 @@ impl GpuTensor {
     }
 }
 
-enum Command {
-    Dispatch {
-        pipeline: wgpu::ComputePipeline,
-        bind_group: wgpu::BindGroup,
-        groups: [u32; 3],
-    },
-    Copy {
-        src: wgpu::Buffer,
-        dst: wgpu::Buffer,
-        bytes: u64,
-    },
-}
-
-/// A recorded sequence of commands with the scratch buffers it owns.
-pub struct Plan {
-    commands: Vec<Rc<Command>>,
-    _pool: Rc<RefCell<Pool>>,
-    _inputs: Vec<GpuTensor>,
-}
-
-impl Plan {
-    pub fn dispatches(&self) -> usize {
-        self.commands
-            .iter()
-            .filter(|c| matches!(***c, Command::Dispatch { .. }))
-            .count()
-    }
+/// One recorded compute dispatch, waiting for the next flush.
+struct Dispatch {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
 }
 
 pub struct Gpu {
     ctx: Rc<GpuContext>,
     pipelines: PipelineCache,
     pool: Rc<RefCell<Pool>>,
-    pending: Vec<Rc<Command>>,
-    /// Tensors from outside the pool being recorded into, kept alive by the plan.
-    recording_inputs: Option<Vec<GpuTensor>>,
+    pending: Vec<Dispatch>,
     /// Bound where an optional input (bias, add) is absent.
     dummy: wgpu::Buffer,
     /// Sinusoidal frequency tables by embedding width (see `ops::timestep_frequencies`).
@@ -127,7 +139,6 @@ impl Gpu {
             pipelines: PipelineCache::default(),
             pool: Rc::default(),
             pending: Vec::new(),
-            recording_inputs: None,
             dummy,
             frequencies: HashMap::new(),
         }
@@ -137,16 +148,27 @@ impl Gpu {
         &self.ctx
     }
 
-    /// An output tensor from the current pool (contents undefined until written).
+    /// What the backend holds in tensor buffers now.
+    pub fn memory(&self) -> GpuMemory {
+        self.pool.borrow().stats
+    }
+
+    fn tensor(&self, buffer: wgpu::Buffer, shape: Vec<usize>) -> GpuTensor {
+        GpuTensor {
+            slot: Rc::new(Slot {
+                buffer,
+                pool: self.pool.clone(),
+            }),
+            shape,
+        }
+    }
+
+    /// An output tensor, reusing a free buffer of its size (contents undefined until written).
     fn alloc(&mut self, shape: Vec<usize>) -> Result<GpuTensor> {
         let bytes = self.checked_bytes(&shape)?;
-        let reused = self
-            .pool
-            .borrow_mut()
-            .free
-            .get_mut(&bytes)
-            .and_then(|v| v.pop());
+        let reused = self.pool.borrow_mut().take(bytes);
         let buffer = reused.unwrap_or_else(|| {
+            self.pool.borrow_mut().created(bytes);
             self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: None,
                 size: bytes,
@@ -154,21 +176,23 @@ impl Gpu {
                 mapped_at_creation: false,
             })
         });
-        Ok(GpuTensor {
-            slot: Rc::new(Slot {
-                buffer,
-                pool: self.pool.clone(),
-            }),
-            shape,
-        })
+        Ok(self.tensor(buffer, shape))
     }
 
-    /// A new tensor holding `data` from creation, so no queue write (and no flush) is needed.
+    /// A tensor holding `data`: a free buffer of its size written in queue order (a flush), or a
+    /// new buffer filled at creation (no flush).
     fn alloc_init(&mut self, data: &[f32], shape: Vec<usize>) -> Result<GpuTensor> {
         check_upload(data.len(), &shape)?;
         let bytes = self.checked_bytes(&shape)?;
+        let reused = self.pool.borrow_mut().take(bytes);
+        if let Some(buffer) = reused {
+            let t = self.tensor(buffer, shape);
+            self.write(&t, data)?;
+            return Ok(t);
+        }
         let mut contents = bytemuck::cast_slice::<f32, u8>(data).to_vec();
         contents.resize(bytes as usize, 0);
+        self.pool.borrow_mut().created(bytes);
         let buffer = self
             .ctx
             .device
@@ -177,13 +201,7 @@ impl Gpu {
                 contents: &contents,
                 usage: TENSOR_USAGE,
             });
-        Ok(GpuTensor {
-            slot: Rc::new(Slot {
-                buffer,
-                pool: self.pool.clone(),
-            }),
-            shape,
-        })
+        Ok(self.tensor(buffer, shape))
     }
 
     /// Buffer size for a shape (16-byte multiple), checked against the device's binding limit.
@@ -197,14 +215,6 @@ impl Gpu {
         Ok(bytes)
     }
 
-    fn note_input(&mut self, t: &GpuTensor) {
-        if let Some(inputs) = self.recording_inputs.as_mut() {
-            if !Rc::ptr_eq(&t.slot.pool, &self.pool) {
-                inputs.push(t.clone());
-            }
-        }
-    }
-
     /// Records one dispatch of `kernel` with a uniform block and buffer bindings in layout order.
     fn dispatch(
         &mut self,
@@ -214,9 +224,6 @@ impl Gpu {
         out: &[&GpuTensor],
         groups: [u32; 3],
     ) {
-        for t in inputs.iter().flatten().chain(out.iter()) {
-            self.note_input(t);
-        }
         let mut words = params.to_vec();
         words.resize(params.len().next_multiple_of(4), 0);
         let uniform = self
@@ -252,11 +259,11 @@ impl Gpu {
                 layout: &p.layout,
                 entries: &entries,
             });
-        self.pending.push(Rc::new(Command::Dispatch {
+        self.pending.push(Dispatch {
             pipeline: p.pipeline.clone(),
             bind_group,
             groups,
-        }));
+        });
     }
 
     /// Workgroup counts for one invocation per element, folded into 2-D past 65535 groups.
@@ -326,90 +333,27 @@ impl Gpu {
             return;
         }
         let commands = std::mem::take(&mut self.pending);
-        self.submit(commands.iter().map(|c| c.as_ref()));
+        self.submit(commands.iter());
     }
 
-    fn submit<'a>(&self, commands: impl Iterator<Item = &'a Command>) {
+    fn submit<'a>(&self, dispatches: impl Iterator<Item = &'a Dispatch>) {
         let mut enc = self
             .ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        let mut pass: Option<wgpu::ComputePass<'static>> = None;
-        for c in commands {
-            match c {
-                Command::Dispatch {
-                    pipeline,
-                    bind_group,
-                    groups,
-                } => {
-                    let p = pass.get_or_insert_with(|| {
-                        enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default())
-                            .forget_lifetime()
-                    });
-                    p.set_pipeline(pipeline);
-                    p.set_bind_group(0, bind_group, &[]);
-                    p.dispatch_workgroups(groups[0], groups[1], groups[2]);
-                }
-                Command::Copy { src, dst, bytes } => {
-                    drop(pass.take());
-                    enc.copy_buffer_to_buffer(src, 0, dst, 0, *bytes);
-                }
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            for d in dispatches {
+                pass.set_pipeline(&d.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
             }
         }
-        drop(pass);
         self.ctx.queue.submit([enc.finish()]);
     }
 
-    /// Starts recording a plan: ops from here on allocate from a private pool the plan will own.
-    fn begin_plan(&mut self) {
-        self.flush();
-        self.pool = Rc::default();
-        self.recording_inputs = Some(Vec::new());
-    }
-
-    /// Ends recording and returns the plan; nothing recorded since `begin_plan` has run yet.
-    fn end_plan(&mut self, shared_pool: Rc<RefCell<Pool>>) -> Plan {
-        let plan_pool = std::mem::replace(&mut self.pool, shared_pool);
-        Plan {
-            commands: std::mem::take(&mut self.pending),
-            _pool: plan_pool,
-            _inputs: self.recording_inputs.take().unwrap_or_default(),
-        }
-    }
-
-    /// Records `f` as a plan (the tensors it returns live in the plan's buffers and are rewritten
-    /// by every replay).
-    pub fn record<T>(&mut self, f: impl FnOnce(&mut Gpu) -> Result<T>) -> Result<(Plan, T)> {
-        let shared = self.pool.clone();
-        self.begin_plan();
-        let result = f(self);
-        let plan = self.end_plan(shared);
-        Ok((plan, result?))
-    }
-
-    /// Queues a replay of a recorded plan after everything recorded so far.
-    pub fn replay(&mut self, plan: &Plan) {
-        self.pending.extend(plan.commands.iter().cloned());
-    }
-
-    /// Overwrites `dst` with the values of `src` (same size), in order with recorded work.
-    pub fn copy(&mut self, src: &GpuTensor, dst: &GpuTensor) -> Result<()> {
-        if src.len() != dst.len() {
-            return shape_err(
-                "copy",
-                format!("{:?} and {:?} differ in size", src.shape, dst.shape),
-            );
-        }
-        self.pending.push(Rc::new(Command::Copy {
-            src: src.buffer().clone(),
-            dst: dst.buffer().clone(),
-            bytes: (src.len() * 4) as u64,
-        }));
-        Ok(())
-    }
-
     /// Overwrites a tensor's values from the host, in order with recorded work.
-    pub fn write(&mut self, t: &GpuTensor, data: &[f32]) -> Result<()> {
+    fn write(&mut self, t: &GpuTensor, data: &[f32]) -> Result<()> {
         check_upload(data.len(), &t.shape)?;
         self.flush();
         self.ctx

@@ -220,6 +220,72 @@ await test('a trap in the worker: the pending call fails with a clear message, t
   await page.close();
 });
 
+/** Clicks Generate and waits for the run to finish; returns the samples' values as a string. */
+async function generateValues(page) {
+  const prev = await page.$eval('#output', (o) => o.dataset.done || '');
+  await page.click('#generate');
+  await page.waitForFunction((p) => (document.querySelector('#output').dataset.done || '') !== p, prev, { timeout: 300_000 });
+  return page.evaluate(() => Array.from(window.scorelab.last.values).join(','));
+}
+
+await test('a GPU device lost mid-run: the run says so, the lab reopens a device with its models, the next run gives the same samples', async () => {
+  const page = await openPage('#model=toy2d&class=1&sampler=ddim&steps=10&seed=3&batch=64');
+  const before = await generateValues(page);
+  await page.selectOption('#sampler', 'ddpm');
+  await page.fill('#steps', '900');
+  await page.click('#generate');
+  await page.waitForFunction(() => /step [1-9]/.test(document.querySelector('#progress-text').textContent), null, { timeout: 120_000 });
+  await page.evaluate(() => window.scorelab.client.post(0, 'destroyDevice', {}));
+  await page.waitForFunction(() => /lost/.test(document.querySelector('#progress-text').textContent), null, { timeout: 120_000 });
+  const message = await page.textContent('#progress-text');
+  console.log(`     ${message}`);
+  await page.screenshot({ path: path.join(SHOTS, 'device-lost.png') });
+  assert(/restarted/.test(message) && await page.$eval('#progress-text', (e) => e.classList.contains('error')), `status: ${message}`);
+  assert(await page.evaluate(() => window.scorelab.client.restarts) === 1, 'one restart');
+  await page.waitForFunction(() => window.scorelab.backend && /WebGPU/.test(document.querySelector('#backend').textContent), null, { timeout: 60_000 });
+  await page.selectOption('#sampler', 'ddim');
+  await page.fill('#steps', '10');
+  assert(await generateValues(page) === before, 'the same samples from the new device');
+  await page.close();
+});
+
+await test('200 generations and 20 cancelled runs in one page: the same samples every time, memory flat after warm-up', async () => {
+  const page = await openPage('#model=toy2d&class=0&sampler=ddim&steps=4&seed=5&batch=1');
+  const cdp = await page.context().newCDPSession(page);
+  const snapshot = async () => {
+    await cdp.send('HeapProfiler.collectGarbage');
+    const { usedSize } = await cdp.send('Runtime.getHeapUsage');
+    return { pageHeap: usedSize, ...await page.evaluate(() => window.scorelab.client.call('memory', {})) };
+  };
+  const cancelled = () => page.evaluate(() => new Promise((resolve) => {
+    const c = window.scorelab.client;
+    const run = c.start('sample', { model: 'toy2d', options: { sampler: { method: 'ddpm', steps: 900 }, n: 64, seed: 1 } }, (ev) => { if (ev.kind === 'step') c.cancel(run.id); });
+    run.done.then(() => resolve('finished'), (e) => resolve(e.message));
+  }));
+  const sizes = [1, 16, 64, 256];
+  const first = new Map();
+  let warm = null, cancels = 0;
+  for (let i = 0; i < 200; i++) {
+    const n = sizes[i % sizes.length];
+    await page.fill('#batch', String(n));
+    const values = await generateValues(page);
+    if (!first.has(n)) first.set(n, values);
+    assert(first.get(n) === values, `run ${i} (batch ${n}) differs from the first run of its size`);
+    if (i % 10 === 9) {
+      const m = await cancelled();
+      assert(m === 'cancelled', `cancelled run ${cancels}: ${m}`);
+      cancels += 1;
+    }
+    if (i === 39) warm = await snapshot();
+  }
+  const end = await snapshot();
+  console.log(`     after 40 runs: ${JSON.stringify(warm)}\n     after 200 runs and ${cancels} cancelled: ${JSON.stringify(end)}`);
+  assert(end.gpu.buffers === warm.gpu.buffers && end.gpu.bytes === warm.gpu.bytes, 'GPU tensor buffers grew');
+  assert(end.wasmBytes === warm.wasmBytes, 'wasm memory grew');
+  assert(end.pageHeap < warm.pageHeap * 1.1 + 256 * 1024, 'page heap grew');
+  await page.close();
+});
+
 await test('the wasm API names the field at fault, and keeps working', async () => {
   const page = await openPage('#model=toy2d');
   await page.waitForFunction(() => window.scorelab.configs.has('toy2d'), null, { timeout: 60_000 });
