@@ -250,16 +250,18 @@ impl<B: Backend> Session<B> {
         })
     }
 
+    /// The model and the batch shape of `values` (whole samples), which the caller calls `name`.
     fn checked_batch<'m>(
         models: &'m HashMap<String, Network<B>>,
         model: &str,
+        name: &str,
         values: &[f32],
     ) -> Result<(&'m Network<B>, Vec<usize>)> {
         let net = Self::find(models, model)?;
         let per = net.config.sample_len();
         if values.is_empty() || !values.len().is_multiple_of(per) {
             return Err(Error::Param {
-                name: "image".into(),
+                name: name.into(),
                 detail: format!(
                     "{} values are not a whole number of {:?} samples",
                     values.len(),
@@ -280,7 +282,7 @@ impl<B: Backend> Session<B> {
         mask: &[f32],
         progress: &mut impl Progress,
     ) -> Result<Samples> {
-        let (net, shape) = Self::checked_batch(&self.models, model, images)?;
+        let (net, shape) = Self::checked_batch(&self.models, model, "images", images)?;
         if mask.len() != net.config.sample_len() || mask.iter().any(|m| !(0.0..=1.0).contains(m)) {
             return Err(Error::Param {
                 name: "mask".into(),
@@ -321,7 +323,7 @@ impl<B: Backend> Session<B> {
         images: &[f32],
         progress: &mut impl Progress,
     ) -> Result<Samples> {
-        let (net, shape) = Self::checked_batch(&self.models, model, images)?;
+        let (net, shape) = Self::checked_batch(&self.models, model, "images", images)?;
         let s = VpSchedule::from_config(&net.config.sde);
         let gray = self.be.upload(images, &shape)?;
         let mut den = Guided::new(&mut self.be, net, &vec![req.class; shape[0]], req.guidance)?;
@@ -353,7 +355,7 @@ impl<B: Backend> Session<B> {
         encode: bool,
         progress: &mut impl Progress,
     ) -> Result<(Samples, usize)> {
-        let (net, shape) = Self::checked_batch(&self.models, model, values)?;
+        let (net, shape) = Self::checked_batch(&self.models, model, "values", values)?;
         let solver = req.solver()?;
         let s = VpSchedule::from_config(&net.config.sde);
         let x = self.be.upload(values, &shape)?;
@@ -387,11 +389,13 @@ impl<B: Backend> Session<B> {
         progress: &mut impl Progress,
     ) -> Result<(Samples, usize)> {
         let per = self.model(model)?.config.sample_len();
-        if a.len() != per || b.len() != per {
-            return Err(Error::Param {
-                name: "latent".into(),
-                detail: format!("each latent needs {per} values"),
-            });
+        for (name, latent) in [("a", a), ("b", b)] {
+            if latent.len() != per {
+                return Err(Error::Param {
+                    name: name.into(),
+                    detail: format!("{} values; a latent of {model} has {per}", latent.len()),
+                });
+            }
         }
         if positions.is_empty() || positions.iter().any(|u| !(0.0..=1.0).contains(u)) {
             return Err(Error::Param {
@@ -428,7 +432,7 @@ impl<B: Backend> Session<B> {
         seed: u32,
         progress: &mut impl Progress,
     ) -> Result<Likelihood> {
-        let (net, shape) = Self::checked_batch(&self.models, model, values)?;
+        let (net, shape) = Self::checked_batch(&self.models, model, "values", values)?;
         let s = VpSchedule::from_config(&net.config.sde);
         let x = self.be.upload(values, &shape)?;
         let mut den = Guided::new(&mut self.be, net, &vec![class; shape[0]], 1.0)?;

@@ -49,6 +49,118 @@ fn from_js<T: serde::de::DeserializeOwned>(what: &str, v: JsValue) -> Result<T, 
     })
 }
 
+/// Arguments arrive untyped from JS: each is checked here, and a wrong one is an error that
+/// names it (wasm-bindgen's own conversions would coerce silently: `"abc"` to seed 0, `null` to an
+/// empty array, a string's letters to NaN).
+mod arg {
+    use wasm_bindgen::{JsCast, JsError, JsValue};
+
+    fn wrong(name: &str, want: &str, v: &JsValue) -> JsError {
+        let got = if v.is_null() {
+            "null".to_string()
+        } else {
+            v.js_typeof().as_string().unwrap_or_default()
+        };
+        JsError::new(&format!("parameter {name}: expected {want}, got {got}"))
+    }
+
+    /// A string.
+    pub fn text(name: &str, v: &JsValue) -> Result<String, JsError> {
+        v.as_string().ok_or_else(|| wrong(name, "a string", v))
+    }
+
+    /// A boolean.
+    pub fn flag(name: &str, v: &JsValue) -> Result<bool, JsError> {
+        v.as_bool().ok_or_else(|| wrong(name, "true or false", v))
+    }
+
+    /// A finite number.
+    pub fn number(name: &str, v: &JsValue) -> Result<f64, JsError> {
+        match v.as_f64() {
+            Some(x) if x.is_finite() => Ok(x),
+            Some(x) => Err(JsError::new(&format!(
+                "parameter {name}: {x} is not finite"
+            ))),
+            None => Err(wrong(name, "a number", v)),
+        }
+    }
+
+    /// An integer in 0..=u32::MAX.
+    pub fn uint(name: &str, v: &JsValue) -> Result<u32, JsError> {
+        let x = number(name, v)?;
+        if x.fract() != 0.0 || !(0.0..=u32::MAX as f64).contains(&x) {
+            return Err(JsError::new(&format!(
+                "parameter {name}: {x} is not an integer in 0..=4294967295"
+            )));
+        }
+        Ok(x as u32)
+    }
+
+    /// An optional class index: `null`/`undefined` for none.
+    pub fn class(name: &str, v: &JsValue) -> Result<Option<usize>, JsError> {
+        if v.is_null() || v.is_undefined() {
+            return Ok(None);
+        }
+        uint(name, v).map(|c| Some(c as usize))
+    }
+
+    /// A `Float32Array` or an array of numbers, all finite.
+    pub fn f32s(name: &str, v: &JsValue) -> Result<Vec<f32>, JsError> {
+        let values = match v.dyn_ref::<js_sys::Float32Array>() {
+            Some(a) => a.to_vec(),
+            None => numbers(name, v)?.into_iter().map(|x| x as f32).collect(),
+        };
+        finite(name, &values)?;
+        Ok(values)
+    }
+
+    /// A `Float64Array`, `Float32Array` or array of numbers, all finite.
+    pub fn numbers(name: &str, v: &JsValue) -> Result<Vec<f64>, JsError> {
+        let values = if let Some(a) = v.dyn_ref::<js_sys::Float64Array>() {
+            a.to_vec()
+        } else if let Some(a) = v.dyn_ref::<js_sys::Float32Array>() {
+            a.to_vec().into_iter().map(f64::from).collect()
+        } else if let Some(array) = v.dyn_ref::<js_sys::Array>() {
+            array
+                .iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    x.as_f64()
+                        .ok_or_else(|| wrong(&format!("{name}[{i}]"), "a number", &x))
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            return Err(wrong(name, "a Float32Array or an array of numbers", v));
+        };
+        finite(name, &values)?;
+        Ok(values)
+    }
+
+    fn finite<T: Copy + Into<f64>>(name: &str, values: &[T]) -> Result<(), JsError> {
+        match values.iter().position(|&x| !x.into().is_finite()) {
+            Some(i) => Err(JsError::new(&format!(
+                "parameter {name}[{i}]: {} is not finite",
+                values[i].into()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// A `Uint8Array` (a file's bytes).
+    pub fn bytes(name: &str, v: &JsValue) -> Result<Vec<u8>, JsError> {
+        v.dyn_ref::<js_sys::Uint8Array>()
+            .map(|a| a.to_vec())
+            .ok_or_else(|| wrong(name, "a Uint8Array", v))
+    }
+
+    /// A function (the progress callback).
+    pub fn function(name: &str, v: &JsValue) -> Result<js_sys::Function, JsError> {
+        v.dyn_ref::<js_sys::Function>()
+            .cloned()
+            .ok_or_else(|| wrong(name, "a function", v))
+    }
+}
+
 enum Engine {
     Gpu(Session<Gpu>),
     Cpu(Session<Cpu>),
@@ -96,8 +208,21 @@ pub fn destroy_device() -> usize {
 
 /// Opens the lab: WebGPU unless `backend` is "cpu" or the browser has no usable adapter.
 #[wasm_bindgen]
-pub async fn open_lab(backend: Option<String>) -> Result<Lab, JsError> {
+pub async fn open_lab(
+    #[wasm_bindgen(unchecked_param_type = "'webgpu' | 'cpu' | null")] backend: JsValue,
+) -> Result<Lab, JsError> {
     console_error_panic_hook::set_once();
+    let backend = if backend.is_null() || backend.is_undefined() {
+        None
+    } else {
+        Some(arg::text("backend", &backend)?)
+    };
+    if !matches!(backend.as_deref(), None | Some("webgpu" | "cpu")) {
+        return Err(JsError::new(&format!(
+            "parameter backend: {:?} is not \"webgpu\" or \"cpu\"",
+            backend.unwrap_or_default()
+        )));
+    }
     if backend.as_deref() == Some("cpu") {
         return Ok(Lab {
             engine: Engine::Cpu(Session::new(Cpu)),
@@ -155,11 +280,15 @@ pub fn samplers() -> Result<JsValue, JsError> {
 /// Model values `[n, h, w, c]` in [-1, 1] to RGBA bytes, one image after another.
 #[wasm_bindgen]
 pub fn to_rgba(
-    values: &[f32],
-    height: usize,
-    width: usize,
-    channels: usize,
+    #[wasm_bindgen(unchecked_param_type = "Float32Array")] values: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "number")] height: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "number")] width: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "number")] channels: JsValue,
 ) -> Result<Vec<u8>, JsError> {
+    let values = arg::f32s("values", &values)?;
+    let [height, width, channels] = [("height", height), ("width", width), ("channels", channels)]
+        .map(|(name, v)| arg::uint(name, &v).map(|x| x as usize));
+    let (height, width, channels) = (height?, width?, channels?);
     let per = height
         .checked_mul(width)
         .and_then(|p| p.checked_mul(channels))
@@ -273,8 +402,13 @@ impl Lab {
     }
 
     /// Loads a weights file under a name; returns its config.
-    pub fn load_model(&mut self, name: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
-        with_session!(self, s => { let cfg = s.load_model(name, bytes).map_err(js_err)?; to_js(cfg) })
+    pub fn load_model(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: JsValue,
+    ) -> Result<JsValue, JsError> {
+        let (name, bytes) = (arg::text("name", &name)?, arg::bytes("bytes", &bytes)?);
+        with_session!(self, s => { let cfg = s.load_model(&name, &bytes).map_err(js_err)?; to_js(cfg) })
     }
 
     /// Draws samples: options `{sampler: {method, steps, eta, rtol, atol, predictor, snr,
@@ -282,10 +416,15 @@ impl Lab {
     /// `{values: Float32Array, n, shape}`.
     pub async fn sample(
         &mut self,
-        model: String,
+        #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
         options: JsValue,
-        progress: js_sys::Function,
+        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
+        progress: JsValue,
     ) -> Result<JsValue, JsError> {
+        let (model, progress) = (
+            arg::text("model", &model)?,
+            arg::function("progress", &progress)?,
+        );
         let req: SampleRequest = from_js("sample options", options)?;
         let mut p = JsProgress {
             callback: &progress,
@@ -298,11 +437,16 @@ impl Lab {
     /// The network's eps at time t for `x` (whole samples); options `{class, guidance}`.
     pub async fn eps(
         &mut self,
-        model: String,
-        x: Vec<f32>,
-        t: f64,
+        #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array")] x: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number")] t: JsValue,
         options: JsValue,
     ) -> Result<js_sys::Float32Array, JsError> {
+        let (model, x, t) = (
+            arg::text("model", &model)?,
+            arg::f32s("x", &x)?,
+            arg::number("t", &t)?,
+        );
         #[derive(serde::Deserialize, Default)]
         #[serde(default, deny_unknown_fields)]
         struct EpsOptions {
@@ -319,12 +463,18 @@ impl Lab {
     /// resample}, seed, class, guidance}`.
     pub async fn inpaint(
         &mut self,
-        model: String,
-        images: Vec<f32>,
-        mask: Vec<f32>,
+        #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array")] images: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array")] mask: JsValue,
         options: JsValue,
-        progress: js_sys::Function,
+        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
+        progress: JsValue,
     ) -> Result<JsValue, JsError> {
+        let (model, progress) = (
+            arg::text("model", &model)?,
+            arg::function("progress", &progress)?,
+        );
+        let (images, mask) = (arg::f32s("images", &images)?, arg::f32s("mask", &mask)?);
         let req: EditRequest = from_js("inpaint options", options)?;
         let mut p = JsProgress {
             callback: &progress,
@@ -336,11 +486,17 @@ impl Lab {
     /// Colours images keeping their luminance (the emoji model); options as for `inpaint`.
     pub async fn colorize(
         &mut self,
-        model: String,
-        images: Vec<f32>,
+        #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array")] images: JsValue,
         options: JsValue,
-        progress: js_sys::Function,
+        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
+        progress: JsValue,
     ) -> Result<JsValue, JsError> {
+        let (model, progress) = (
+            arg::text("model", &model)?,
+            arg::function("progress", &progress)?,
+        );
+        let images = arg::f32s("images", &images)?;
         let req: EditRequest = from_js("colorize options", options)?;
         let mut p = JsProgress {
             callback: &progress,
@@ -353,12 +509,18 @@ impl Lab {
     /// class, guidance}`. Returns `{values, n, shape, evals}`.
     pub async fn transport(
         &mut self,
-        model: String,
-        values: Vec<f32>,
-        encode: bool,
+        #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array")] values: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "boolean")] encode: JsValue,
         options: JsValue,
-        progress: js_sys::Function,
+        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
+        progress: JsValue,
     ) -> Result<JsValue, JsError> {
+        let (model, progress) = (
+            arg::text("model", &model)?,
+            arg::function("progress", &progress)?,
+        );
+        let (values, encode) = (arg::f32s("values", &values)?, arg::flag("encode", &encode)?);
         let req: OdeRequest = from_js("ode options", options)?;
         let mut p = JsProgress {
             callback: &progress,
@@ -373,13 +535,20 @@ impl Lab {
     /// Decodes slerp(a, b, u) for each position u; returns `{values, n, shape, evals}`.
     pub async fn interpolate(
         &mut self,
-        model: String,
-        a: Vec<f32>,
-        b: Vec<f32>,
-        positions: Vec<f64>,
+        #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array")] a: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array")] b: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Float64Array | number[]")] positions: JsValue,
         options: JsValue,
-        progress: js_sys::Function,
+        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
+        progress: JsValue,
     ) -> Result<JsValue, JsError> {
+        let (model, progress) = (
+            arg::text("model", &model)?,
+            arg::function("progress", &progress)?,
+        );
+        let (a, b) = (arg::f32s("a", &a)?, arg::f32s("b", &b)?);
+        let positions = arg::numbers("positions", &positions)?;
         let req: OdeRequest = from_js("ode options", options)?;
         let mut p = JsProgress {
             callback: &progress,
@@ -392,10 +561,15 @@ impl Lab {
     }
 
     /// The starting noise of a seed.
-    pub fn seed_latent(&self, model: &str, seed: u32) -> Result<js_sys::Float32Array, JsError> {
+    pub fn seed_latent(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number")] seed: JsValue,
+    ) -> Result<js_sys::Float32Array, JsError> {
+        let (model, seed) = (arg::text("model", &model)?, arg::uint("seed", &seed)?);
         let z = match &self.engine {
-            Engine::Gpu(s) => s.seed_latent(model, seed),
-            Engine::Cpu(s) => s.seed_latent(model, seed),
+            Engine::Gpu(s) => s.seed_latent(&model, seed),
+            Engine::Cpu(s) => s.seed_latent(&model, seed),
         }
         .map_err(js_err)?;
         Ok(js_sys::Float32Array::from(z.as_slice()))
@@ -405,13 +579,20 @@ impl Lab {
     /// and probe seed. Returns `{log_p, bits_per_dim, evals}`.
     pub async fn likelihood(
         &mut self,
-        model: String,
-        values: Vec<f32>,
+        #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array")] values: JsValue,
         options: JsValue,
-        class: Option<usize>,
-        seed: u32,
-        progress: js_sys::Function,
+        #[wasm_bindgen(unchecked_param_type = "number | null")] class: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number")] seed: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
+        progress: JsValue,
     ) -> Result<JsValue, JsError> {
+        let (model, progress) = (
+            arg::text("model", &model)?,
+            arg::function("progress", &progress)?,
+        );
+        let (values, class) = (arg::f32s("values", &values)?, arg::class("class", &class)?);
+        let seed = arg::uint("seed", &seed)?;
         let opts: LikelihoodOptions = from_js("likelihood options", options)?;
         let mut p = JsProgress {
             callback: &progress,
@@ -424,11 +605,17 @@ impl Lab {
     /// playground's map). Returns `{log_p, bits_per_dim, evals}`, rows from the top down.
     pub async fn density_grid(
         &mut self,
-        model: String,
+        #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
         options: JsValue,
-        class: Option<usize>,
-        progress: js_sys::Function,
+        #[wasm_bindgen(unchecked_param_type = "number | null")] class: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
+        progress: JsValue,
     ) -> Result<JsValue, JsError> {
+        let (model, progress) = (
+            arg::text("model", &model)?,
+            arg::function("progress", &progress)?,
+        );
+        let class = arg::class("class", &class)?;
         let grid: DensityGrid = from_js("density grid options", options)?;
         let mut p = JsProgress {
             callback: &progress,

@@ -106,3 +106,381 @@ async fn mutated_weights_files_are_refused_cleanly_in_wasm() {
             .into(),
     );
 }
+
+/// Every public method of the wasm API, given wrong types, unknown option keys, NaN, huge
+/// batches, wrong lengths or an unknown model, throws an `Error` that names the parameter at
+/// fault; the lab keeps working afterwards.
+#[wasm_bindgen_test]
+async fn the_wasm_api_names_every_wrong_argument() {
+    use js_sys::{Array, Float32Array, Function, Uint8Array};
+    use scorelab::web::{open_lab, to_rgba};
+    use wasm_bindgen::{JsError, JsValue};
+
+    fn message(r: Result<JsValue, JsError>) -> String {
+        match r {
+            Ok(_) => "accepted".into(),
+            Err(e) => js_sys::Error::from(JsValue::from(e)).message().into(),
+        }
+    }
+    fn json(s: &str) -> JsValue {
+        js_sys::JSON::parse(s).unwrap()
+    }
+    let f32s = |v: &[f32]| JsValue::from(Float32Array::from(v));
+    let s = |v: &str| JsValue::from_str(v);
+    let n = |v: f64| JsValue::from_f64(v);
+    let noop: JsValue = Function::new_no_args("return undefined").into();
+    let toy: &[u8] = include_bytes!("../models/toy2d.safetensors");
+
+    let mut lab = open_lab(s("cpu")).await.unwrap();
+    let mut cases: Vec<(&str, String, &str)> = Vec::new();
+    let mut check = |label: &'static str, got: String, want: &'static str| {
+        cases.push((label, got, want));
+    };
+    check(
+        "open_lab backend 3",
+        message(open_lab(n(3.0)).await.map(JsValue::from)),
+        "parameter backend",
+    );
+    check(
+        "open_lab backend gpu",
+        message(open_lab(s("gpu")).await.map(JsValue::from)),
+        "parameter backend",
+    );
+    check(
+        "load_model name",
+        message(lab.load_model(n(1.0), Uint8Array::from(toy).into())),
+        "parameter name",
+    );
+    check(
+        "load_model bytes as string",
+        message(lab.load_model(s("toy"), s("abc"))),
+        "parameter bytes",
+    );
+    check(
+        "load_model garbage",
+        message(lab.load_model(s("toy"), Uint8Array::from(&b"garbage!"[..]).into())),
+        "weights",
+    );
+    lab.load_model(s("toy"), Uint8Array::from(toy).into())
+        .unwrap();
+    let obj = |v: &str| json(v);
+    check(
+        "sample model",
+        message(lab.sample(JsValue::NULL, obj("{}"), noop.clone()).await),
+        "parameter model",
+    );
+    check(
+        "sample unknown model",
+        message(lab.sample(s("nope"), obj("{}"), noop.clone()).await),
+        "\"nope\" is not loaded",
+    );
+    check(
+        "sample options type",
+        message(lab.sample(s("toy"), n(5.0), noop.clone()).await),
+        "sample options",
+    );
+    check(
+        "sample unknown key",
+        message(
+            lab.sample(s("toy"), obj(r#"{"sampler": {"stepz": 3}}"#), noop.clone())
+                .await,
+        ),
+        "sampler",
+    );
+    check(
+        "sample huge batch",
+        message(
+            lab.sample(s("toy"), obj(r#"{"n": 1000000000}"#), noop.clone())
+                .await,
+        ),
+        "parameter n",
+    );
+    check(
+        "sample progress",
+        message(lab.sample(s("toy"), obj("{}"), s("not a function")).await),
+        "parameter progress",
+    );
+    check(
+        "eps x as string",
+        message(
+            lab.eps(s("toy"), s("abc"), n(0.5), JsValue::UNDEFINED)
+                .await
+                .map(JsValue::from),
+        ),
+        "parameter x",
+    );
+    check(
+        "eps x length",
+        message(
+            lab.eps(s("toy"), f32s(&[0.0; 3]), n(0.5), JsValue::UNDEFINED)
+                .await
+                .map(JsValue::from),
+        ),
+        "parameter x",
+    );
+    check(
+        "eps x NaN",
+        message(
+            lab.eps(s("toy"), f32s(&[f32::NAN, 0.0]), n(0.5), JsValue::UNDEFINED)
+                .await
+                .map(JsValue::from),
+        ),
+        "parameter x",
+    );
+    check(
+        "eps t NaN",
+        message(
+            lab.eps(s("toy"), f32s(&[0.0; 2]), n(f64::NAN), JsValue::UNDEFINED)
+                .await
+                .map(JsValue::from),
+        ),
+        "parameter t",
+    );
+    check(
+        "eps t string",
+        message(
+            lab.eps(s("toy"), f32s(&[0.0; 2]), s("0.5"), JsValue::UNDEFINED)
+                .await
+                .map(JsValue::from),
+        ),
+        "parameter t",
+    );
+    check(
+        "eps unknown key",
+        message(
+            lab.eps(s("toy"), f32s(&[0.0; 2]), n(0.5), obj(r#"{"klass": 1}"#))
+                .await
+                .map(JsValue::from),
+        ),
+        "klass",
+    );
+    check(
+        "inpaint images null",
+        message(
+            lab.inpaint(
+                s("toy"),
+                JsValue::NULL,
+                f32s(&[1.0; 2]),
+                obj("{}"),
+                noop.clone(),
+            )
+            .await,
+        ),
+        "parameter images",
+    );
+    check(
+        "inpaint mask length",
+        message(
+            lab.inpaint(
+                s("toy"),
+                f32s(&[0.0; 2]),
+                f32s(&[1.0; 5]),
+                obj("{}"),
+                noop.clone(),
+            )
+            .await,
+        ),
+        "parameter mask",
+    );
+    check(
+        "colorize images length",
+        message(
+            lab.colorize(s("toy"), f32s(&[0.0; 5]), obj("{}"), noop.clone())
+                .await,
+        ),
+        "parameter images",
+    );
+    let array = Array::of2(&n(1.0), &s("a"));
+    check(
+        "transport values entry",
+        message(
+            lab.transport(
+                s("toy"),
+                array.into(),
+                JsValue::TRUE,
+                obj("{}"),
+                noop.clone(),
+            )
+            .await,
+        ),
+        "parameter values[1]",
+    );
+    check(
+        "transport encode",
+        message(
+            lab.transport(s("toy"), f32s(&[0.0; 2]), s("yes"), obj("{}"), noop.clone())
+                .await,
+        ),
+        "parameter encode",
+    );
+    check(
+        "transport values Inf",
+        message(
+            lab.transport(
+                s("toy"),
+                f32s(&[f32::INFINITY, 0.0]),
+                JsValue::TRUE,
+                obj("{}"),
+                noop.clone(),
+            )
+            .await,
+        ),
+        "parameter values[0]",
+    );
+    check(
+        "interpolate positions",
+        message(
+            lab.interpolate(
+                s("toy"),
+                f32s(&[0.0; 2]),
+                f32s(&[0.0; 2]),
+                s("abc"),
+                obj("{}"),
+                noop.clone(),
+            )
+            .await,
+        ),
+        "parameter positions",
+    );
+    check(
+        "interpolate a length",
+        message(
+            lab.interpolate(
+                s("toy"),
+                f32s(&[0.0; 3]),
+                f32s(&[0.0; 2]),
+                f32s(&[0.5]),
+                obj("{}"),
+                noop.clone(),
+            )
+            .await,
+        ),
+        "parameter a",
+    );
+    check(
+        "interpolate position NaN",
+        message(
+            lab.interpolate(
+                s("toy"),
+                f32s(&[0.0; 2]),
+                f32s(&[0.0; 2]),
+                f32s(&[f32::NAN]),
+                obj("{}"),
+                noop.clone(),
+            )
+            .await,
+        ),
+        "parameter positions[0]",
+    );
+    check(
+        "seed_latent seed -1",
+        message(lab.seed_latent(s("toy"), n(-1.0)).map(JsValue::from)),
+        "parameter seed",
+    );
+    check(
+        "seed_latent seed 1.5",
+        message(lab.seed_latent(s("toy"), n(1.5)).map(JsValue::from)),
+        "parameter seed",
+    );
+    check(
+        "likelihood class string",
+        message(
+            lab.likelihood(
+                s("toy"),
+                f32s(&[0.0; 2]),
+                obj("{}"),
+                s("x"),
+                n(0.0),
+                noop.clone(),
+            )
+            .await,
+        ),
+        "parameter class",
+    );
+    check(
+        "likelihood class 99",
+        message(
+            lab.likelihood(
+                s("toy"),
+                f32s(&[0.0; 2]),
+                obj("{}"),
+                n(99.0),
+                n(0.0),
+                noop.clone(),
+            )
+            .await,
+        ),
+        "class",
+    );
+    check(
+        "likelihood seed NaN",
+        message(
+            lab.likelihood(
+                s("toy"),
+                f32s(&[0.0; 2]),
+                obj("{}"),
+                JsValue::NULL,
+                n(f64::NAN),
+                noop.clone(),
+            )
+            .await,
+        ),
+        "parameter seed",
+    );
+    check(
+        "density_grid size",
+        message(
+            lab.density_grid(
+                s("toy"),
+                obj(r#"{"size": 1000}"#),
+                JsValue::NULL,
+                noop.clone(),
+            )
+            .await,
+        ),
+        "size",
+    );
+    check(
+        "density_grid class",
+        message(
+            lab.density_grid(s("toy"), obj("{}"), obj("[]"), noop.clone())
+                .await,
+        ),
+        "parameter class",
+    );
+    check(
+        "to_rgba channels",
+        message(
+            to_rgba(f32s(&[0.0; 4]), n(2.0), n(2.0), n(2.0))
+                .map(|v| Uint8Array::from(&v[..]).into()),
+        ),
+        "channels",
+    );
+    check(
+        "to_rgba height string",
+        message(
+            to_rgba(f32s(&[0.0; 4]), s("2"), n(2.0), n(1.0))
+                .map(|v| Uint8Array::from(&v[..]).into()),
+        ),
+        "parameter height",
+    );
+    let mut failures = Vec::new();
+    for (label, got, want) in &cases {
+        web_sys::console::log_1(&format!("{label}: {got}").into());
+        if !got.contains(want) {
+            failures.push(format!("{label}: want {want:?} in {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The lab still works.
+    let out = lab
+        .sample(
+            s("toy"),
+            obj(r#"{"sampler": {"method": "ddim", "steps": 2}, "n": 3}"#),
+            noop,
+        )
+        .await
+        .unwrap();
+    let values = js_sys::Reflect::get(&out, &s("values")).unwrap();
+    assert_eq!(Float32Array::from(values).length(), 6);
+}

@@ -87,7 +87,7 @@ const ops = {
     return { values: lab.seed_latent(model, seed) };
   },
   async likelihood({ model, values, options, cls, seed }, id) {
-    return lab.likelihood(model, values, options, cls ?? null, seed || 0, progressFor(id, {}));
+    return lab.likelihood(model, values, options, cls ?? null, seed ?? 0, progressFor(id, {}));
   },
   // For the page tests: what a Rust panic looks like from here.
   async simulateTrap() { throw new WebAssembly.RuntimeError('unreachable'); },
