@@ -1,6 +1,7 @@
 //! Benchmarks: kernels, one network evaluation and a short sampling run, each on the GPU (wgpu on
-//! the best adapter) and on the CPU reference, measured side by side in one run. Prints the median
-//! of several repetitions and the CPU/GPU ratio. Run with `./build.sh bench`.
+//! the best adapter), the CPU reference and the fast CPU backend, measured side by side in one run.
+//! Prints the median of several repetitions and how many times faster the fast CPU backend is.
+//! Run with `./build.sh bench`.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -9,7 +10,7 @@ use scorelab::lab::{SampleRequest, Session};
 use scorelab::ops::{Conv2d, GroupNorm, Matmul};
 use scorelab::rng::Rng;
 use scorelab::sampler::{Method, SamplerOptions, Silent};
-use scorelab::{Backend, Cpu, Gpu, GpuContext, Result};
+use scorelab::{Backend, Cpu, FastCpu, Gpu, GpuContext, Result};
 
 const REPS: usize = 7;
 
@@ -138,8 +139,13 @@ fn model<B: Backend>(be: B, bytes: &[u8], n: usize, steps: usize) -> (f64, f64) 
     (eval, run)
 }
 
-fn row(what: &str, gpu: f64, cpu: f64) {
-    println!("{what:<38} {gpu:>10.2} {cpu:>10.2} {:>8.2}x", cpu / gpu);
+/// Times on the GPU, the CPU reference and the fast CPU backend, and the ratios to the last.
+fn row(what: &str, [gpu, reference, fast]: [f64; 3]) {
+    println!(
+        "{what:<38} {gpu:>10.2} {reference:>10.2} {fast:>10.2} {:>9.2}x {:>9.2}x",
+        gpu / fast,
+        reference / fast
+    );
 }
 
 fn main() {
@@ -156,8 +162,8 @@ fn main() {
     let ctx = Rc::new(ctx);
     let mut gpu = Gpu::new(ctx.clone());
     println!(
-        "{:<38} {:>10} {:>10} {:>9}",
-        "", "GPU ms", "CPU ms", "CPU/GPU"
+        "{:<38} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "", "GPU ms", "ref ms", "fast ms", "GPU/fast", "ref/fast"
     );
     for name in [
         "conv3x3 8x16x16x64->64",
@@ -166,9 +172,20 @@ fn main() {
         "attention 8x8x8x64",
         "randn 16x3072",
     ] {
-        row(name, kernel(&mut gpu, name), kernel(&mut Cpu, name));
+        let times = [
+            kernel(&mut gpu, name),
+            kernel(&mut Cpu, name),
+            kernel(&mut FastCpu::default(), name),
+        ];
+        row(name, times);
     }
-    for (name, n, steps) in [("toy2d", 4096, 20), ("digits", 8, 10), ("emoji", 8, 10)] {
+    for (name, n, steps) in [
+        ("toy2d", 4096, 20),
+        ("digits", 1, 10),
+        ("digits", 8, 10),
+        ("emoji", 1, 10),
+        ("emoji", 8, 10),
+    ] {
         let path = format!("models/{name}.safetensors");
         let Ok(bytes) = std::fs::read(&path) else {
             println!("{path} not found; skipped");
@@ -176,7 +193,8 @@ fn main() {
         };
         let (ge, gs) = model(Gpu::new(ctx.clone()), &bytes, n, steps);
         let (ce, cs) = model(Cpu, &bytes, n, steps);
-        row(&format!("{name}: one evaluation, n={n}"), ge, ce);
-        row(&format!("{name}: ddim {steps} steps, n={n}"), gs, cs);
+        let (fe, fs) = model(FastCpu::default(), &bytes, n, steps);
+        row(&format!("{name}: one evaluation, n={n}"), [ge, ce, fe]);
+        row(&format!("{name}: ddim {steps} steps, n={n}"), [gs, cs, fs]);
     }
 }

@@ -192,7 +192,7 @@ pub struct CpuTensor {
 pub struct Cpu;
 
 impl Cpu {
-    fn make(data: Vec<f32>, shape: Vec<usize>) -> CpuTensor {
+    pub(crate) fn make(data: Vec<f32>, shape: Vec<usize>) -> CpuTensor {
         debug_assert_eq!(data.len(), shape.iter().product::<usize>());
         CpuTensor {
             data: Rc::new(data),

@@ -1,10 +1,12 @@
 //! scorelab: score-based diffusion models on WebGPU, with a CPU twin.
 //!
 //! Layers, bottom up: `ops` (op parameters and shape checks) -> `reference` (CPU oracle) and
-//! `gpu` (WGSL kernels on wgpu) -> `backend` (the interface networks and samplers use).
+//! `gpu` (WGSL kernels on wgpu) and `fast` (the CPU engine: f32 GEMM) -> `backend` (the interface
+//! networks and samplers use).
 
 pub mod backend;
 pub mod error;
+pub mod fast;
 pub mod gpu;
 pub mod image;
 pub mod lab;
@@ -18,5 +20,6 @@ pub mod web;
 
 pub use backend::{Backend, Cpu, CpuTensor};
 pub use error::{Error, Result};
+pub use fast::FastCpu;
 pub use gpu::{Gpu, GpuContext, GpuTensor};
 pub use model::{ModelConfig, Network};

@@ -11,8 +11,8 @@ use std::rc::Rc;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::backend::Cpu;
 use crate::error::Error;
+use crate::fast::FastCpu;
 use crate::gpu::{AdapterReport, Gpu, GpuContext};
 use crate::lab::{EditRequest, OdeRequest, SampleRequest, Samples, Session};
 use crate::sampler::edit::{DensityGrid, LikelihoodOptions};
@@ -163,7 +163,7 @@ mod arg {
 
 enum Engine {
     Gpu(Session<Gpu>),
-    Cpu(Session<Cpu>),
+    Cpu(Session<FastCpu>),
 }
 
 /// Runs the same code on whichever backend the lab has.
@@ -225,7 +225,7 @@ pub async fn open_lab(
     }
     if backend.as_deref() == Some("cpu") {
         return Ok(Lab {
-            engine: Engine::Cpu(Session::new(Cpu)),
+            engine: Engine::Cpu(Session::new(FastCpu::default())),
             info: BackendInfo {
                 kind: "cpu",
                 adapter: None,
@@ -247,7 +247,7 @@ pub async fn open_lab(
             })
         }
         Err(e) => Ok(Lab {
-            engine: Engine::Cpu(Session::new(Cpu)),
+            engine: Engine::Cpu(Session::new(FastCpu::default())),
             info: BackendInfo {
                 kind: "cpu",
                 adapter: None,

@@ -1,6 +1,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! Native kernel tests: every shader validates with naga, and every GPU kernel matches its CPU twin
-//! on the software Vulkan adapter. Without an adapter the GPU part is skipped, except under CI=true.
+//! on the software Vulkan adapter (without an adapter the GPU part is skipped, except under
+//! CI=true), and so does every op of the fast CPU backend.
 
 mod common;
 
@@ -29,5 +30,13 @@ fn gpu_kernels_match_cpu_reference() {
     match pollster::block_on(common::run_sweep(&mut gpu)) {
         Ok(report) => report.iter().for_each(|l| eprintln!("{l}")),
         Err(failures) => panic!("GPU and CPU disagree:\n{failures}"),
+    }
+}
+
+#[test]
+fn fast_cpu_kernels_match_cpu_reference() {
+    match pollster::block_on(common::run_sweep(&mut scorelab::FastCpu::default())) {
+        Ok(report) => report.iter().for_each(|l| eprintln!("{l}")),
+        Err(failures) => panic!("the fast CPU backend and the reference disagree:\n{failures}"),
     }
 }

@@ -44,6 +44,24 @@ async fn shipped_models_match_golden_on_webgpu() {
     }
 }
 
+/// The fast CPU backend built for wasm32 with SIMD128 matches the reference op by op and on the
+/// golden tensors of every shipped model.
+#[wasm_bindgen_test]
+async fn fast_cpu_matches_the_reference_in_wasm() {
+    let mut fast = scorelab::FastCpu::default();
+    if let Err(failures) = common::run_sweep(&mut fast).await {
+        panic!("the fast CPU backend and the reference disagree in wasm:\n{failures}");
+    }
+    for (name, model, golden) in common::MODELS {
+        match common::check_golden(&mut fast, model, golden, 1e-4).await {
+            Ok(lines) => lines
+                .iter()
+                .for_each(|l| web_sys::console::log_1(&format!("{name} wasm fast cpu {l}").into())),
+            Err(e) => panic!("{name} on the fast CPU backend in wasm:\n{e}"),
+        }
+    }
+}
+
 /// The browser build reproduces the native reference runs (same seeds, same samples), on WebGPU
 /// and on the CPU backend compiled to wasm.
 #[wasm_bindgen_test]

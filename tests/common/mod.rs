@@ -22,7 +22,7 @@ pub fn gpu_or_skip() -> Option<scorelab::Gpu> {
 
 use scorelab::ops::{Conv2d, GroupNorm, Matmul, View};
 use scorelab::rng::Rng;
-use scorelab::{Backend, Cpu, Gpu, Result};
+use scorelab::{Backend, Cpu, Result};
 
 /// One op applied to seeded random inputs.
 #[derive(Clone, Debug)]
@@ -677,8 +677,9 @@ pub fn compare(
     Ok(max_abs)
 }
 
-/// Runs the whole sweep on the GPU and the CPU; returns one line per case or the failures.
-pub async fn run_sweep(gpu: &mut Gpu) -> std::result::Result<Vec<String>, String> {
+/// Runs the whole sweep on a backend and on the CPU reference; returns one line per case or the
+/// failures (relative 1e-4, absolute 1e-5).
+pub async fn run_sweep<B: Backend>(be: &mut B) -> std::result::Result<Vec<String>, String> {
     let mut cpu = Cpu;
     let mut report = Vec::new();
     let mut failures = Vec::new();
@@ -689,9 +690,9 @@ pub async fn run_sweep(gpu: &mut Gpu) -> std::result::Result<Vec<String>, String
             .await
             .map_err(|e| format!("{what} on CPU: {e}"))?;
         let got = case
-            .run(gpu)
+            .run(be)
             .await
-            .map_err(|e| format!("{what} on GPU: {e}"))?;
+            .map_err(|e| format!("{what} on the backend under test: {e}"))?;
         match compare(&what, &got, &want, 1e-4, 1e-5) {
             Ok(max_abs) => report.push(format!("{what}: max |diff| {max_abs:.2e}")),
             Err(e) => failures.push(e),

@@ -12,7 +12,7 @@ use scorelab::lab::{EditRequest, OdeRequest, SampleRequest, Samples, Session};
 use scorelab::model::ModelConfig;
 use scorelab::sampler::edit::{InpaintMethod, LikelihoodOptions, Probe};
 use scorelab::sampler::{Control, Method, Progress, SamplerOptions, StepInfo};
-use scorelab::{image, Backend, Cpu, Error, Gpu, GpuContext, Result};
+use scorelab::{image, Backend, Cpu, Error, FastCpu, Gpu, GpuContext, Result};
 
 /// The name the one model of a CLI run is loaded under.
 const MODEL: &str = "model";
@@ -34,8 +34,10 @@ struct Cli {
 enum BackendChoice {
     /// wgpu on the best adapter (WGPU_BACKEND selects one)
     Gpu,
-    /// the plain-Rust reference implementation
+    /// the fast CPU backend (f32 GEMM, SIMD)
     Cpu,
+    /// the CPU reference (f64 accumulation, plain loops): the oracle, slow
+    Reference,
 }
 
 #[derive(clap::Args)]
@@ -792,7 +794,14 @@ fn run(cli: Cli) -> Result<()> {
         BackendChoice::Gpu => {
             pollster::block_on(execute(Session::new(gpu()?), cli.command, &bytes))
         }
-        BackendChoice::Cpu => pollster::block_on(execute(Session::new(Cpu), cli.command, &bytes)),
+        BackendChoice::Cpu => pollster::block_on(execute(
+            Session::new(FastCpu::default()),
+            cli.command,
+            &bytes,
+        )),
+        BackendChoice::Reference => {
+            pollster::block_on(execute(Session::new(Cpu), cli.command, &bytes))
+        }
     }
 }
 
