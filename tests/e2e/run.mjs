@@ -2,30 +2,15 @@
 // WebGPU). They use the page as a person would and assert on real pixels and state.
 // Run by `./build.sh test` after `./build.sh build`. Screenshots go to tests/e2e/screenshots/.
 import { chromium } from 'playwright-core';
-import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { serve } from './server.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WWW = path.join(ROOT, 'www');
 const SHOTS = path.join(ROOT, 'tests/e2e/screenshots');
 fs.mkdirSync(SHOTS, { recursive: true });
-
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.json': 'application/json', '.safetensors': 'application/octet-stream', '.png': 'image/png' };
-function serve() {
-  const server = http.createServer((req, res) => {
-    const file = path.join(WWW, decodeURIComponent(new URL(req.url, 'http://x').pathname));
-    if (!file.startsWith(WWW) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
-      const index = path.join(file, 'index.html');
-      if (fs.existsSync(index)) { res.writeHead(200, { 'content-type': 'text/html' }); return res.end(fs.readFileSync(index)); }
-      res.writeHead(404); return res.end('not found');
-    }
-    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream' });
-    res.end(fs.readFileSync(file));
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
 
 const results = [];
 async function test(name, fn) {
@@ -53,7 +38,7 @@ async function canvasStats(page, selector) {
   });
 }
 
-const server = await serve();
+const server = await serve(WWW);
 const base = `http://127.0.0.1:${server.address().port}/`;
 const args = (process.env.BROWSER_ARGS || '--enable-unsafe-webgpu --no-sandbox --disable-dev-shm-usage --no-first-run --disable-background-networking --disable-component-update --disable-sync --disable-quic').split(' ');
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args });
