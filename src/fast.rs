@@ -1,5 +1,5 @@
-//! The fast CPU backend: the reference's tensors and element-wise ops, with convolutions and
-//! matrix products as f32 GEMM (`matrixmultiply`: AVX/FMA kernels picked at run time natively,
+//! The fast CPU backend: the reference's tensors and simple element-wise ops, with GroupNorm and
+//! SiLU in f32 and convolutions and matrix products as f32 GEMM (`matrixmultiply`: AVX/FMA kernels picked at run time natively,
 //! SIMD128 in wasm, strided operands that match [`View`]).
 //!
 //! The reference (`Cpu`) stays the oracle: f64 accumulation, plain loops. This backend accumulates
@@ -84,6 +84,68 @@ fn im2col(x: &[f32], [n, h, wd, cin]: [usize; 4], spec: Conv2d, out: &mut Vec<f3
             }
         }
     }
+}
+
+fn silu(v: f32) -> f32 {
+    v / (1.0 + (-v).exp())
+}
+
+/// GroupNorm of `[n, hw, c]` (optional per-(n, c) add first, SiLU after) in f32: per-channel sums
+/// over contiguous rows, two passes for the variance, then one fused scale-and-shift per channel.
+fn group_norm(
+    x: &[f32],
+    (n, hw, c): (usize, usize, usize),
+    gamma: &[f32],
+    beta: &[f32],
+    add: Option<&[f32]>,
+    spec: GroupNorm,
+) -> Vec<f32> {
+    let cg = c / spec.groups;
+    let count = (hw * cg) as f32;
+    let mut out = vec![0f32; x.len()];
+    let (mut sum, mut scale, mut shift) = (vec![0f32; c], vec![0f32; c], vec![0f32; c]);
+    for b in 0..n {
+        let xb = &x[b * hw * c..(b + 1) * hw * c];
+        let shifted = |ch: usize| add.map_or(0.0, |a| a[b * c + ch]);
+        // Group means.
+        sum.fill(0.0);
+        for row in xb.chunks_exact(c) {
+            sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+        }
+        let mean: Vec<f32> = (0..spec.groups)
+            .map(|g| {
+                (g * cg..(g + 1) * cg)
+                    .map(|ch| sum[ch] + hw as f32 * shifted(ch))
+                    .sum::<f32>()
+                    / count
+            })
+            .collect();
+        // Per-channel offsets from the group mean, then the group variances.
+        let offset: Vec<f32> = (0..c).map(|ch| shifted(ch) - mean[ch / cg]).collect();
+        sum.fill(0.0);
+        for row in xb.chunks_exact(c) {
+            sum.iter_mut()
+                .zip(row)
+                .zip(&offset)
+                .for_each(|((s, &v), &o)| *s += (v + o) * (v + o));
+        }
+        for g in 0..spec.groups {
+            let var = sum[g * cg..(g + 1) * cg].iter().sum::<f32>() / count;
+            let rstd = 1.0 / (var + spec.eps).sqrt();
+            for ch in g * cg..(g + 1) * cg {
+                scale[ch] = rstd * gamma[ch];
+                shift[ch] = offset[ch] * scale[ch] + beta[ch];
+            }
+        }
+        let ob = &mut out[b * hw * c..(b + 1) * hw * c];
+        for (orow, row) in ob.chunks_exact_mut(c).zip(xb.chunks_exact(c)) {
+            for (((o, &v), &k), &d) in orow.iter_mut().zip(row).zip(&scale).zip(&shift) {
+                let y = v * k + d;
+                *o = if spec.silu { silu(y) } else { y };
+            }
+        }
+    }
+    out
 }
 
 /// `rows` copies of `bias` (the GEMM then adds the product).
@@ -202,11 +264,28 @@ impl Backend for FastCpu {
         add: Option<&CpuTensor>,
         spec: GroupNorm,
     ) -> Result<CpuTensor> {
-        self.reference.group_norm(x, gamma, beta, add, spec)
+        let dims = spec.check(
+            &x.shape,
+            &gamma.shape,
+            &beta.shape,
+            add.map(|a| a.shape.as_slice()),
+        )?;
+        let out = group_norm(
+            &x.data,
+            dims,
+            &gamma.data,
+            &beta.data,
+            add.map(|a| a.data.as_slice()),
+            spec,
+        );
+        Ok(Cpu::make(out, x.shape.clone()))
     }
 
     fn silu(&mut self, x: &CpuTensor) -> Result<CpuTensor> {
-        self.reference.silu(x)
+        Ok(Cpu::make(
+            x.data.iter().map(|&v| silu(v)).collect(),
+            x.shape.clone(),
+        ))
     }
 
     fn axpby(&mut self, x: &CpuTensor, y: &CpuTensor, a: f32, b: f32) -> Result<CpuTensor> {
