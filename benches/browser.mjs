@@ -21,7 +21,7 @@ async function measure(backend, model, batches) {
   await page.goto(`${base}?backend=${backend}#model=${model}&sampler=ddim&steps=20&seed=1&batch=8&class=3`);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
   await page.waitForFunction((m) => window.scorelab.configs.has(m), model, { timeout: 120_000 });
-  const kind = await page.evaluate(() => window.scorelab.backend.kind);
+  const kind = await page.evaluate((m) => window.scorelab.runsOn.get(m).backend, model);
   const evals = {};
   for (const n of batches) {
     evals[n] = await page.evaluate(async ({ model, n, reps }) => {

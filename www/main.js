@@ -6,21 +6,43 @@ import { setupInpaint, setupInterpolate } from './edit.js';
 
 const $ = (id) => document.getElementById(id);
 const client = new LabClient();
-const state = { samplers: [], configs: new Map(), loading: new Map(), running: null, last: null };
+const state = { samplers: [], configs: new Map(), loading: new Map(), runsOn: new Map(), running: null, last: null };
 state.client = client;
 window.scorelab = state; // for tests and the curious
 
-function setBackendText(info) {
+/** One line on where the computation runs: the adapter, and per loaded model the backend that
+ *  runs it (with the measurement that chose it, when one did). */
+function setBackendText() {
   const el = $('backend');
-  if (info.kind === 'webgpu') {
-    const a = info.adapter;
-    const name = a.name || a.driver || 'unnamed adapter';
-    el.textContent = `WebGPU: ${name} (${a.device_type.toLowerCase()})` + (a.software ? ' — a software adapter: results are correct but slow; use few steps and small batches.' : '');
-    el.classList.toggle('warn', a.software);
-  } else {
-    el.textContent = `No WebGPU here (${info.fallback_reason}). Running on the CPU backend instead: correct, slower.`;
-    el.classList.add('warn');
+  const { webgpu, cpu } = state.backends || {};
+  const parts = [];
+  if (webgpu) {
+    const a = webgpu.adapter;
+    parts.push(`WebGPU: ${a.name || a.driver || 'unnamed adapter'} (${a.device_type.toLowerCase()}${a.software ? ', a software adapter: correct but slow' : ''})`);
+  } else if (cpu && cpu.fallback_reason !== 'requested') {
+    parts.push(`No WebGPU here (${cpu.fallback_reason}): the CPU backend runs everything, correct and fast enough for these models`);
   }
+  for (const [model, r] of state.runsOn) {
+    const name = r.backend === 'cpu' ? 'the CPU (wasm SIMD)' : 'WebGPU';
+    if (r.measured) {
+      const [fast, slow] = r.backend === 'cpu' ? [r.measured.cpu, r.measured.webgpu] : [r.measured.webgpu, r.measured.cpu];
+      parts.push(`${model} runs on ${name}: ${fast.toFixed(1)} ms per evaluation vs ${slow.toFixed(1)} ms, ${(slow / fast).toFixed(1)}x faster, measured here`);
+    } else parts.push(`${model} runs on ${name}${r.remembered ? ' (measured on an earlier visit)' : ''}`);
+  }
+  el.textContent = parts.join(' · ') || 'Starting…';
+  el.classList.toggle('warn', !webgpu && cpu && cpu.fallback_reason !== 'requested');
+}
+
+/** Where the page asks to run: the URL's `?backend=`, else the choice saved in this browser. */
+function backendMode() {
+  const asked = new URLSearchParams(location.search).get('backend') || localStorage.getItem('scorelab-backend') || 'auto';
+  return ['auto', 'webgpu', 'cpu'].includes(asked) ? asked : 'auto';
+}
+
+/** Key of a measured choice: per adapter and model, so another GPU measures again. */
+function choiceKey(model) {
+  const a = state.backends && state.backends.webgpu && state.backends.webgpu.adapter;
+  return a ? `scorelab-backend:${a.name}|${a.driver}|${model}` : null;
 }
 
 // ---------- URL state ----------
@@ -40,8 +62,13 @@ async function loadModel(name) {
   if (state.configs.has(name)) return state.configs.get(name);
   if (!state.loading.has(name)) {
     const sha256 = state.index && state.index.sha256 ? state.index.sha256[name] : undefined;
-    state.loading.set(name, client.call('load', { name, url: `models/${name}.safetensors`, sha256 }).then((r) => {
+    const key = choiceKey(name);
+    const prefer = key ? localStorage.getItem(key) : null;
+    state.loading.set(name, client.call('load', { name, url: `models/${name}.safetensors`, sha256, prefer }).then((r) => {
       state.configs.set(name, r.config);
+      if (key && r.measured) localStorage.setItem(key, r.backend);
+      state.runsOn.set(name, { backend: r.backend, measured: r.measured, remembered: !r.measured && prefer === r.backend });
+      setBackendText();
       return r.config;
     }, (e) => {
       state.loading.delete(name); // a failed load can be retried
@@ -330,11 +357,22 @@ async function start() {
   // The forms only group controls: Enter in a field must not submit (and reload) the page.
   document.querySelectorAll('form').forEach((f) => f.addEventListener('submit', (e) => e.preventDefault()));
   document.querySelectorAll('[role=tab]').forEach((b) => b.addEventListener('click', () => selectTab(b.id.slice(4))));
-  const { backend, samplers } = await client.call('init', { backend: new URLSearchParams(location.search).get('backend') });
-  setBackendText(backend);
-  state.backend = backend;
+  const mode = backendMode();
+  $('backend-choice').value = mode;
+  $('backend-choice').addEventListener('change', () => {
+    // Another backend: a fresh start on it (choosing "fastest" again measures again).
+    const choice = $('backend-choice').value;
+    localStorage.setItem('scorelab-backend', choice);
+    if (choice === 'auto') Object.keys(localStorage).filter((k) => k.startsWith('scorelab-backend:')).forEach((k) => localStorage.removeItem(k));
+    const url = new URL(location.href);
+    url.searchParams.set('backend', choice);
+    location.href = url.href;
+  });
+  const { backends, samplers } = await client.call('init', { backend: mode === 'auto' ? null : mode });
+  state.backends = backends;
+  setBackendText();
   // After a lost device or a crashed worker the lab comes back, perhaps on another backend.
-  client.onRestart = (r) => { setBackendText(r.backend); state.backend = r.backend; };
+  client.onRestart = (r) => { state.backends = r.backends; setBackendText(); };
   state.samplers = samplers;
   for (const s of samplers) $('sampler').add(new Option(s.name, s.name));
   const res = await fetch('models/index.json');

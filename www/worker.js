@@ -1,12 +1,41 @@
 // The worker owns the wasm module, the GPU device and the models, so the page never freezes.
-// Requests run one at a time (the lab is a single mutable object); a cancel only sets a flag that
+// Requests run one at a time (a lab is a single mutable object); a cancel only sets a flag that
 // the running request's progress callback reads between sampler steps.
+//
+// Backends: asked for one ('webgpu' or 'cpu'), the worker opens that lab only. Otherwise ('auto') it
+// opens a WebGPU lab and a CPU lab, loads each model into both, times one evaluation on each and
+// runs that model on the faster from then on (unless the page passes a choice it remembered).
 import init, { open_lab, samplers, destroy_device } from './pkg/scorelab.js';
 
-let lab = null;
+let labs = {}; // by backend kind: 'webgpu' and/or 'cpu'
+const runsOn = new Map(); // model name -> backend kind
 let wasm = null;
 let queue = Promise.resolve();
 const cancelled = new Set();
+
+/** The lab that runs `model`. */
+function labFor(model) {
+  const kind = runsOn.get(model);
+  if (!kind) throw new Error(`parameter model: "${model}" is not loaded`);
+  return labs[kind];
+}
+
+/** ms of one evaluation of `model` at batch 1 on each lab, after a warm-up; the median of three
+ *  when the first timings are within 2x of each other (a clear gap needs no more). */
+async function timeEvaluations(model, config) {
+  const d = config.data;
+  const per = d.kind === 'points' ? d.dim : d.height * d.width * d.channels;
+  const x = new Float32Array(per).map((_, i) => Math.sin(i));
+  const once = async (lab) => { const t0 = performance.now(); await lab.eps(model, x, 0.5, {}); return performance.now() - t0; };
+  const times = {};
+  for (const [k, lab] of Object.entries(labs)) { await once(lab); times[k] = [await once(lab)]; }
+  const firsts = Object.values(times).map((t) => t[0]);
+  if (Math.max(...firsts) < 2 * Math.min(...firsts)) {
+    for (const [k, lab] of Object.entries(labs)) times[k].push(await once(lab), await once(lab));
+  }
+  return Object.fromEntries(Object.entries(times).map(([k, t]) => [k, t.sort((a, b) => a - b)[t.length >> 1]]));
+}
+
 const MODEL_CACHE = 'scorelab-models';
 
 async function sha256Hex(bytes) {
@@ -56,46 +85,63 @@ function progressFor(id, { previewEvery = 0, trace = false }) {
 const ops = {
   async init({ backend }) {
     wasm = await init();
-    lab = await open_lab(backend || null);
-    return { backend: lab.backend(), samplers: samplers() };
+    for (const lab of Object.values(labs)) lab.free();
+    labs = {};
+    runsOn.clear();
+    const first = await open_lab(backend === 'cpu' ? 'cpu' : null); // WebGPU, or the CPU if none
+    labs[first.backend().kind] = first;
+    if (!backend && labs.webgpu) labs.cpu = await open_lab('cpu');
+    return { backends: Object.fromEntries(Object.entries(labs).map(([k, l]) => [k, l.backend()])), samplers: samplers() };
   },
-  async load({ name, url, sha256 }) {
+  /** Loads a model into every lab; with two, runs it on `prefer` or else on the one measured faster. */
+  async load({ name, url, sha256, prefer }) {
     const bytes = await fetchModel(url, sha256);
-    return { config: lab.load_model(name, bytes), bytes: bytes.length };
+    const kinds = Object.keys(labs);
+    let config = null;
+    for (const k of kinds) config = labs[k].load_model(name, bytes);
+    let measured = null;
+    let kind = kinds[0];
+    if (kinds.length > 1 && kinds.includes(prefer)) kind = prefer;
+    else if (kinds.length > 1) {
+      measured = await timeEvaluations(name, config);
+      kind = kinds.reduce((a, b) => (measured[b] < measured[a] ? b : a));
+    }
+    runsOn.set(name, kind);
+    return { config, bytes: bytes.length, backend: kind, measured };
   },
   async sample({ model, options, previewEvery, trace }, id) {
     const t0 = performance.now();
-    const out = await lab.sample(model, options, progressFor(id, { previewEvery, trace }));
+    const out = await labFor(model).sample(model, options, progressFor(id, { previewEvery, trace }));
     return { ...out, ms: performance.now() - t0 };
   },
   async eps({ model, x, t, options }) {
-    return { values: await lab.eps(model, x, t, options || {}) };
+    return { values: await labFor(model).eps(model, x, t, options || {}) };
   },
   async inpaint({ model, images, mask, options, previewEvery }, id) {
-    return lab.inpaint(model, images, mask, options, progressFor(id, { previewEvery }));
+    return labFor(model).inpaint(model, images, mask, options, progressFor(id, { previewEvery }));
   },
   async colorize({ model, images, options, previewEvery }, id) {
-    return lab.colorize(model, images, options, progressFor(id, { previewEvery }));
+    return labFor(model).colorize(model, images, options, progressFor(id, { previewEvery }));
   },
   async transport({ model, values, encode, options }, id) {
-    return lab.transport(model, values, encode, options, progressFor(id, {}));
+    return labFor(model).transport(model, values, encode, options, progressFor(id, {}));
   },
   async interpolate({ model, a, b, positions, options }, id) {
-    return lab.interpolate(model, a, b, positions, options, progressFor(id, {}));
+    return labFor(model).interpolate(model, a, b, positions, options, progressFor(id, {}));
   },
   async seedLatent({ model, seed }) {
-    return { values: lab.seed_latent(model, seed) };
+    return { values: labFor(model).seed_latent(model, seed) };
   },
   async likelihood({ model, values, options, cls, seed }, id) {
-    return lab.likelihood(model, values, options, cls ?? null, seed ?? 0, progressFor(id, {}));
+    return labFor(model).likelihood(model, values, options, cls ?? null, seed ?? 0, progressFor(id, {}));
+  },
+  async densityGrid({ model, options, cls }, id) {
+    return labFor(model).density_grid(model, options, cls ?? null, progressFor(id, {}));
   },
   // For the page tests: what a Rust panic looks like from here.
   async simulateTrap() { throw new WebAssembly.RuntimeError('unreachable'); },
-  // For the page tests: what the lab holds (GPU tensor buffers, wasm memory).
-  async memory() { return { gpu: lab.gpu_memory(), wasmBytes: wasm.memory.buffer.byteLength }; },
-  async densityGrid({ model, options, cls }, id) {
-    return lab.density_grid(model, options, cls ?? null, progressFor(id, {}));
-  },
+  // For the page tests: what the GPU lab holds (tensor buffers) and the wasm memory.
+  async memory() { return { gpu: labs.webgpu ? labs.webgpu.gpu_memory() : null, wasmBytes: wasm.memory.buffer.byteLength }; },
 };
 
 self.onmessage = (e) => {
@@ -106,7 +152,7 @@ self.onmessage = (e) => {
   queue = queue.then(async () => {
     try {
       if (!ops[op]) throw new Error(`unknown operation ${op}`);
-      if (op !== 'init' && !lab) throw new Error('the lab is not initialised');
+      if (op !== 'init' && !Object.keys(labs).length) throw new Error('the lab is not initialised');
       const result = await ops[op](args || {}, id);
       const transfer = result && result.values ? [result.values.buffer] : [];
       self.postMessage({ id, kind: 'result', result }, transfer);
@@ -114,7 +160,7 @@ self.onmessage = (e) => {
       // A trap (a Rust panic) leaves the module unusable: the client replaces this worker.
       if (err instanceof WebAssembly.RuntimeError) self.postMessage({ id, kind: 'fatal', message: `internal error in ${op}: ${err.message}` });
       // A lost device never comes back: a new worker opens a new one (or falls back to the CPU).
-      else if (lab && lab.device_lost()) self.postMessage({ id, kind: 'fatal', message: `the GPU device was lost during ${op}: ${String(err && err.message || err)}` });
+      else if (labs.webgpu && labs.webgpu.device_lost()) self.postMessage({ id, kind: 'fatal', message: `the GPU device was lost during ${op}: ${String(err && err.message || err)}` });
       else self.postMessage({ id, kind: 'error', message: String(err && err.message || err) });
     } finally {
       cancelled.delete(id);

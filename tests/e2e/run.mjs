@@ -213,8 +213,34 @@ async function generateValues(page) {
   return page.evaluate(() => Array.from(window.scorelab.last.values).join(','));
 }
 
+await test('the page runs each model on the backend it measures faster, remembers it, and lets the user switch', async () => {
+  const page = await openPage('#model=digits');
+  await page.waitForFunction(() => window.scorelab.runsOn.has('digits'), null, { timeout: 120_000 });
+  const r = await page.evaluate(() => window.scorelab.runsOn.get('digits'));
+  const text = await page.textContent('#backend');
+  console.log(`     ${text}`);
+  assert(r.measured && r.measured.webgpu > 0 && r.measured.cpu > 0, `measured: ${JSON.stringify(r)}`);
+  assert(r.measured[r.backend] === Math.min(r.measured.webgpu, r.measured.cpu), 'the faster backend is chosen');
+  assert(/digits runs on .* measured here/.test(text), `backend line: ${text}`);
+  await page.screenshot({ path: path.join(SHOTS, 'backend-choice.png') });
+  // A second visit uses the remembered choice without measuring.
+  await page.reload();
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+  await page.waitForFunction(() => window.scorelab.runsOn.has('digits'), null, { timeout: 120_000 });
+  const again = await page.evaluate(() => window.scorelab.runsOn.get('digits'));
+  assert(again.backend === r.backend && !again.measured && again.remembered, `second visit: ${JSON.stringify(again)}`);
+  // Switching asks for the other backend by name, and it runs there.
+  const other = r.backend === 'cpu' ? 'webgpu' : 'cpu';
+  await Promise.all([page.waitForNavigation(), page.selectOption('#backend-choice', other)]);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+  await page.waitForFunction(() => window.scorelab.runsOn.has('digits'), null, { timeout: 120_000 });
+  assert(await page.evaluate(() => window.scorelab.runsOn.get('digits').backend) === other, 'runs on the chosen backend');
+  assert(new URL(page.url()).searchParams.get('backend') === other && await page.$eval('#backend-choice', (e) => e.value) === other, 'the choice shows');
+  await page.close();
+});
+
 await test('a GPU device lost mid-run: the run says so, the lab reopens a device with its models, the next run gives the same samples', async () => {
-  const page = await openPage('#model=toy2d&class=1&sampler=ddim&steps=10&seed=3&batch=64');
+  const page = await openPage('?backend=webgpu#model=toy2d&class=1&sampler=ddim&steps=10&seed=3&batch=64');
   const before = await generateValues(page);
   await page.selectOption('#sampler', 'ddpm');
   await page.fill('#steps', '900');
@@ -227,7 +253,7 @@ await test('a GPU device lost mid-run: the run says so, the lab reopens a device
   await page.screenshot({ path: path.join(SHOTS, 'device-lost.png') });
   assert(/restarted/.test(message) && await page.$eval('#progress-text', (e) => e.classList.contains('error')), `status: ${message}`);
   assert(await page.evaluate(() => window.scorelab.client.restarts) === 1, 'one restart');
-  await page.waitForFunction(() => window.scorelab.backend && /WebGPU/.test(document.querySelector('#backend').textContent), null, { timeout: 60_000 });
+  await page.waitForFunction(() => window.scorelab.backends.webgpu && /WebGPU/.test(document.querySelector('#backend').textContent), null, { timeout: 60_000 });
   await page.selectOption('#sampler', 'ddim');
   await page.fill('#steps', '10');
   assert(await generateValues(page) === before, 'the same samples from the new device');
@@ -235,7 +261,7 @@ await test('a GPU device lost mid-run: the run says so, the lab reopens a device
 });
 
 await test('200 generations and 20 cancelled runs in one page: the same samples every time, memory flat after warm-up', async () => {
-  const page = await openPage('#model=toy2d&class=0&sampler=ddim&steps=4&seed=5&batch=1');
+  const page = await openPage('?backend=webgpu#model=toy2d&class=0&sampler=ddim&steps=4&seed=5&batch=1');
   const cdp = await page.context().newCDPSession(page);
   const snapshot = async () => {
     await cdp.send('HeapProfiler.collectGarbage');

@@ -32,6 +32,8 @@ struct Cli {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BackendChoice {
+    /// whichever of gpu and cpu evaluates the model faster here, timed at start
+    Auto,
     /// wgpu on the best adapter (WGPU_BACKEND selects one)
     Gpu,
     /// the fast CPU backend (f32 GEMM, SIMD)
@@ -46,8 +48,11 @@ struct Common {
     #[arg(long, default_value = "models/digits.safetensors")]
     model: PathBuf,
     /// Where to run
-    #[arg(long, value_enum, default_value = "gpu")]
+    #[arg(long, value_enum, default_value = "auto")]
     backend: BackendChoice,
+    /// Threads for the CPU backend's matrix products (1 to 4; default: the physical cores, at most 4)
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
+    threads: Option<u8>,
 }
 
 #[derive(clap::Args)]
@@ -762,6 +767,42 @@ async fn execute<B: Backend>(mut lab: Session<B>, command: Command, bytes: &[u8]
     }
 }
 
+/// Median ms of one evaluation of the model at batch 1 (after a warm-up).
+fn time_evaluation<B: Backend>(be: B, bytes: &[u8]) -> Result<f64> {
+    let mut lab = Session::new(be);
+    let per = lab.load_model(MODEL, bytes)?.sample_len();
+    let x: Vec<f32> = (0..per).map(|i| (i as f32).sin()).collect();
+    let mut times = Vec::new();
+    for _ in 0..4 {
+        let start = std::time::Instant::now();
+        pollster::block_on(lab.eps(MODEL, &x, 0.5, None, 1.0))?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.remove(0);
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// gpu or cpu, whichever evaluates this model faster here (cpu when there is no adapter).
+fn faster_backend(bytes: &[u8]) -> Result<BackendChoice> {
+    let gpu = match gpu() {
+        Ok(gpu) => gpu,
+        Err(e) => {
+            eprintln!("backend: cpu ({e})");
+            return Ok(BackendChoice::Cpu);
+        }
+    };
+    let gpu_ms = time_evaluation(gpu, bytes)?;
+    let cpu_ms = time_evaluation(FastCpu::default(), bytes)?;
+    let (choice, name) = if cpu_ms <= gpu_ms {
+        (BackendChoice::Cpu, "cpu")
+    } else {
+        (BackendChoice::Gpu, "gpu")
+    };
+    eprintln!("backend: {name} (one evaluation: cpu {cpu_ms:.1} ms, gpu {gpu_ms:.1} ms; --backend chooses)");
+    Ok(choice)
+}
+
 fn gpu() -> Result<Gpu> {
     let ctx = pollster::block_on(GpuContext::new())?;
     let r = &ctx.report;
@@ -790,7 +831,16 @@ fn run(cli: Cli) -> Result<()> {
         | Command::Info { common } => common,
     };
     let bytes = std::fs::read(&common.model).map_err(|e| io_error("model", &common.model, e))?;
-    match common.backend {
+    if let Some(threads) = common.threads {
+        // SAFETY: set before any other thread exists (the GEMM's pool starts on first use).
+        unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
+    }
+    let choice = match common.backend {
+        BackendChoice::Auto => faster_backend(&bytes)?,
+        other => other,
+    };
+    match choice {
+        BackendChoice::Auto => unreachable!("resolved above"),
         BackendChoice::Gpu => {
             pollster::block_on(execute(Session::new(gpu()?), cli.command, &bytes))
         }
