@@ -5,7 +5,7 @@
 #   ./build.sh build          release wasm into www/pkg, the native CLI into target/release
 #   ./build.sh serve [port]   build, then serve www/ on http://127.0.0.1:<port> (default 8000)
 #   ./build.sh test           native tests, browser tests (wasm-bindgen-test), page tests (Playwright)
-#   ./build.sh bench          kernel and sampler benchmarks (native GPU and CPU)
+#   ./build.sh bench          benchmarks side by side (native, PyTorch, browser, onnxruntime-web) -> docs/bench.md
 #
 # serve and test run setup first when something is missing.
 set -euo pipefail
@@ -113,9 +113,44 @@ run_tests() {
     BROWSER_ARGS="$BROWSER_ARGS" node tests/e2e/run.mjs
 }
 
+# Benchmarks side by side, written to docs/bench.md: scorelab natively (GPU, CPU reference, fast
+# CPU), PyTorch and onnxruntime natively (when $PYTHON imports torch and onnxruntime), and in
+# headless Chromium the page's backends and onnxruntime-web on the same network (downloaded here
+# from npm, not part of the tests).
 bench() {
     ensure_setup
-    cargo bench --bench ops
+    build
+    local out=docs/bench.md py=${PYTHON:-python3} onnx=target/bench/onnx ortweb=target/bench/ortweb
+    {
+        echo "# Benchmarks, $(date -u +%Y-%m-%d) ($(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+        echo
+        echo '## Native: scorelab'
+        echo
+        echo '```'
+        cargo bench --bench ops 2>/dev/null
+        echo '```'
+        echo
+        if "$py" -c 'import torch, onnxruntime, onnx' 2>/dev/null; then
+            mkdir -p "$onnx"
+            echo '## Native: PyTorch and onnxruntime'
+            echo
+            "$py" -m train.bench --onnx "$onnx" 2>/dev/null
+            echo
+        else
+            echo "(PyTorch and onnxruntime skipped: $py cannot import torch, onnxruntime and onnx; set PYTHON)"
+            echo
+        fi
+        if [[ -f "$onnx/digits.onnx" ]]; then
+            mkdir -p "$ortweb"
+            [[ -f "$ortweb/package.json" ]] || echo "{}" > "$ortweb/package.json"
+            (cd "$ortweb" && npm install --no-save --no-audit --no-fund onnxruntime-web@1.30.0 >/dev/null 2>&1)
+            export ORT_WEB=$ROOT/$ortweb/node_modules/onnxruntime-web/dist ONNX=$ROOT/$onnx
+        fi
+        echo '## In the browser'
+        echo
+        BROWSER_ARGS="$BROWSER_ARGS" node benches/browser.mjs
+    } | tee "$out"
+    log "wrote $out"
 }
 
 cmd=${1:-}

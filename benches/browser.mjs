@@ -1,8 +1,12 @@
 // Browser benchmark: the page's lab in headless Chromium, on WebGPU and on the CPU backend, side by
 // side in one run. Prints a markdown table of median ms per network evaluation (the worker's `eps`)
 // and of one Generate click (8 digits, DDIM 20) from click to finished grid.
-// Run by `./build.sh bench` after `./build.sh build`.
+// With ORT_WEB (onnxruntime-web's dist folder) and ONNX (a folder with digits.onnx from
+// `python -m train.bench --onnx`), the same browser also times onnxruntime-web on that network
+// (wasm with 1 and 2 threads, cross-origin isolated; WebGPU), after checking its output against
+// the page's. Run by `./build.sh bench` after `./build.sh build`.
 import { chromium } from 'playwright-core';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serve } from '../tests/e2e/server.mjs';
@@ -50,14 +54,82 @@ async function measure(backend, model, batches) {
   return { kind, evals: Object.fromEntries(Object.entries(evals).map(([n, t]) => [n, median(t)])), click: median(clicks) };
 }
 
+/** Median ms of one onnxruntime-web evaluation of digits.onnx at batch `n`, and its output for
+ *  the benchmark's input at batch 1 (checked against the page's). */
+async function measureOrt(origin, ep, threads, batches) {
+  const page = await browser.newPage();
+  await page.goto(`${origin}index.html`);
+  const out = await page.evaluate(async ({ ep, threads, batches, reps }) => {
+    if (!crossOriginIsolated && threads > 1) throw new Error('not cross-origin isolated');
+    const ort = await import('/ort.all.min.mjs');
+    ort.env.wasm.numThreads = threads;
+    ort.env.wasm.wasmPaths = '/';
+    const session = await ort.InferenceSession.create('/digits.onnx', { executionProviders: [ep] });
+    const feeds = (n) => ({
+      x: new ort.Tensor('float32', new Float32Array(n * 1024).map((_, i) => Math.sin(i % 1024)), [n, 1, 32, 32]),
+      t: new ort.Tensor('float32', new Float32Array(n).fill(0.5), [n]),
+      labels: new ort.Tensor('int64', new BigInt64Array(n).fill(10n), [n]),
+    });
+    const first = Array.from((await session.run(feeds(1))).eps.data);
+    const evals = {};
+    for (const n of batches) {
+      const f = feeds(n);
+      const times = [];
+      for (let r = 0; r <= reps; r++) {
+        const t0 = performance.now();
+        await session.run(f);
+        if (r > 0) times.push(performance.now() - t0);
+      }
+      evals[n] = times.sort((a, b) => a - b)[times.length >> 1];
+    }
+    return { evals, first };
+  }, { ep, threads, batches, reps: REPS });
+  await page.close();
+  return out;
+}
+
+/** The page's eps for the benchmark input (batch 1, t 0.5, no class). */
+async function pageEps() {
+  const page = await browser.newPage();
+  await page.goto(`${base}?backend=cpu#model=digits`);
+  await page.waitForFunction(() => window.scorelab && window.scorelab.configs.has('digits'), null, { timeout: 120_000 });
+  const v = await page.evaluate(async () => Array.from((await window.scorelab.client.call('eps', { model: 'digits', x: new Float32Array(1024).map((_, i) => Math.sin(i)), t: 0.5, options: {} })).values));
+  await page.close();
+  return v;
+}
+
 const version = browser.version();
 const rows = [];
 for (const backend of ['webgpu', 'cpu']) rows.push([backend, await measure(backend, 'digits', [1, 8])]);
+const ortRows = [];
+if (process.env.ORT_WEB && process.env.ONNX) {
+  // One folder with onnxruntime-web's files, the model and an empty page, served cross-origin
+  // isolated so that its wasm threads can run.
+  const dir = fs.mkdtempSync('/tmp/scorelab-ort-');
+  for (const f of fs.readdirSync(process.env.ORT_WEB)) if (/^ort/.test(f) && !f.endsWith('.map')) fs.copyFileSync(path.join(process.env.ORT_WEB, f), path.join(dir, f));
+  fs.copyFileSync(path.join(process.env.ONNX, 'digits.onnx'), path.join(dir, 'digits.onnx'));
+  fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html><title>onnxruntime-web</title>');
+  const ortServer = await serve(dir, { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' });
+  const origin = `http://127.0.0.1:${ortServer.address().port}/`;
+  const want = await pageEps();
+  for (const [name, ep, threads] of [['onnxruntime-web wasm, 1 thread', 'wasm', 1], ['onnxruntime-web wasm, 2 threads', 'wasm', 2], ['onnxruntime-web WebGPU', 'webgpu', 1]]) {
+    const r = await measureOrt(origin, ep, threads, [1, 8]);
+    const diff = r.first.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i])), 0);
+    if (!(diff < 1e-3)) throw new Error(`${name}: output differs from the page's by ${diff}`);
+    ortRows.push([name, r.evals, diff]);
+  }
+  ortServer.close();
+}
 console.log(`Headless Chromium ${version}, digits U-Net; median of ${REPS} evaluations, 3 clicks.\n`);
 console.log('| backend in the page | eps, batch 1 (ms) | eps, batch 8 (ms) | Generate 8 digits, DDIM 20 (s) |');
 console.log('|---|---|---|---|');
-for (const [name, r] of rows) console.log(`| ${name} (${r.kind}) | ${r.evals[1].toFixed(1)} | ${r.evals[8].toFixed(1)} | ${(r.click / 1000).toFixed(2)} |`);
+for (const [name, r] of rows) console.log(`| scorelab, ${name === 'cpu' ? 'CPU backend (wasm SIMD, 1 worker)' : 'WebGPU'} | ${r.evals[1].toFixed(1)} | ${r.evals[8].toFixed(1)} | ${(r.click / 1000).toFixed(2)} |`);
+for (const [name, evals] of ortRows) console.log(`| ${name} | ${evals[1].toFixed(1)} | ${evals[8].toFixed(1)} | |`);
 const [gpu, cpu] = rows.map((r) => r[1]);
 console.log(`\nCPU backend vs WebGPU in this browser: ${(gpu.evals[1] / cpu.evals[1]).toFixed(1)}x at batch 1, ${(gpu.evals[8] / cpu.evals[8]).toFixed(1)}x at batch 8, ${(gpu.click / cpu.click).toFixed(1)}x per Generate.`);
+for (const [name, evals, diff] of ortRows) {
+  const [ours, label] = name.includes('WebGPU') ? [gpu, 'scorelab WebGPU'] : [cpu, 'scorelab CPU'];
+  console.log(`${name} (output within ${diff.toExponential(1)} of the page's) / ${label}, time ratio (above 1: scorelab is faster): ${(evals[1] / ours.evals[1]).toFixed(2)} at batch 1, ${(evals[8] / ours.evals[8]).toFixed(2)} at batch 8.`);
+}
 await browser.close();
 server.close();
