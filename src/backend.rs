@@ -180,6 +180,28 @@ pub trait Backend {
     }
 }
 
+/// Lets the browser run its queued tasks (a cancel message, above all) before the next step: the
+/// CPU backend never waits on anything, so without this a run would hold the worker to its end.
+/// A message to ourselves is a task without `setTimeout`'s 4 ms clamp.
+#[cfg(target_arch = "wasm32")]
+async fn yield_to_event_loop() {
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let Ok(channel) = web_sys::MessageChannel::new() else {
+            let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+            return;
+        };
+        channel.port1().set_onmessage(Some(&resolve));
+        if channel
+            .port2()
+            .post_message(&wasm_bindgen::JsValue::NULL)
+            .is_err()
+        {
+            let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
 /// A CPU tensor: shared, immutable data plus a shape.
 #[derive(Clone, Debug)]
 pub struct CpuTensor {
@@ -218,6 +240,8 @@ impl Backend for Cpu {
     }
 
     async fn sync(&mut self) -> Result<()> {
+        #[cfg(target_arch = "wasm32")]
+        yield_to_event_loop().await;
         Ok(())
     }
 
