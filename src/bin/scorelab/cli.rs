@@ -836,6 +836,8 @@ fn run(cli: Cli) -> Result<()> {
         unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
     }
     let choice = match common.backend {
+        // `info` only reads the file: nothing to measure.
+        BackendChoice::Auto if matches!(cli.command, Command::Info { .. }) => BackendChoice::Cpu,
         BackendChoice::Auto => faster_backend(&bytes)?,
         other => other,
     };
