@@ -118,6 +118,8 @@ pub struct Gpu {
     dummy: wgpu::Buffer,
     /// Sinusoidal frequency tables by embedding width (see `ops::timestep_frequencies`).
     frequencies: HashMap<usize, GpuTensor>,
+    /// The readback buffer, reused by every read and replaced only by a larger one.
+    staging: Option<wgpu::Buffer>,
 }
 
 const WG: u64 = 256;
@@ -141,6 +143,7 @@ impl Gpu {
             pending: Vec::new(),
             dummy,
             frequencies: HashMap::new(),
+            staging: None,
         }
     }
 
@@ -377,12 +380,16 @@ impl Backend for Gpu {
     async fn read(&mut self, t: &GpuTensor) -> Result<Vec<f32>> {
         self.flush();
         let bytes = (t.len() * 4) as u64;
-        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: bytes.next_multiple_of(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        // Taken out while in use: a read that fails leaves it mapped, and it is then dropped.
+        let staging = match self.staging.take() {
+            Some(b) if b.size() >= bytes => b,
+            _ => self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: bytes.next_multiple_of(16),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
         let mut enc = self
             .ctx
             .device
@@ -390,7 +397,7 @@ impl Backend for Gpu {
         enc.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes);
         self.ctx.queue.submit([enc.finish()]);
         let (tx, rx) = futures_channel::oneshot::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+        staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
             let _ = tx.send(r);
         });
         #[cfg(not(target_arch = "wasm32"))]
@@ -404,7 +411,7 @@ impl Backend for Gpu {
         self.ctx.check()?;
         mapped.map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
         let view = staging
-            .get_mapped_range(..)
+            .get_mapped_range(..bytes)
             .map_err(|e| Error::Gpu(format!("readback mapping: {e}")))?;
         let out = view
             .chunks_exact(4)
@@ -412,6 +419,7 @@ impl Backend for Gpu {
             .collect();
         drop(view);
         staging.unmap();
+        self.staging = Some(staging);
         Ok(out)
     }
 
