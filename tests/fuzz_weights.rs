@@ -13,10 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use scorelab::lab::{SampleRequest, Session};
 use scorelab::rng::Rng;
-use scorelab::sampler::{Method, SamplerOptions, Silent};
-use scorelab::Cpu;
 
 /// The system allocator, keeping the live and the peak byte counts.
 struct Counting;
@@ -50,24 +47,6 @@ static ALLOC: Counting = Counting;
 const TOY: &[u8] = include_bytes!("../models/toy2d.safetensors");
 const DIGITS: &[u8] = include_bytes!("../models/digits.safetensors");
 
-/// Loads and, when that works, takes one DDIM step on two samples; Err is a clean refusal.
-fn load_and_step(bytes: &[u8]) -> Result<(), String> {
-    let mut lab = Session::new(Cpu);
-    lab.load_model("m", bytes).map_err(|e| e.to_string())?;
-    let req = SampleRequest {
-        sampler: SamplerOptions {
-            method: Method::Ddim,
-            steps: Some(1),
-            ..Default::default()
-        },
-        n: 2,
-        ..Default::default()
-    };
-    pollster::block_on(lab.sample("m", &req, &mut Silent))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
 #[test]
 fn mutated_weights_files_are_refused_cleanly() {
     let cases: usize = std::env::var("SCORELAB_FUZZ_CASES")
@@ -94,7 +73,9 @@ fn mutated_weights_files_are_refused_cleanly() {
         let before = LIVE.load(Relaxed);
         PEAK.store(before, Relaxed);
         let t0 = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| load_and_step(&bytes)));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            pollster::block_on(common::mutate::load_and_step(&bytes))
+        }));
         slowest = slowest.max(t0.elapsed());
         // Working memory beyond the file itself, relative to the file (one step included).
         worst_ratio = worst_ratio.max((PEAK.load(Relaxed) - before) as f64 / base.len() as f64);

@@ -2,7 +2,9 @@
 //! truncations, byte flips, header lengths, and edits of the header JSON (shapes, dtypes,
 //! offsets, tensors, keys, config fields).
 
+use scorelab::lab::{SampleRequest, Session};
 use scorelab::rng::Rng;
+use scorelab::sampler::{Method, SamplerOptions, Silent};
 use serde_json::{json, Map, Value};
 
 /// The header (as JSON text) and data section of a safetensors file.
@@ -19,6 +21,20 @@ fn join(header: &str, data: &[u8]) -> Vec<u8> {
     out.extend(header.as_bytes());
     out.extend(data);
     out
+}
+
+/// Applies `edit` to the config JSON under the metadata key (nothing when there is none).
+fn edit_config(map: &mut Map<String, Value>, edit: impl FnOnce(&mut Value)) {
+    let Some(text) = map
+        .get("__metadata__")
+        .and_then(|m| m.get("scorelab"))
+        .and_then(|v| v.as_str())
+    else {
+        return;
+    };
+    let mut cfg: Value = serde_json::from_str(text).unwrap();
+    edit(&mut cfg);
+    map.get_mut("__metadata__").unwrap()["scorelab"] = Value::String(cfg.to_string());
 }
 
 /// A value of the kind fuzzers like: huge, negative, fractional, empty, wrong type.
@@ -84,21 +100,14 @@ fn edit_header(map: &mut Map<String, Value>, rng: &mut Rng) {
         9 | 10 => {
             // A plausible small number in a numeric config field (these pass the JSON types and
             // reach the range checks and the network builder).
-            let Some(text) = map
-                .get("__metadata__")
-                .and_then(|m| m.get("scorelab"))
-                .and_then(|v| v.as_str())
-            else {
-                return;
-            };
-            let mut cfg: Value = serde_json::from_str(text).unwrap();
-            let mut slots = Vec::new();
-            numeric_slots(&cfg, String::new(), &mut slots);
-            if let Some(path) = slots.get(rng.below(slots.len().max(1))) {
-                let v = [0, 1, 2, 3, 4, 7, 8, 16, 31, 64][rng.below(10)];
-                *cfg.pointer_mut(path).unwrap() = json!(v);
-            }
-            map.get_mut("__metadata__").unwrap()["scorelab"] = Value::String(cfg.to_string());
+            edit_config(map, |cfg| {
+                let mut slots = Vec::new();
+                numeric_slots(cfg, String::new(), &mut slots);
+                if let Some(path) = slots.get(rng.below(slots.len().max(1))) {
+                    let v = [0, 1, 2, 3, 4, 7, 8, 16, 31, 64][rng.below(10)];
+                    *cfg.pointer_mut(path).unwrap() = json!(v);
+                }
+            });
         }
         11 => {
             // Another shape with the same number of elements.
@@ -145,39 +154,32 @@ fn edit_header(map: &mut Map<String, Value>, rng: &mut Rng) {
         }
         _ => {
             // A config field: set to an odd value, remove it, or add an unknown one.
-            let Some(text) = map
-                .get("__metadata__")
-                .and_then(|m| m.get("scorelab"))
-                .and_then(|v| v.as_str())
-            else {
-                return;
-            };
-            let mut cfg: Value = serde_json::from_str(text).unwrap();
-            let sections = ["arch", "sde", "data", "classes", "time_input"];
-            let section = sections[rng.below(sections.len())];
-            let target = if rng.below(4) == 0 {
-                &mut cfg
-            } else {
-                &mut cfg[section]
-            };
-            if let Some(obj) = target.as_object_mut() {
-                let keys: Vec<String> = obj.keys().cloned().collect();
-                if !keys.is_empty() {
-                    let k = keys[rng.below(keys.len())].clone();
-                    match rng.below(4) {
-                        0 => {
-                            obj.remove(&k);
-                        }
-                        1 => {
-                            obj.insert("unknown_field".into(), odd_value(rng));
-                        }
-                        _ => {
-                            obj.insert(k, odd_value(rng));
+            edit_config(map, |cfg| {
+                let sections = ["arch", "sde", "data", "classes", "time_input"];
+                let section = sections[rng.below(sections.len())];
+                let target = if rng.below(4) == 0 {
+                    cfg
+                } else {
+                    &mut cfg[section]
+                };
+                if let Some(obj) = target.as_object_mut() {
+                    let keys: Vec<String> = obj.keys().cloned().collect();
+                    if !keys.is_empty() {
+                        let k = keys[rng.below(keys.len())].clone();
+                        match rng.below(4) {
+                            0 => {
+                                obj.remove(&k);
+                            }
+                            1 => {
+                                obj.insert("unknown_field".into(), odd_value(rng));
+                            }
+                            _ => {
+                                obj.insert(k, odd_value(rng));
+                            }
                         }
                     }
                 }
-            }
-            map.get_mut("__metadata__").unwrap()["scorelab"] = Value::String(cfg.to_string());
+            });
         }
     }
 }
@@ -256,4 +258,29 @@ pub fn mutate(base: &[u8], rng: &mut Rng) -> (Vec<u8>, &'static str) {
             )
         }
     }
+}
+
+/// Loads a (mutated) file on the CPU backend and, when that works, takes one DDIM step on two
+/// samples; Err is a clean refusal. A sample that comes back must be finite.
+pub async fn load_and_step(bytes: &[u8]) -> Result<(), String> {
+    let mut lab = Session::new(scorelab::Cpu);
+    lab.load_model("m", bytes).map_err(|e| e.to_string())?;
+    let req = SampleRequest {
+        sampler: SamplerOptions {
+            method: Method::Ddim,
+            steps: Some(1),
+            ..Default::default()
+        },
+        n: 2,
+        ..Default::default()
+    };
+    let samples = lab
+        .sample("m", &req, &mut Silent)
+        .await
+        .map_err(|e| e.to_string())?;
+    assert!(
+        samples.values.iter().all(|v| v.is_finite()),
+        "a sample came back non-finite"
+    );
+    Ok(())
 }
