@@ -20,9 +20,9 @@ const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || 
 const median = (v) => [...v].sort((a, b) => a - b)[v.length >> 1];
 
 /** Median ms of `eps` on `model` at batch `n`, and of one Generate click, for one backend. */
-async function measure(backend, model, batches) {
+async function measure(backend, model, batches, workers) {
   const page = await browser.newPage();
-  await page.goto(`${base}?backend=${backend}#model=${model}&sampler=ddim&steps=20&seed=1&batch=8&class=3`);
+  await page.goto(`${base}?backend=${backend}&workers=${workers}#model=${model}&sampler=ddim&steps=20&seed=1&batch=8&class=3`);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
   await page.waitForFunction((m) => window.scorelab.configs.has(m), model, { timeout: 120_000 });
   const kind = await page.evaluate((m) => window.scorelab.runsOn.get(m).backend, model);
@@ -99,8 +99,12 @@ async function pageEps() {
 }
 
 const version = browser.version();
-const rows = [];
-for (const backend of ['webgpu', 'cpu']) rows.push([backend, await measure(backend, 'digits', [1, 8])]);
+const rows = []; // [backend, workers, measurements]
+const cores = Math.min(4, await (async () => { const p = await browser.newPage(); const n = await p.evaluate(() => navigator.hardwareConcurrency); await p.close(); return n; })());
+// BACKENDS=cpu skips the (slow, on a software adapter) WebGPU rows while tuning the CPU backend.
+for (const backend of (process.env.BACKENDS || 'webgpu,cpu').split(',')) {
+  for (const workers of backend === 'cpu' && cores > 1 ? [1, cores] : [1]) rows.push([backend, workers, await measure(backend, 'digits', [1, 8], workers)]);
+}
 const ortRows = [];
 if (process.env.ORT_WEB && process.env.ONNX) {
   // One folder with onnxruntime-web's files, the model and an empty page, served cross-origin
@@ -113,6 +117,7 @@ if (process.env.ORT_WEB && process.env.ONNX) {
   const origin = `http://127.0.0.1:${ortServer.address().port}/`;
   const want = await pageEps();
   for (const [name, ep, threads] of [['onnxruntime-web wasm, 1 thread', 'wasm', 1], ['onnxruntime-web wasm, 2 threads', 'wasm', 2], ['onnxruntime-web WebGPU', 'webgpu', 1]]) {
+    if (!rows.some(([backend]) => backend === (ep === 'wasm' ? 'cpu' : 'webgpu'))) continue;
     const r = await measureOrt(origin, ep, threads, [1, 8]);
     const diff = r.first.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i])), 0);
     if (!(diff < 1e-3)) throw new Error(`${name}: output differs from the page's by ${diff}`);
@@ -123,13 +128,17 @@ if (process.env.ORT_WEB && process.env.ONNX) {
 console.log(`Headless Chromium ${version}, digits U-Net; median of ${REPS} evaluations, 3 clicks.\n`);
 console.log('| backend in the page | eps, batch 1 (ms) | eps, batch 8 (ms) | Generate 8 digits, DDIM 20 (s) |');
 console.log('|---|---|---|---|');
-for (const [name, r] of rows) console.log(`| scorelab, ${name === 'cpu' ? 'CPU backend (wasm SIMD, 1 worker)' : 'WebGPU'} | ${r.evals[1].toFixed(1)} | ${r.evals[8].toFixed(1)} | ${(r.click / 1000).toFixed(2)} |`);
+for (const [name, workers, r] of rows) console.log(`| scorelab, ${name === 'cpu' ? `CPU backend (wasm SIMD, ${workers} worker${workers > 1 ? 's' : ''})` : 'WebGPU'} | ${r.evals[1].toFixed(1)} | ${r.evals[8].toFixed(1)} | ${(r.click / 1000).toFixed(2)} |`);
 for (const [name, evals] of ortRows) console.log(`| ${name} | ${evals[1].toFixed(1)} | ${evals[8].toFixed(1)} | |`);
-const [gpu, cpu] = rows.map((r) => r[1]);
-console.log(`\nCPU backend vs WebGPU in this browser: ${(gpu.evals[1] / cpu.evals[1]).toFixed(1)}x at batch 1, ${(gpu.evals[8] / cpu.evals[8]).toFixed(1)}x at batch 8, ${(gpu.click / cpu.click).toFixed(1)}x per Generate.`);
+const gpu = rows.find((r) => r[0] === 'webgpu')?.[2];
+const cpu = rows.find((r) => r[0] === 'cpu' && r[1] === 1)?.[2];
+const pool = rows.find((r) => r[0] === 'cpu' && r[1] > 1);
+if (gpu && cpu) console.log(`\nCPU backend vs WebGPU in this browser: ${(gpu.evals[1] / cpu.evals[1]).toFixed(1)}x at batch 1, ${(gpu.evals[8] / cpu.evals[8]).toFixed(1)}x at batch 8, ${(gpu.click / cpu.click).toFixed(1)}x per Generate.`);
 for (const [name, evals, diff] of ortRows) {
   const [ours, label] = name.includes('WebGPU') ? [gpu, 'scorelab WebGPU'] : [cpu, 'scorelab CPU'];
+  if (!ours) continue;
   console.log(`${name} (output within ${diff.toExponential(1)} of the page's) / ${label}, time ratio (above 1: scorelab is faster): ${(evals[1] / ours.evals[1]).toFixed(2)} at batch 1, ${(evals[8] / ours.evals[8]).toFixed(2)} at batch 8.`);
+  if (pool && !name.includes('WebGPU')) console.log(`${name} / scorelab CPU with ${pool[1]} workers: ${(evals[1] / pool[2].evals[1]).toFixed(2)} at batch 1, ${(evals[8] / pool[2].evals[8]).toFixed(2)} at batch 8.`);
 }
 await browser.close();
 server.close();

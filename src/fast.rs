@@ -10,7 +10,7 @@ use crate::backend::{Backend, Cpu, CpuTensor};
 use crate::error::Result;
 use crate::ops::{Conv2d, GroupNorm, Matmul};
 
-/// Floats of im2col scratch per chunk of images: a 3x3 convolution of many images is done a few
+/// Floats of channel planes per chunk of images: a convolution of many images is done a few
 /// images at a time, so the scratch stays small (16 MB) whatever the batch.
 const SCRATCH_FLOATS: usize = 4 << 20;
 
@@ -18,8 +18,9 @@ const SCRATCH_FLOATS: usize = 4 << 20;
 #[derive(Default)]
 pub struct FastCpu {
     reference: Cpu,
-    /// im2col rows, reused between convolutions.
-    scratch: Vec<f32>,
+    /// A convolution's input as channel planes, and its patch matrix; reused between convolutions.
+    planes: Vec<f32>,
+    patches: Vec<f32>,
 }
 
 /// `c[m, n] += alpha a b` with strided operands (`c` row-major, `n` wide).
@@ -57,28 +58,73 @@ fn gemm(
     }
 }
 
-/// Writes the k*k*cin patch of each output pixel of images `[n, h, w, cin]` as one row.
-fn im2col(x: &[f32], [n, h, wd, cin]: [usize; 4], spec: Conv2d, out: &mut Vec<f32>) {
+/// Transposes a row-major `rows x cols` matrix into `out` (`cols x rows`), a block of rows at a
+/// time so that both sides stay in cache.
+fn transpose(src: &[f32], rows: usize, cols: usize, out: &mut Vec<f32>) {
+    const BLOCK: usize = 16;
+    out.resize(rows * cols, 0.0);
+    for r0 in (0..rows).step_by(BLOCK) {
+        let r1 = (r0 + BLOCK).min(rows);
+        for c in 0..cols {
+            let dst = &mut out[c * rows + r0..c * rows + r1];
+            for (d, r) in dst.iter_mut().zip(r0..r1) {
+                *d = src[r * cols + c];
+            }
+        }
+    }
+}
+
+/// Output pixels per block of the patch matrix: a block stays in cache between being written and
+/// being packed by the GEMM (288 columns of 256 pixels are 288 KB).
+const BLOCK_PIXELS: usize = 256;
+
+/// One block of a convolution's patch matrix, column-major: the output rows `rows` (counted over
+/// all images, `b * ho + oy`), and in column `(ky * k + kx) * cin + ci` (the row order of the
+/// weights) channel `ci` of the input pixel under kernel tap `(ky, kx)`, or 0 in the padding.
+/// `planes` is the input as channel planes (`[cin][n][h][w]`, see [`transpose`]), so a stride-1
+/// row of a column is one copy of an input row. Column-major matters: the GEMM packs its left
+/// operand in column runs, a plain copy when they are contiguous and a gather when not.
+fn patch_columns(
+    planes: &[f32],
+    [n, h, wd, cin]: [usize; 4],
+    spec: Conv2d,
+    rows: std::ops::Range<usize>,
+    out: &mut Vec<f32>,
+) {
     let (ho, wo) = spec.out_hw(h, wd);
-    let (k, s, pad) = (spec.ksize, spec.stride, spec.ksize / 2);
-    let row = k * k * cin;
-    out.clear();
-    out.resize(n * ho * wo * row, 0.0);
-    for b in 0..n {
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let dst = ((b * ho + oy) * wo + ox) * row;
-                for ky in 0..k {
-                    let Some(iy) = (oy * s + ky).checked_sub(pad).filter(|&y| y < h) else {
+    let (k, s, pad) = (spec.ksize, spec.stride, (spec.ksize / 2) as isize);
+    let m = rows.len() * wo;
+    out.resize(k * k * cin * m, 0.0);
+    for ky in 0..k {
+        for kx in 0..k {
+            let dx = kx as isize - pad;
+            for ci in 0..cin {
+                let column = &mut out[((ky * k + kx) * cin + ci) * m..][..m];
+                for (row, g) in column.chunks_exact_mut(wo).zip(rows.clone()) {
+                    let (b, oy) = (g / ho, g % ho);
+                    let iy = (oy * s + ky) as isize - pad;
+                    if !(0..h as isize).contains(&iy) {
+                        row.fill(0.0);
                         continue;
-                    };
-                    for kx in 0..k {
-                        let Some(ix) = (ox * s + kx).checked_sub(pad).filter(|&x| x < wd) else {
-                            continue;
-                        };
-                        let src = ((b * h + iy) * wd + ix) * cin;
-                        let at = dst + (ky * k + kx) * cin;
-                        out[at..at + cin].copy_from_slice(&x[src..src + cin]);
+                    }
+                    let src = &planes[((ci * n + b) * h + iy as usize) * wd..][..wd];
+                    if s == 1 {
+                        // Output pixels ox whose input ox + dx lies inside the row.
+                        let lo = (-dx).clamp(0, wo as isize) as usize;
+                        let hi = (wd as isize - dx).clamp(lo as isize, wo as isize) as usize;
+                        row[..lo].fill(0.0);
+                        row[hi..].fill(0.0);
+                        let from = (lo as isize + dx) as usize;
+                        row[lo..hi].copy_from_slice(&src[from..from + hi - lo]);
+                    } else {
+                        for (ox, v) in row.iter_mut().enumerate() {
+                            let ix = (ox * s) as isize + dx;
+                            *v = if (0..wd as isize).contains(&ix) {
+                                src[ix as usize]
+                            } else {
+                                0.0
+                            };
+                        }
                     }
                 }
             }
@@ -92,7 +138,10 @@ fn im2col(x: &[f32], [n, h, wd, cin]: [usize; 4], spec: Conv2d, out: &mut Vec<f3
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E).round();
+    // Round to nearest by adding and removing 1.5 * 2^23 (`round` is a library call on wasm32 and
+    // on baseline x86-64).
+    const ROUND: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
     // r = x - n ln 2, with ln 2 split in two so the product stays exact.
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p = 1.0
@@ -206,36 +255,28 @@ impl Backend for FastCpu {
         let [_, h, wd, cin] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
         let row = spec.ksize * spec.ksize * cin;
         let mut out = bias_rows(Some(&bias.data), n * ho * wo, cout);
-        if spec.ksize == 1 && spec.stride == 1 {
-            // The input already is the patch matrix.
-            gemm(
-                (n * ho * wo, row, cout),
-                1.0,
-                &x.data,
-                (row, 1),
-                &w.data,
-                (cout, 1),
-                &mut out,
-            );
-            return Ok(Cpu::make(out, vec![n, ho, wo, cout]));
-        }
-        let per_image = ho * wo * row;
-        let chunk = (SCRATCH_FLOATS / per_image).clamp(1, n);
+        let chunk = (SCRATCH_FLOATS / (h * wd * cin)).clamp(1, n);
+        let rows_per_block = (BLOCK_PIXELS / wo).max(1);
         for first in (0..n).step_by(chunk) {
             let count = chunk.min(n - first);
             let images = &x.data[first * h * wd * cin..(first + count) * h * wd * cin];
-            im2col(images, [count, h, wd, cin], spec, &mut self.scratch);
-            let rows = count * ho * wo;
-            let dst = &mut out[first * ho * wo * cout..][..rows * cout];
-            gemm(
-                (rows, row, cout),
-                1.0,
-                &self.scratch,
-                (row, 1),
-                &w.data,
-                (cout, 1),
-                dst,
-            );
+            transpose(images, count * h * wd, cin, &mut self.planes);
+            for block in (0..count * ho).step_by(rows_per_block) {
+                let rows = block..(block + rows_per_block).min(count * ho);
+                let pixels = rows.len() * wo;
+                let dst = &mut out[(first * ho + block) * wo * cout..][..pixels * cout];
+                let shape = [count, h, wd, cin];
+                patch_columns(&self.planes, shape, spec, rows, &mut self.patches);
+                gemm(
+                    (pixels, row, cout),
+                    1.0,
+                    &self.patches,
+                    (1, pixels),
+                    &w.data,
+                    (cout, 1),
+                    dst,
+                );
+            }
         }
         Ok(Cpu::make(out, vec![n, ho, wo, cout]))
     }

@@ -23,7 +23,7 @@ function setBackendText() {
     parts.push(`No WebGPU here (${cpu.fallback_reason}): the CPU backend runs everything, correct and fast enough for these models`);
   }
   for (const [model, r] of state.runsOn) {
-    const name = r.backend === 'cpu' ? 'the CPU (wasm SIMD)' : 'WebGPU';
+    const name = r.backend === 'cpu' ? `the CPU (wasm SIMD${state.workers > 1 ? `, batches split over ${state.workers} workers` : ''})` : 'WebGPU';
     if (r.measured) {
       const [fast, slow] = r.backend === 'cpu' ? [r.measured.cpu, r.measured.webgpu] : [r.measured.webgpu, r.measured.cpu];
       parts.push(`${model} runs on ${name}: ${fast.toFixed(1)} ms per evaluation vs ${slow.toFixed(1)} ms, ${(slow / fast).toFixed(1)}x faster, measured here`);
@@ -368,8 +368,11 @@ async function start() {
     url.searchParams.set('backend', choice);
     location.href = url.href;
   });
-  const { backends, samplers } = await client.call('init', { backend: mode === 'auto' ? null : mode });
+  // ?workers=N sets the size of the CPU worker pool (default: the cores, at most 4).
+  const workers = Number(new URLSearchParams(location.search).get('workers')) || undefined;
+  const { backends, samplers, workers: pool } = await client.call('init', { backend: mode === 'auto' ? null : mode, pool: workers });
   state.backends = backends;
+  state.workers = pool;
   setBackendText();
   // After a lost device or a crashed worker the lab comes back, perhaps on another backend.
   client.onRestart = (r) => { state.backends = r.backends; setBackendText(); };

@@ -5,7 +5,13 @@
 // Backends: asked for one ('webgpu' or 'cpu'), the worker opens that lab only. Otherwise ('auto') it
 // opens a WebGPU lab and a CPU lab, loads each model into both, times one evaluation on each and
 // runs that model on the faster from then on (unless the page passes a choice it remembered).
+//
+// The CPU lab splits a batch across a small pool of helper workers (each a copy of this script with
+// its own wasm instance and a copy of the weights): sample i uses seed + i and its own noise
+// streams, so a split run gives the images of one worker, bit for bit. rk45 is not split (its step
+// size is shared by the batch).
 import init, { open_lab, samplers, destroy_device } from './pkg/scorelab.js';
+import { LabClient } from './lab.js';
 
 let labs = {}; // by backend kind: 'webgpu' and/or 'cpu'
 const runsOn = new Map(); // model name -> backend kind
@@ -20,12 +26,16 @@ function labFor(model) {
   return labs[kind];
 }
 
+/** Floats in one sample of a model with `config`. */
+function valuesPerSample(config) {
+  const d = config.data;
+  return d.kind === 'points' ? d.dim : d.height * d.width * d.channels;
+}
+
 /** ms of one evaluation of `model` at batch 1 on each lab, after a warm-up; the median of three
  *  when the first timings are within 2x of each other (a clear gap needs no more). */
 async function timeEvaluations(model, config) {
-  const d = config.data;
-  const per = d.kind === 'points' ? d.dim : d.height * d.width * d.channels;
-  const x = new Float32Array(per).map((_, i) => Math.sin(i));
+  const x = new Float32Array(valuesPerSample(config)).map((_, i) => Math.sin(i));
   const once = async (lab) => { const t0 = performance.now(); await lab.eps(model, x, 0.5, {}); return performance.now() - t0; };
   const times = {};
   for (const [k, lab] of Object.entries(labs)) { await once(lab); times[k] = [await once(lab)]; }
@@ -34,6 +44,77 @@ async function timeEvaluations(model, config) {
     for (const [k, lab] of Object.entries(labs)) times[k].push(await once(lab), await once(lab));
   }
   return Object.fromEntries(Object.entries(times).map(([k, t]) => [k, t.sort((a, b) => a - b)[t.length >> 1]]));
+}
+
+// The CPU worker pool: this worker and `helpers` (started at the first split run).
+let poolSize = 1;
+const helpers = [];
+const modelBytes = new Map(); // model name -> weights, for the helpers
+const perSample = new Map(); // model name -> floats per sample
+const splitRuns = new Map(); // request id -> [{ client, id }] of its helper parts, for Cancel
+
+/** Helper `i` with `model` loaded, started when first needed. */
+async function helper(i, model) {
+  if (!helpers[i]) {
+    const client = new LabClient(new URL('./worker.js', import.meta.url));
+    helpers[i] = { client, ready: client.call('init', { backend: 'cpu', pool: 1 }), models: new Map() };
+  }
+  const h = helpers[i];
+  await h.ready;
+  if (!h.models.has(model)) h.models.set(model, h.client.call('load', { name: model, bytes: modelBytes.get(model).slice() }));
+  await h.models.get(model);
+  return h.client;
+}
+
+/** Sample bounds of the parts of a batch of `n` on the CPU pool (one part when not worth it). */
+function splitBounds(model, n) {
+  const parts = runsOn.get(model) === 'cpu' ? Math.min(poolSize, n) : 1;
+  return Array.from({ length: parts + 1 }, (_, i) => Math.round((i * n) / parts));
+}
+
+/** Runs the parts of request `id`: `own(first, count)` here and `remote(client, first, count)` on
+ *  helpers, in parallel; returns the results in order. A failure or a Cancel stops every part. */
+async function runParts(id, model, bounds, own, remote) {
+  const parts = [];
+  try {
+    for (let i = 1; i + 1 < bounds.length; i++) {
+      const client = await helper(i - 1, model);
+      const run = remote(client, bounds[i], bounds[i + 1] - bounds[i]);
+      parts.push({ client, ...run });
+    }
+    splitRuns.set(id, parts);
+    if (cancelled.has(id)) for (const p of parts) p.client.cancel(p.id);
+    return await Promise.all([own(bounds[0], bounds[1]), ...parts.map((p) => p.done)]);
+  } catch (err) {
+    for (const p of parts) p.client.cancel(p.id);
+    await Promise.allSettled(parts.map((p) => p.done));
+    throw err;
+  } finally {
+    splitRuns.delete(id);
+  }
+}
+
+/** Joins the preview or trace events of the parts of a split run: one event for the whole batch
+ *  once every part has sent its own for that step. */
+function eventJoiner(id, partCount) {
+  const waiting = new Map(); // `${kind} ${step}` -> values of each part
+  return (part, event) => {
+    const key = `${event.kind} ${event.step}`;
+    if (!waiting.has(key)) waiting.set(key, new Array(partCount).fill(null));
+    const got = waiting.get(key);
+    got[part] = event.values;
+    if (got.includes(null)) return;
+    waiting.delete(key);
+    const values = concat(got);
+    self.postMessage({ id, kind: event.kind, step: event.step, t: event.t, values }, [values.buffer]);
+  };
+}
+
+function concat(arrays) {
+  const out = new Float32Array(arrays.reduce((s, a) => s + a.length, 0));
+  let at = 0;
+  for (const a of arrays) { out.set(a, at); at += a.length; }
+  return out;
 }
 
 const MODEL_CACHE = 'scorelab-models';
@@ -68,10 +149,12 @@ async function fetchModel(url, sha256) {
 
 // Step events go to the page; between steps the run asks for a preview (predicted x0) or a trace
 // (current x_t) when the page wants one, or stops when it was cancelled.
-function progressFor(id, { previewEvery = 0, trace = false }) {
+// In a split run, `join` receives this part's previews and traces instead.
+function progressFor(id, { previewEvery = 0, trace = false }, join = null) {
   return (event) => {
     if (event.kind === 'preview' || event.kind === 'trace') {
-      self.postMessage({ id, kind: event.kind, step: event.step, t: event.t, values: event.values }, [event.values.buffer]);
+      if (join) join(0, event);
+      else self.postMessage({ id, kind: event.kind, step: event.step, t: event.t, values: event.values }, [event.values.buffer]);
       return undefined;
     }
     self.postMessage({ id, kind: 'step', info: event });
@@ -83,19 +166,22 @@ function progressFor(id, { previewEvery = 0, trace = false }) {
 }
 
 const ops = {
-  async init({ backend }) {
+  async init({ backend, pool }) {
     wasm = await init();
+    poolSize = Math.max(1, Math.min(4, pool ?? (navigator.hardwareConcurrency || 1)));
     for (const lab of Object.values(labs)) lab.free();
     labs = {};
     runsOn.clear();
     const first = await open_lab(backend === 'cpu' ? 'cpu' : null); // WebGPU, or the CPU if none
     labs[first.backend().kind] = first;
     if (!backend && labs.webgpu) labs.cpu = await open_lab('cpu');
-    return { backends: Object.fromEntries(Object.entries(labs).map(([k, l]) => [k, l.backend()])), samplers: samplers() };
+    return { backends: Object.fromEntries(Object.entries(labs).map(([k, l]) => [k, l.backend()])), samplers: samplers(), workers: poolSize };
   },
   /** Loads a model into every lab; with two, runs it on `prefer` or else on the one measured faster. */
-  async load({ name, url, sha256, prefer }) {
-    const bytes = await fetchModel(url, sha256);
+  async load({ name, url, sha256, prefer, bytes: given }) {
+    const bytes = given || await fetchModel(url, sha256);
+    modelBytes.set(name, bytes);
+    for (const h of helpers) if (h) h.models.delete(name); // reloaded there when next needed
     const kinds = Object.keys(labs);
     let config = null;
     for (const k of kinds) config = labs[k].load_model(name, bytes);
@@ -107,15 +193,37 @@ const ops = {
       kind = kinds.reduce((a, b) => (measured[b] < measured[a] ? b : a));
     }
     runsOn.set(name, kind);
+    perSample.set(name, valuesPerSample(config));
     return { config, bytes: bytes.length, backend: kind, measured };
   },
   async sample({ model, options, previewEvery, trace }, id) {
     const t0 = performance.now();
-    const out = await labFor(model).sample(model, options, progressFor(id, { previewEvery, trace }));
-    return { ...out, ms: performance.now() - t0 };
+    const lab = labFor(model);
+    const n = options && Number.isInteger(options.n) ? options.n : 0;
+    const bounds = options && options.sampler && options.sampler.method === 'rk45' ? [0, n] : splitBounds(model, n);
+    if (bounds.length <= 2) {
+      const out = await lab.sample(model, options, progressFor(id, { previewEvery, trace }));
+      return { ...out, ms: performance.now() - t0 };
+    }
+    const join = eventJoiner(id, bounds.length - 1);
+    const part = (first, count) => ({ ...options, seed: ((options.seed ?? 0) + first) >>> 0, n: count });
+    const outs = await runParts(id, model, bounds,
+      (first, count) => lab.sample(model, part(first, count), progressFor(id, { previewEvery, trace }, join)),
+      (client, first, count) => client.start('sample', { model, options: part(first, count), previewEvery, trace }, (e) => {
+        if (e.kind === 'preview' || e.kind === 'trace') join(bounds.indexOf(first), e);
+      }));
+    return { ...outs[0], values: concat(outs.map((o) => o.values)), n, ms: performance.now() - t0 };
   },
-  async eps({ model, x, t, options }) {
-    return { values: await labFor(model).eps(model, x, t, options || {}) };
+  async eps({ model, x, t, options }, id) {
+    const lab = labFor(model);
+    const per = perSample.get(model);
+    const bounds = per && x && x.length % per === 0 ? splitBounds(model, x.length / per) : [0, 0];
+    if (bounds.length <= 2) return { values: await lab.eps(model, x, t, options || {}) };
+    const slice = (first, count) => x.slice(first * per, (first + count) * per);
+    const outs = await runParts(id, model, bounds,
+      async (first, count) => ({ values: await lab.eps(model, slice(first, count), t, options || {}) }),
+      (client, first, count) => client.start('eps', { model, x: slice(first, count), t, options }));
+    return { values: concat(outs.map((o) => o.values)) };
   },
   async inpaint({ model, images, mask, options, previewEvery }, id) {
     return labFor(model).inpaint(model, images, mask, options, progressFor(id, { previewEvery }));
@@ -146,7 +254,11 @@ const ops = {
 
 self.onmessage = (e) => {
   const { id, op, args } = e.data;
-  if (op === 'cancel') { cancelled.add(args.target); return; }
+  if (op === 'cancel') {
+    cancelled.add(args.target);
+    for (const p of splitRuns.get(args.target) || []) p.client.cancel(p.id);
+    return;
+  }
   // For the page tests, at once even mid-run: lose the GPU device as a driver reset would.
   if (op === 'destroyDevice') { destroy_device(); return; }
   queue = queue.then(async () => {

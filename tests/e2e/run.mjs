@@ -239,6 +239,36 @@ await test('the page runs each model on the backend it measures faster, remember
   await page.close();
 });
 
+await test('the CPU backend splits a batch over a pool of workers and gives the images of one worker, bit for bit', async () => {
+  const hash = '#model=digits&class=3&sampler=ddpm&steps=10&seed=4294967294&batch=5';
+  const runs = {};
+  for (const workers of [1, 3]) {
+    const page = await openPage(`?backend=cpu&workers=${workers}${hash}`);
+    await page.waitForFunction(() => window.scorelab.runsOn.has('digits'), null, { timeout: 120_000 });
+    const text = await page.textContent('#backend');
+    assert(workers === 1 ? !/split/.test(text) : /split over 3 workers/.test(text), `backend line: ${text}`);
+    const values = await generateValues(page); // ddpm: fresh noise every step, seeds wrap past 2^32
+    const eps = await page.evaluate(async () => {
+      const x = new Float32Array(5 * 1024).map((_, i) => Math.sin(i));
+      return Array.from((await window.scorelab.client.call('eps', { model: 'digits', x, t: 0.3, options: { class: 2 } })).values).join(',');
+    });
+    runs[workers] = { values, eps };
+    if (workers > 1) {
+      // Cancel reaches every part; the pool then runs again as before.
+      await page.fill('#steps', '900');
+      await page.click('#generate');
+      await page.waitForFunction(() => /step [1-9]/.test(document.querySelector('#progress-text').textContent), null, { timeout: 120_000 });
+      await page.click('#cancel');
+      await page.waitForFunction(() => /cancel/i.test(document.querySelector('#progress-text').textContent), null, { timeout: 60_000 });
+      await page.fill('#steps', '10');
+      assert(await generateValues(page) === values, 'the same images after a cancelled split run');
+    }
+    await page.close();
+  }
+  assert(runs[1].values.length > 1000 && runs[3].values === runs[1].values, 'samples differ between 1 and 3 workers');
+  assert(runs[3].eps === runs[1].eps, 'eps differs between 1 and 3 workers');
+});
+
 await test('a GPU device lost mid-run: the run says so, the lab reopens a device with its models, the next run gives the same samples', async () => {
   const page = await openPage('?backend=webgpu#model=toy2d&class=1&sampler=ddim&steps=10&seed=3&batch=64');
   const before = await generateValues(page);
