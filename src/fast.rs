@@ -58,6 +58,133 @@ fn gemm(
     }
 }
 
+/// `c[m, n] += a b` for a column-major `a` (`m x k`, column stride `lda`), a row-major `b` (`k x n`,
+/// row stride `ldb`) and a row-major `c` (row stride `ldc`): a convolution's patch block times its
+/// weights. In wasm a SIMD128 kernel of our own (see [`simd128`]); natively `matrixmultiply`.
+#[allow(clippy::too_many_arguments)]
+fn gemm_columns(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if n % simd128::NR == 0 {
+        simd128::gemm_columns((m, k, n), a, lda, b, ldb, c, ldc);
+        return;
+    }
+    let _ = ldc;
+    assert_eq!(ldc, n);
+    gemm((m, k, n), 1.0, a, (1, lda), b, (ldb, 1), c);
+}
+
+/// The wasm GEMM kernel: tiles of `MR` rows by 8 columns, the 8 columns as two f32x4 vectors, each
+/// `a` element broadcast by a splat load. 6 x 8 keeps the 12 accumulators, two `b` vectors and one
+/// broadcast in the 16 vector registers V8 has on x86-64 (`matrixmultiply`'s 8 x 8 needs 21, and
+/// spills). Each output sums its k products in order from 0, whatever the tile, so a sample's
+/// result does not depend on the batch it is in.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128 {
+    use core::arch::wasm32::*;
+
+    pub const NR: usize = 8;
+    const MR: usize = 4;
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_columns(
+        (m, k, n): (usize, usize, usize),
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        if m == 0 || k == 0 || n == 0 {
+            return;
+        }
+        assert!(n % NR == 0 && lda >= m && ldb >= n && ldc >= n);
+        assert!((k - 1) * lda + m <= a.len());
+        assert!((k - 1) * ldb + n <= b.len());
+        assert!((m - 1) * ldc + n <= c.len());
+        for j in (0..n).step_by(NR) {
+            let mut i = 0;
+            // SAFETY: the asserts above keep every tile's loads and stores inside the slices.
+            unsafe {
+                while i + MR <= m {
+                    tile::<MR>(
+                        k,
+                        a.as_ptr().add(i),
+                        lda,
+                        b.as_ptr().add(j),
+                        ldb,
+                        c.as_mut_ptr().add(i * ldc + j),
+                        ldc,
+                    );
+                    i += MR;
+                }
+                let (ap, bp, cp) = (
+                    a.as_ptr().add(i),
+                    b.as_ptr().add(j),
+                    c.as_mut_ptr().add(i * ldc + j),
+                );
+                match m - i {
+                    0 => {}
+                    1 => tile::<1>(k, ap, lda, bp, ldb, cp, ldc),
+                    2 => tile::<2>(k, ap, lda, bp, ldb, cp, ldc),
+                    3 => tile::<3>(k, ap, lda, bp, ldb, cp, ldc),
+                    4 => tile::<4>(k, ap, lda, bp, ldb, cp, ldc),
+                    5 => tile::<5>(k, ap, lda, bp, ldb, cp, ldc),
+                    6 => tile::<6>(k, ap, lda, bp, ldb, cp, ldc),
+                    _ => tile::<7>(k, ap, lda, bp, ldb, cp, ldc),
+                }
+            }
+        }
+    }
+
+    /// `R` rows by 8 columns of `c` += the tile's products over all of k.
+    #[inline(always)]
+    unsafe fn tile<const R: usize>(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let mut acc = [[f32x4_splat(0.0); 2]; R];
+        for p in 0..k {
+            let bp = b.add(p * ldb);
+            let (b0, b1) = (
+                v128_load(bp as *const v128),
+                v128_load(bp.add(4) as *const v128),
+            );
+            let ap = a.add(p * lda);
+            for (r, row) in acc.iter_mut().enumerate() {
+                let x = v128_load32_splat(ap.add(r) as *const u32);
+                row[0] = f32x4_add(row[0], f32x4_mul(x, b0));
+                row[1] = f32x4_add(row[1], f32x4_mul(x, b1));
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            let cp = c.add(r * ldc);
+            v128_store(
+                cp as *mut v128,
+                f32x4_add(v128_load(cp as *const v128), row[0]),
+            );
+            let cp = cp.add(4);
+            v128_store(
+                cp as *mut v128,
+                f32x4_add(v128_load(cp as *const v128), row[1]),
+            );
+        }
+    }
+}
+
 /// Transposes a row-major `rows x cols` matrix into `out` (`cols x rows`), a block of rows at a
 /// time so that both sides stay in cache.
 fn transpose(src: &[f32], rows: usize, cols: usize, out: &mut Vec<f32>) {
@@ -267,15 +394,8 @@ impl Backend for FastCpu {
                 let dst = &mut out[(first * ho + block) * wo * cout..][..pixels * cout];
                 let shape = [count, h, wd, cin];
                 patch_columns(&self.planes, shape, spec, rows, &mut self.patches);
-                gemm(
-                    (pixels, row, cout),
-                    1.0,
-                    &self.patches,
-                    (1, pixels),
-                    &w.data,
-                    (cout, 1),
-                    dst,
-                );
+                let dims = (pixels, row, cout);
+                gemm_columns(dims, &self.patches, pixels, &w.data, cout, dst, cout);
             }
         }
         Ok(Cpu::make(out, vec![n, ho, wo, cout]))
