@@ -155,6 +155,25 @@ pub fn sweep() -> Vec<Case> {
             ksize: 3,
             stride: 2,
         },
+        // Output channels a multiple of the CPU kernels' 8-wide tiles, rows not a multiple of 4.
+        Conv {
+            n: 3,
+            h: 5,
+            w: 7,
+            cin: 5,
+            cout: 16,
+            ksize: 3,
+            stride: 1,
+        },
+        Conv {
+            n: 2,
+            h: 3,
+            w: 6,
+            cin: 9,
+            cout: 8,
+            ksize: 1,
+            stride: 1,
+        },
         Conv {
             n: 2,
             h: 7,
