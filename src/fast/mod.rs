@@ -1,10 +1,14 @@
 //! The fast CPU backend: the reference's tensors and simple element-wise ops, with GroupNorm and
-//! SiLU in f32 and convolutions and matrix products as f32 GEMM (`matrixmultiply`: AVX/FMA kernels picked at run time natively,
-//! SIMD128 in wasm, strided operands that match [`View`]).
+//! SiLU in f32 and convolutions and matrix products as f32 GEMM. Stride-1 convolutions run our own
+//! kernel ([`kernel`]: SIMD128 in wasm, AVX2+FMA natively when the CPU has it) reading the input in
+//! place; the rest (stride-2 convolutions through a patch matrix, attention and linear products
+//! with strided operands) goes to `matrixmultiply`.
 //!
 //! The reference (`Cpu`) stays the oracle: f64 accumulation, plain loops. This backend accumulates
 //! in f32, so it agrees with the reference to rounding (tested to a relative 1e-4 over the kernel
 //! sweep and the golden tensors), not bit for bit.
+
+mod kernel;
 
 use crate::backend::{Backend, Cpu, CpuTensor};
 use crate::error::Result;
@@ -21,7 +25,7 @@ pub struct FastCpu {
     /// A convolution's input as channel planes, and its patch matrix; reused between convolutions.
     planes: Vec<f32>,
     patches: Vec<f32>,
-    /// Where each column of a GEMM's left operand starts (see [`simd128`]).
+    /// Where each column of a GEMM's left operand starts (see [`kernel`]).
     offsets: Vec<usize>,
 }
 
@@ -62,7 +66,7 @@ fn gemm(
 
 /// `c[m, n] += a b` for a column-major `a` (`m x k`, column stride `lda`), a row-major `b` (`k x n`,
 /// row stride `ldb`) and a row-major `c` (row stride `ldc`): a convolution's patch block times its
-/// weights. In wasm a SIMD128 kernel of our own (see [`simd128`]); natively `matrixmultiply`.
+/// weights. Our own kernel where it runs (see [`kernel`]), else `matrixmultiply`.
 #[allow(clippy::too_many_arguments)]
 fn gemm_columns(
     (m, k, n): (usize, usize, usize),
@@ -72,115 +76,21 @@ fn gemm_columns(
     ldb: usize,
     c: &mut [f32],
     ldc: usize,
-    #[allow(unused_variables, clippy::ptr_arg)] offsets: &mut Vec<usize>,
+    offsets: &mut Vec<usize>,
 ) {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if n % simd128::NR == 0 {
+    if kernel::fits(n) {
         offsets.clear();
         offsets.extend((0..k).map(|p| p * lda));
-        simd128::gemm((m, n), a, offsets, b, ldb, c, ldc);
+        kernel::gemm((m, n), a, offsets, b, ldb, c, ldc);
         return;
     }
     assert_eq!(ldc, n);
     gemm((m, k, n), 1.0, a, (1, lda), b, (ldb, 1), c);
 }
 
-/// The wasm GEMM kernel, `c[m, n] += a b` where element `(i, p)` of `a` is `a[offsets[p] + i]`: a
-/// column-major matrix (`offsets[p] = p * lda`), or the zero-padded channel planes of a stride-1
-/// convolution's input read in place (see `FastCpu::conv2d_in_place`). Tiles of `MR` rows by 8
-/// columns, the 8 columns as two f32x4 vectors, each `a` element broadcast by a splat load: 4 x 8
-/// keeps its 8 accumulators, two `b` vectors and one broadcast in V8's vector registers, and
-/// measured fastest (1.35-1.55x over `matrixmultiply`'s 8 x 8 on the digits U-Net in Node; 6 x 8
-/// and 8 x 8 were slower). Each output sums its k products in order from 0, whatever the tile, so
-/// a sample's result does not depend on the batch it is in.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod simd128 {
-    use core::arch::wasm32::*;
-
-    pub const NR: usize = 8;
-    const MR: usize = 4;
-
-    pub fn gemm(
-        (m, n): (usize, usize),
-        a: &[f32],
-        offsets: &[usize],
-        b: &[f32],
-        ldb: usize,
-        c: &mut [f32],
-        ldc: usize,
-    ) {
-        let k = offsets.len();
-        if m == 0 || k == 0 || n == 0 {
-            return;
-        }
-        assert!(n % NR == 0 && ldb >= n && ldc >= n);
-        assert!(offsets.iter().all(|&o| o + m <= a.len()));
-        assert!((k - 1) * ldb + n <= b.len());
-        assert!((m - 1) * ldc + n <= c.len());
-        for j in (0..n).step_by(NR) {
-            let mut i = 0;
-            let b = b[j..].as_ptr();
-            // SAFETY: the asserts above keep every tile's loads and stores inside the slices.
-            unsafe {
-                while i + MR <= m {
-                    let (ap, cp) = (a.as_ptr().add(i), c.as_mut_ptr().add(i * ldc + j));
-                    tile::<MR>(offsets, ap, b, ldb, cp, ldc);
-                    i += MR;
-                }
-                let (ap, cp) = (a.as_ptr().add(i), c.as_mut_ptr().add(i * ldc + j));
-                match m - i {
-                    0 => {}
-                    1 => tile::<1>(offsets, ap, b, ldb, cp, ldc),
-                    2 => tile::<2>(offsets, ap, b, ldb, cp, ldc),
-                    _ => tile::<3>(offsets, ap, b, ldb, cp, ldc),
-                }
-            }
-        }
-    }
-
-    /// `R` rows by 8 columns of `c` += the tile's products over all of k.
-    #[inline(always)]
-    unsafe fn tile<const R: usize>(
-        offsets: &[usize],
-        a: *const f32,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-    ) {
-        let mut acc = [[f32x4_splat(0.0); 2]; R];
-        for (p, &offset) in offsets.iter().enumerate() {
-            let bp = b.add(p * ldb);
-            let (b0, b1) = (
-                v128_load(bp as *const v128),
-                v128_load(bp.add(4) as *const v128),
-            );
-            let ap = a.add(offset);
-            for (r, row) in acc.iter_mut().enumerate() {
-                let x = v128_load32_splat(ap.add(r) as *const u32);
-                row[0] = f32x4_add(row[0], f32x4_mul(x, b0));
-                row[1] = f32x4_add(row[1], f32x4_mul(x, b1));
-            }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            let cp = c.add(r * ldc);
-            v128_store(
-                cp as *mut v128,
-                f32x4_add(v128_load(cp as *const v128), row[0]),
-            );
-            let cp = cp.add(4);
-            v128_store(
-                cp as *mut v128,
-                f32x4_add(v128_load(cp as *const v128), row[1]),
-            );
-        }
-    }
-}
-
 /// A stride-1 convolution's input as zero-padded channel planes, `[cin][n][h + 2 pad][w + 2 pad]`:
 /// the `wo` inputs under one tap for one output row are then one contiguous run, so the GEMM can
 /// read them in place instead of from a patch matrix.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 fn padded_planes(x: &[f32], [n, h, wd, cin]: [usize; 4], pad: usize, out: &mut Vec<f32>) {
     let (hp, wp) = (h + 2 * pad, wd + 2 * pad);
     out.clear();
@@ -361,7 +271,6 @@ fn bias_rows(bias: Option<&[f32]>, rows: usize, n: usize) -> Vec<f32> {
     }
 }
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 impl FastCpu {
     /// `out += conv(x, w)` for a stride-1 convolution, with the GEMM reading its left operand from
     /// the padded channel planes in place: no patch matrix. Output row `(b, oy)` is one product of
@@ -396,7 +305,7 @@ impl FastCpu {
                     let dst = &mut out[((first + b) * h + oy) * wd * cout..][..wd * cout];
                     let start = (b * hp + oy) * wp;
                     let plane = &self.planes[start..];
-                    simd128::gemm((wd, cout), plane, &self.offsets, w, cout, dst, cout);
+                    kernel::gemm((wd, cout), plane, &self.offsets, w, cout, dst, cout);
                 }
             }
         }
@@ -437,8 +346,7 @@ impl Backend for FastCpu {
         let [_, h, wd, cin] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
         let row = spec.ksize * spec.ksize * cin;
         let mut out = bias_rows(Some(&bias.data), n * ho * wo, cout);
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        if spec.stride == 1 && cout % simd128::NR == 0 {
+        if spec.stride == 1 && kernel::fits(cout) {
             self.conv2d_in_place(&x.data, [n, h, wd, cin], &w.data, spec, &mut out);
             return Ok(Cpu::make(out, vec![n, ho, wo, cout]));
         }
