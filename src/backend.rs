@@ -311,37 +311,27 @@ impl Backend for Cpu {
 
     fn axpby(&mut self, x: &CpuTensor, y: &CpuTensor, a: f32, b: f32) -> Result<CpuTensor> {
         ops::check_same("axpby", &x.shape, &y.shape)?;
-        Ok(Self::make(
-            reference::axpby(&x.data, &y.data, a, b),
-            x.shape.clone(),
-        ))
+        let mut out = vec![0.0; x.data.len()];
+        reference::axpby(&x.data, &y.data, a, b, &mut out);
+        Ok(Self::make(out, x.shape.clone()))
     }
 
     fn upsample2x(&mut self, x: &CpuTensor) -> Result<CpuTensor> {
         let [n, h, w, c] = ops::check_nhwc("upsample2x", &x.shape)?;
-        Ok(Self::make(
-            reference::upsample2x(&x.data, [n, h, w, c]),
-            vec![n, 2 * h, 2 * w, c],
-        ))
+        let mut out = vec![0.0; 4 * x.data.len()];
+        reference::upsample2x(&x.data, [n, h, w, c], &mut out);
+        Ok(Self::make(out, vec![n, 2 * h, 2 * w, c]))
     }
 
     fn concat_channels(&mut self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        let out = ops::check_concat(&a.shape, &b.shape)?;
-        Ok(Self::make(
-            reference::concat_channels(&a.data, a.shape[3], &b.data, b.shape[3]),
-            out.to_vec(),
-        ))
+        let shape = ops::check_concat(&a.shape, &b.shape)?;
+        let mut out = vec![0.0; a.data.len() + b.data.len()];
+        reference::concat_channels(&a.data, a.shape[3], &b.data, b.shape[3], &mut out);
+        Ok(Self::make(out, shape.to_vec()))
     }
 
     fn softmax_rows(&mut self, x: &CpuTensor) -> Result<CpuTensor> {
-        let len = *x
-            .shape
-            .last()
-            .filter(|&&l| l > 0)
-            .ok_or_else(|| crate::Error::Shape {
-                op: "softmax_rows",
-                detail: format!("empty rows in {:?}", x.shape),
-            })?;
+        let len = ops::softmax_len(&x.shape)?;
         Ok(Self::make(
             reference::softmax_rows(&x.data, len),
             x.shape.clone(),
@@ -384,10 +374,10 @@ impl Backend for Cpu {
         if let Some(z) = z {
             ops::check_same("combine3", &x.shape, &z.shape)?;
         }
-        Ok(Self::make(
-            reference::combine3(&x.data, &y.data, z.map(|z| z.data.as_slice()), coeffs),
-            x.shape.clone(),
-        ))
+        let mut out = vec![0.0; x.data.len()];
+        let z = z.map(|z| z.data.as_slice());
+        reference::combine3(&x.data, &y.data, z, coeffs, &mut out);
+        Ok(Self::make(out, x.shape.clone()))
     }
 
     fn row_dot(&mut self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {

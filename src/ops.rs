@@ -303,3 +303,11 @@ pub fn timestep_frequencies(dim: usize) -> Vec<f32> {
         .map(|j| ((-(10000f64.ln()) as f32 * j as f32 / half as f32) as f64).exp() as f32)
         .collect()
 }
+
+/// The row length of a softmax over the last dimension of `shape`; an error for empty rows.
+pub fn softmax_len(shape: &[usize]) -> Result<usize> {
+    match shape.last() {
+        Some(&len) if len > 0 => Ok(len),
+        _ => shape_err("softmax_rows", format!("empty rows in {shape:?}")),
+    }
+}

@@ -136,33 +136,38 @@ pub fn silu(x: &[f32]) -> Vec<f32> {
 }
 
 /// `a * x + b * y`, element-wise.
-pub fn axpby(x: &[f32], y: &[f32], a: f32, b: f32) -> Vec<f32> {
-    x.iter()
-        .zip(y)
-        .map(|(&xv, &yv)| (a as f64 * xv as f64 + b as f64 * yv as f64) as f32)
-        .collect()
+/// `out = a x + b y`.
+pub fn axpby(x: &[f32], y: &[f32], a: f32, b: f32, out: &mut [f32]) {
+    for ((o, &xv), &yv) in out.iter_mut().zip(x).zip(y) {
+        *o = (a as f64 * xv as f64 + b as f64 * yv as f64) as f32;
+    }
 }
 
-pub fn upsample2x(x: &[f32], [n, h, w, c]: [usize; 4]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(x.len() * 4);
+/// Nearest-neighbour 2x upsampling of `[n, h, w, c]` into `out` (`[n, 2h, 2w, c]`).
+pub fn upsample2x(x: &[f32], [n, h, w, c]: [usize; 4], out: &mut [f32]) {
+    let mut rows = out.chunks_exact_mut(c);
     for b in 0..n {
         for oy in 0..2 * h {
             for ox in 0..2 * w {
                 let src = ((b * h + oy / 2) * w + ox / 2) * c;
-                out.extend_from_slice(&x[src..src + c]);
+                rows.next()
+                    .expect("out holds the upsampled image")
+                    .copy_from_slice(&x[src..src + c]);
             }
         }
     }
-    out
 }
 
-pub fn concat_channels(a: &[f32], ca: usize, b: &[f32], cb: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    for (ra, rb) in a.chunks(ca).zip(b.chunks(cb)) {
-        out.extend_from_slice(ra);
-        out.extend_from_slice(rb);
+/// Rows of `a` (`ca` wide) and `b` (`cb` wide) side by side in `out`.
+pub fn concat_channels(a: &[f32], ca: usize, b: &[f32], cb: usize, out: &mut [f32]) {
+    for ((o, ra), rb) in out
+        .chunks_exact_mut(ca + cb)
+        .zip(a.chunks(ca))
+        .zip(b.chunks(cb))
+    {
+        o[..ca].copy_from_slice(ra);
+        o[ca..].copy_from_slice(rb);
     }
-    out
 }
 
 /// Row gather from `table` `[rows, dim]` by integer-valued labels.
@@ -212,15 +217,14 @@ pub fn randn(n: usize, per_sample: usize, seed: u32, stream: u32) -> Vec<f32> {
 }
 
 /// `a x + b y (+ c z)`.
-pub fn combine3(x: &[f32], y: &[f32], z: Option<&[f32]>, [a, b, c]: [f32; 3]) -> Vec<f32> {
+pub fn combine3(x: &[f32], y: &[f32], z: Option<&[f32]>, [a, b, c]: [f32; 3], out: &mut [f32]) {
     match z {
-        Some(z) => x
-            .iter()
-            .zip(y)
-            .zip(z)
-            .map(|((&x, &y), &z)| a * x + b * y + c * z)
-            .collect(),
-        None => axpby(x, y, a, b),
+        Some(z) => {
+            for (((o, &x), &y), &z) in out.iter_mut().zip(x).zip(y).zip(z) {
+                *o = a * x + b * y + c * z;
+            }
+        }
+        None => axpby(x, y, a, b, out),
     }
 }
 

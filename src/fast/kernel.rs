@@ -47,7 +47,10 @@ fn isa_for(n: usize) -> Option<Isa> {
         if n.is_multiple_of(32) && is_x86_feature_detected!("avx512f") {
             return Some(Isa::Avx512);
         }
-        if n.is_multiple_of(16) && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if n.is_multiple_of(16)
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+        {
             return Some(Isa::Avx2Fma);
         }
     }

@@ -10,9 +10,12 @@
 
 mod kernel;
 
+use std::rc::Rc;
+
 use crate::backend::{Backend, Cpu, CpuTensor};
 use crate::error::Result;
-use crate::ops::{Conv2d, GroupNorm, Matmul};
+use crate::ops::{self, Conv2d, GroupNorm, Matmul};
+use crate::reference;
 
 /// Floats of channel planes per chunk of images: a convolution of many images is done a few
 /// images at a time, so the scratch stays small (16 MB) whatever the batch.
@@ -27,6 +30,9 @@ pub struct FastCpu {
     patches: Vec<f32>,
     /// Where each column of a GEMM's left operand starts (see [`kernel`]).
     offsets: Vec<usize>,
+    /// Every op output's buffer, for reuse once its tensors are dropped: a sampling loop's steps
+    /// need the same sizes again, so the steady state allocates no tensor memory.
+    outputs: Vec<Rc<Vec<f32>>>,
 }
 
 /// `c[m, n] += alpha a b` with strided operands (`c` row-major, `n` wide).
@@ -189,16 +195,19 @@ fn patch_columns(
 fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     // Round to nearest by adding and removing 1.5 * 2^23 (`round` is a library call on wasm32 and
-    // on baseline x86-64).
+    // on baseline x86-64); the sum's low mantissa bits then hold n itself.
     const ROUND: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     // r = x - n ln 2, with ln 2 split in two so the product stays exact.
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n: n + 127 (in 1..=254 after the clamp) into the exponent field, in integer operations
+    // only (`n as i32` saturates, which does not vectorise).
+    p * f32::from_bits(shifted.to_bits().wrapping_add(127) << 23)
 }
 
 fn silu(v: f32) -> f32 {
@@ -214,10 +223,10 @@ fn group_norm(
     beta: &[f32],
     add: Option<&[f32]>,
     spec: GroupNorm,
-) -> Vec<f32> {
+    out: &mut [f32],
+) {
     let cg = c / spec.groups;
     let count = (hw * cg) as f32;
-    let mut out = vec![0f32; x.len()];
     let (mut sum, mut scale, mut shift) = (vec![0f32; c], vec![0f32; c], vec![0f32; c]);
     for b in 0..n {
         let xb = &x[b * hw * c..(b + 1) * hw * c];
@@ -260,18 +269,50 @@ fn group_norm(
             }
         }
     }
-    out
 }
 
-/// `rows` copies of `bias` (the GEMM then adds the product).
-fn bias_rows(bias: Option<&[f32]>, rows: usize, n: usize) -> Vec<f32> {
+/// Every row of `out` set to `bias` (the GEMM then adds the product), or to 0 without one.
+fn fill_rows(out: &mut [f32], bias: Option<&[f32]>) {
     match bias {
-        Some(b) => b.repeat(rows),
-        None => vec![0.0; rows * n],
+        Some(b) => out
+            .chunks_exact_mut(b.len())
+            .for_each(|row| row.copy_from_slice(b)),
+        None => out.fill(0.0),
     }
 }
 
+/// Floats of free output buffers the pool keeps for reuse (64 MB); the oldest go past that.
+const POOL_FREE_FLOATS: usize = 16 << 20;
+
 impl FastCpu {
+    /// A buffer for an op's output of `len` floats: an earlier output of that length that no
+    /// tensor holds any more, or a new one. Stale contents: the op overwrites all of it.
+    fn take(&mut self, len: usize) -> Vec<f32> {
+        let free = |rc: &Rc<Vec<f32>>| rc.len() == len && Rc::strong_count(rc) == 1;
+        match self.outputs.iter().position(free) {
+            Some(i) => Rc::try_unwrap(self.outputs.swap_remove(i)).expect("only the pool holds it"),
+            None => vec![0.0; len],
+        }
+    }
+
+    /// The tensor over `data` (from [`Self::take`]); the pool keeps a reference to reuse the
+    /// buffer once the tensor is gone, and lets go of the oldest free buffers past a bound.
+    fn tensor(&mut self, data: Vec<f32>, shape: Vec<usize>) -> CpuTensor {
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+        let data = Rc::new(data);
+        self.outputs.push(data.clone());
+        let mut free_floats = 0;
+        self.outputs.retain(|rc| {
+            // Newest last: walking from the oldest, keep a free buffer only while under the bound.
+            if Rc::strong_count(rc) > 1 {
+                return true;
+            }
+            free_floats += rc.len();
+            free_floats <= POOL_FREE_FLOATS
+        });
+        CpuTensor { data, shape }
+    }
+
     /// `out += conv(x, w)` for a stride-1 convolution, with the GEMM reading its left operand from
     /// the padded channel planes in place: no patch matrix. Output row `(b, oy)` is one product of
     /// `wo` pixels: tap `(ky, kx)` of channel `ci` is at offset `(ci n hp + ky) wp + kx` from the
@@ -300,13 +341,12 @@ impl FastCpu {
                         .extend((0..cin).map(|ci| ci * count * hp * wp + tap));
                 }
             }
-            for b in 0..count {
-                for oy in 0..h {
-                    let dst = &mut out[((first + b) * h + oy) * wd * cout..][..wd * cout];
-                    let start = (b * hp + oy) * wp;
-                    let plane = &self.planes[start..];
-                    kernel::gemm((wd, cout), plane, &self.offsets, w, cout, dst, cout);
-                }
+            // Output row g of this chunk is image g / h, line g % h.
+            let dst = &mut out[first * h * wd * cout..(first + count) * h * wd * cout];
+            for (g, dst) in dst.chunks_exact_mut(wd * cout).enumerate() {
+                let start = ((g / h) * hp + g % h) * wp;
+                let plane = &self.planes[start..];
+                kernel::gemm((wd, cout), plane, &self.offsets, w, cout, dst, cout);
             }
         }
     }
@@ -345,10 +385,11 @@ impl Backend for FastCpu {
         let [n, ho, wo, cout] = spec.check(&x.shape, &w.shape, &bias.shape)?;
         let [_, h, wd, cin] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
         let row = spec.ksize * spec.ksize * cin;
-        let mut out = bias_rows(Some(&bias.data), n * ho * wo, cout);
+        let mut out = self.take(n * ho * wo * cout);
+        fill_rows(&mut out, Some(&bias.data));
         if spec.stride == 1 && kernel::fits(cout) {
             self.conv2d_in_place(&x.data, [n, h, wd, cin], &w.data, spec, &mut out);
-            return Ok(Cpu::make(out, vec![n, ho, wo, cout]));
+            return Ok(self.tensor(out, vec![n, ho, wo, cout]));
         }
         let chunk = (SCRATCH_FLOATS / (h * wd * cin)).clamp(1, n);
         let rows_per_block = (BLOCK_PIXELS / wo).max(1);
@@ -376,7 +417,7 @@ impl Backend for FastCpu {
                 );
             }
         }
-        Ok(Cpu::make(out, vec![n, ho, wo, cout]))
+        Ok(self.tensor(out, vec![n, ho, wo, cout]))
     }
 
     fn matmul(
@@ -396,7 +437,8 @@ impl Backend for FastCpu {
             b: vb,
             scale,
         } = *spec;
-        let mut out = bias_rows(bias.map(|t| t.data.as_slice()), batch * m, n);
+        let mut out = self.take(batch * m * n);
+        fill_rows(&mut out, bias.map(|t| t.data.as_slice()));
         for (bt, c) in out.chunks_exact_mut(m * n).enumerate() {
             gemm(
                 (m, k, n),
@@ -408,7 +450,7 @@ impl Backend for FastCpu {
                 c,
             );
         }
-        Ok(Cpu::make(out, vec![batch, m, n]))
+        Ok(self.tensor(out, vec![batch, m, n]))
     }
 
     fn group_norm(
@@ -425,38 +467,55 @@ impl Backend for FastCpu {
             &beta.shape,
             add.map(|a| a.shape.as_slice()),
         )?;
-        let out = group_norm(
-            &x.data,
-            dims,
-            &gamma.data,
-            &beta.data,
-            add.map(|a| a.data.as_slice()),
-            spec,
-        );
-        Ok(Cpu::make(out, x.shape.clone()))
+        let mut out = self.take(x.data.len());
+        let add = add.map(|a| a.data.as_slice());
+        group_norm(&x.data, dims, &gamma.data, &beta.data, add, spec, &mut out);
+        Ok(self.tensor(out, x.shape.clone()))
     }
 
     fn silu(&mut self, x: &CpuTensor) -> Result<CpuTensor> {
-        Ok(Cpu::make(
-            x.data.iter().map(|&v| silu(v)).collect(),
-            x.shape.clone(),
-        ))
+        let mut out = self.take(x.data.len());
+        out.iter_mut()
+            .zip(x.data.iter())
+            .for_each(|(o, &v)| *o = silu(v));
+        Ok(self.tensor(out, x.shape.clone()))
     }
 
     fn axpby(&mut self, x: &CpuTensor, y: &CpuTensor, a: f32, b: f32) -> Result<CpuTensor> {
-        self.reference.axpby(x, y, a, b)
+        ops::check_same("axpby", &x.shape, &y.shape)?;
+        let mut out = self.take(x.data.len());
+        reference::axpby(&x.data, &y.data, a, b, &mut out);
+        Ok(self.tensor(out, x.shape.clone()))
     }
 
     fn upsample2x(&mut self, x: &CpuTensor) -> Result<CpuTensor> {
-        self.reference.upsample2x(x)
+        let [n, h, w, c] = ops::check_nhwc("upsample2x", &x.shape)?;
+        let mut out = self.take(4 * x.data.len());
+        reference::upsample2x(&x.data, [n, h, w, c], &mut out);
+        Ok(self.tensor(out, vec![n, 2 * h, 2 * w, c]))
     }
 
     fn concat_channels(&mut self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        self.reference.concat_channels(a, b)
+        let shape = ops::check_concat(&a.shape, &b.shape)?;
+        let mut out = self.take(a.data.len() + b.data.len());
+        reference::concat_channels(&a.data, a.shape[3], &b.data, b.shape[3], &mut out);
+        Ok(self.tensor(out, shape.to_vec()))
     }
 
     fn softmax_rows(&mut self, x: &CpuTensor) -> Result<CpuTensor> {
-        self.reference.softmax_rows(x)
+        let len = ops::softmax_len(&x.shape)?;
+        let mut out = self.take(x.data.len());
+        for (orow, row) in out.chunks_exact_mut(len).zip(x.data.chunks_exact(len)) {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let mut sum = 0.0;
+            for (o, &v) in orow.iter_mut().zip(row) {
+                *o = exp(v - max);
+                sum += *o;
+            }
+            let scale = 1.0 / sum;
+            orow.iter_mut().for_each(|o| *o *= scale);
+        }
+        Ok(self.tensor(out, x.shape.clone()))
     }
 
     fn embedding(&mut self, labels: &CpuTensor, table: &CpuTensor) -> Result<CpuTensor> {
@@ -478,7 +537,14 @@ impl Backend for FastCpu {
         z: Option<&CpuTensor>,
         coeffs: [f32; 3],
     ) -> Result<CpuTensor> {
-        self.reference.combine3(x, y, z, coeffs)
+        ops::check_same("combine3", &x.shape, &y.shape)?;
+        if let Some(z) = z {
+            ops::check_same("combine3", &x.shape, &z.shape)?;
+        }
+        let mut out = self.take(x.data.len());
+        let z = z.map(|z| z.data.as_slice());
+        reference::combine3(&x.data, &y.data, z, coeffs, &mut out);
+        Ok(self.tensor(out, x.shape.clone()))
     }
 
     fn row_dot(&mut self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
