@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! The fast CPU backend's steady state: after a warm-up, evaluating a network again allocates no
 //! tensor memory — every op output reuses a buffer its earlier evaluation released. Counted with a
 //! global allocator that tallies the allocations of tensor size (at least `LARGE` bytes; what is
