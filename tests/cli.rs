@@ -162,6 +162,45 @@ fn sample_then_roundtrip_inpaint_and_likelihood() {
     assert!(bpd.len() == 1 && bpd[0] > 0.0 && bpd[0] < 8.0, "{out}");
 }
 
+/// `sample` splits a batch over threads; the samples are those of one thread, bit for bit (the CSV
+/// holds each f32 in its shortest exact form). DDPM draws fresh noise every step; the seeds wrap.
+#[test]
+fn sample_split_over_threads_matches_one_thread() {
+    let mut csv = vec![];
+    for threads in ["1", "3"] {
+        let out = tmp(&format!("split-{threads}.csv"));
+        let model = "models/toy2d.safetensors";
+        let args = [
+            "--n",
+            "7",
+            "--seed",
+            "4294967294",
+            "--sampler",
+            "ddpm",
+            "--steps",
+            "20",
+        ];
+        ok(&[
+            &[
+                "sample",
+                "--model",
+                model,
+                "--backend",
+                "cpu",
+                "--threads",
+                threads,
+                "--out",
+                &out,
+            ],
+            &args[..],
+        ]
+        .concat());
+        csv.push(std::fs::read_to_string(&out).unwrap());
+    }
+    assert_eq!(csv[0].lines().count(), 7, "{}", csv[0]);
+    assert_eq!(csv[0], csv[1], "1 and 3 threads differ");
+}
+
 #[test]
 fn interpolate_writes_a_strip() {
     let out = tmp("cli-interp.png");

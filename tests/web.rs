@@ -62,8 +62,8 @@ async fn fast_cpu_matches_the_reference_in_wasm() {
     }
 }
 
-/// The browser build reproduces the native reference runs (same seeds, same samples), on WebGPU
-/// and on the CPU backend compiled to wasm.
+/// The browser build reproduces the native reference runs (same seeds, same samples), on WebGPU,
+/// on the reference backend compiled to wasm and on the fast CPU backend (SIMD128).
 #[wasm_bindgen_test]
 async fn samplers_match_the_native_reference() {
     let reference: std::collections::BTreeMap<String, Vec<f32>> =
@@ -79,9 +79,20 @@ async fn samplers_match_the_native_reference() {
         let (_, webgpu) = common::sampler_run(&mut gpu, i).await.unwrap();
         let gpu_diff = common::compare(&format!("{name} webgpu"), &webgpu, want, 0.0, 1e-3 * scale)
             .unwrap_or_else(|e| panic!("{e}"));
+        let (_, fast) = common::sampler_run(&mut scorelab::FastCpu::default(), i)
+            .await
+            .unwrap();
+        let fast_diff = common::compare(
+            &format!("{name} wasm fast cpu"),
+            &fast,
+            want,
+            0.0,
+            1e-3 * scale,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         web_sys::console::log_1(
             &format!(
-                "{name}: max |diff| vs native: wasm cpu {cpu_diff:.2e}, webgpu {gpu_diff:.2e}"
+                "{name}: max |diff| vs native: wasm cpu {cpu_diff:.2e}, webgpu {gpu_diff:.2e}, wasm fast cpu {fast_diff:.2e}"
             )
             .into(),
         );

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use scorelab::lab::{EditRequest, OdeRequest, SampleRequest, Samples, Session};
 use scorelab::model::ModelConfig;
 use scorelab::sampler::edit::{InpaintMethod, LikelihoodOptions, Probe};
-use scorelab::sampler::{Control, Method, Progress, SamplerOptions, StepInfo};
+use scorelab::sampler::{Control, Method, Progress, SamplerOptions, Silent, StepInfo};
 use scorelab::{image, Backend, Cpu, Error, FastCpu, Gpu, GpuContext, Result};
 
 /// The name the one model of a CLI run is loaded under.
@@ -50,7 +50,8 @@ struct Common {
     /// Where to run
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendChoice,
-    /// Threads for the CPU backend's matrix products (1 to 4; default: the physical cores, at most 4)
+    /// Threads for the CPU backend (1 to 4; default: the cores, at most 4): `sample` splits its batch
+    /// over them (the same samples as one thread, bit for bit), other commands its matrix products
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
     threads: Option<u8>,
 }
@@ -530,7 +531,70 @@ fn region_mask(cfg: &ModelConfig, region: Region) -> Vec<f32> {
         .collect()
 }
 
-async fn execute<B: Backend>(mut lab: Session<B>, command: Command, bytes: &[u8]) -> Result<()> {
+/// Draws `req` on `threads` fast CPU sessions at once, each a contiguous share of the samples
+/// with their own seeds (sample i uses seed + i). Noise is keyed per sample and each sample's
+/// forward pass is computed whole in one session, so the result equals one session's bit for bit.
+/// `progress` follows the first share.
+fn sample_split(
+    bytes: &[u8],
+    req: &SampleRequest,
+    threads: usize,
+    progress: &mut impl Progress,
+) -> Result<Samples> {
+    let parts = threads.clamp(1, req.n.max(1));
+    let bounds: Vec<usize> = (0..=parts).map(|i| i * req.n / parts).collect();
+    let share = |i: usize| SampleRequest {
+        seed: req.seed.wrapping_add(bounds[i] as u32),
+        n: bounds[i + 1] - bounds[i],
+        ..req.clone()
+    };
+    let shares: Vec<Result<Samples>> = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..parts)
+            .map(|i| {
+                let req = share(i);
+                scope.spawn(move || sample_share(bytes, &req, &mut Silent))
+            })
+            .collect();
+        let first = sample_share(bytes, &share(0), progress);
+        std::iter::once(first)
+            .chain(
+                others
+                    .into_iter()
+                    .map(|h| h.join().expect("a sampling thread panicked")),
+            )
+            .collect()
+    });
+    let mut all = Samples {
+        values: Vec::new(),
+        n: req.n,
+        shape: Vec::new(),
+    };
+    for share in shares {
+        let share = share?;
+        all.values.extend(share.values);
+        all.shape = share.shape;
+    }
+    Ok(all)
+}
+
+/// One share of [`sample_split`], in a session of its own.
+fn sample_share(
+    bytes: &[u8],
+    req: &SampleRequest,
+    progress: &mut impl Progress,
+) -> Result<Samples> {
+    let mut lab = Session::new(FastCpu::default());
+    lab.load_model(MODEL, bytes)?;
+    pollster::block_on(lab.sample(MODEL, req, progress))
+}
+
+/// Runs `command` on `lab`; on the CPU backend `sample` splits its batch over `cpu_threads`.
+async fn execute<B: Backend>(
+    mut lab: Session<B>,
+    command: Command,
+    bytes: &[u8],
+    cpu_threads: usize,
+) -> Result<()> {
     let cfg = lab.load_model(MODEL, bytes)?.clone();
     let per = cfg.sample_len();
     match command {
@@ -550,7 +614,12 @@ async fn execute<B: Backend>(mut lab: Session<B>, command: Command, bytes: &[u8]
                 guidance: condition.guidance,
             };
             let bar = &mut Bar::new();
-            let s = lab.sample(MODEL, &req, bar).await?;
+            // rk45 shares one step size over the batch: it runs whole.
+            let s = if cpu_threads > 1 && n > 1 && req.sampler.method != Method::Rk45 {
+                sample_split(bytes, &req, cpu_threads, bar)?
+            } else {
+                lab.sample(MODEL, &req, bar).await?
+            };
             bar.done(&format!("{n} samples"));
             write_samples(&out, &cfg, &s.values, (n as f64).sqrt().ceil() as usize)
         }
@@ -831,10 +900,18 @@ fn run(cli: Cli) -> Result<()> {
         | Command::Info { common } => common,
     };
     let bytes = std::fs::read(&common.model).map_err(|e| io_error("model", &common.model, e))?;
-    if let Some(threads) = common.threads {
-        // SAFETY: set before any other thread exists (the GEMM's pool starts on first use).
-        unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
-    }
+    let threads = common.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+        usize::from,
+    );
+    // `sample` splits its batch over the threads, each on one core; other commands let the matrix
+    // products use them. SAFETY: set before any other thread exists (the pool starts on first use).
+    let product_threads = if matches!(cli.command, Command::Sample { .. }) {
+        1
+    } else {
+        threads
+    };
+    unsafe { std::env::set_var("MATMUL_NUM_THREADS", product_threads.to_string()) };
     let choice = match common.backend {
         // `info` only reads the file: nothing to measure.
         BackendChoice::Auto if matches!(cli.command, Command::Info { .. }) => BackendChoice::Cpu,
@@ -844,15 +921,16 @@ fn run(cli: Cli) -> Result<()> {
     match choice {
         BackendChoice::Auto => unreachable!("resolved above"),
         BackendChoice::Gpu => {
-            pollster::block_on(execute(Session::new(gpu()?), cli.command, &bytes))
+            pollster::block_on(execute(Session::new(gpu()?), cli.command, &bytes, 1))
         }
         BackendChoice::Cpu => pollster::block_on(execute(
             Session::new(FastCpu::default()),
             cli.command,
             &bytes,
+            threads,
         )),
         BackendChoice::Reference => {
-            pollster::block_on(execute(Session::new(Cpu), cli.command, &bytes))
+            pollster::block_on(execute(Session::new(Cpu), cli.command, &bytes, 1))
         }
     }
 }
