@@ -29,7 +29,7 @@ missing() {
     rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || m+=(wasm32-target)
     [[ "$(wasm-bindgen --version 2>/dev/null)" == "wasm-bindgen $(bindgen_version)" ]] || m+=(wasm-bindgen-cli)
     command -v wasm-pack >/dev/null || m+=(wasm-pack)
-    [[ -d node_modules/playwright-core ]] || m+=(node-packages)
+    [[ -d node_modules/playwright-core && -d node_modules/typescript ]] || m+=(node-packages)
     echo "${m[@]:-}"
 }
 
@@ -58,7 +58,7 @@ setup() {
         log "wasm-pack (a few minutes)"
         cargo install wasm-pack --version 0.15.1
     fi
-    if [[ ! -d node_modules/playwright-core ]]; then
+    if [[ ! -d node_modules/playwright-core || ! -d node_modules/typescript ]]; then
         log "node packages"
         npm ci --no-audit --no-fund
     fi
@@ -76,7 +76,23 @@ ensure_setup() {
 build() {
     log "wasm (release)"
     cargo build --lib --release --target wasm32-unknown-unknown
-    wasm-bindgen --target web --no-typescript --out-dir www/pkg target/wasm32-unknown-unknown/release/scorelab.wasm
+    wasm-bindgen --target web --out-dir www/pkg target/wasm32-unknown-unknown/release/scorelab.wasm
+    # www/pkg is also a package a web page can install: the module, its typings and the wasm.
+    local version
+    version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
+    cat > www/pkg/package.json <<JSON
+{
+  "name": "scorelab",
+  "version": "$version",
+  "description": "Score-based diffusion models in the browser: WebGPU or wasm SIMD",
+  "license": "MIT",
+  "type": "module",
+  "main": "scorelab.js",
+  "types": "scorelab.d.ts",
+  "files": ["scorelab.js", "scorelab.d.ts", "scorelab_bg.wasm", "scorelab_bg.wasm.d.ts"],
+  "sideEffects": false
+}
+JSON
     mkdir -p www/models
     cp models/*.safetensors www/models/
     # The page lists the shipped models from this index; each file's SHA-256 keys the browser's
@@ -109,6 +125,8 @@ run_tests() {
     log "browser tests (wasm-bindgen-test in headless Chromium, WebGPU)"
     WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-600} wasm-pack test --headless --chrome --release
     build
+    log "type check of the embed example against the generated typings (tsc)"
+    node_modules/.bin/tsc -p tsconfig.json
     log "page tests (Playwright, headless Chromium)"
     BROWSER_ARGS="$BROWSER_ARGS" node tests/e2e/run.mjs
 }

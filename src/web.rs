@@ -206,6 +206,119 @@ pub fn destroy_device() -> usize {
     })
 }
 
+// The option and result objects of the API, for the generated `scorelab.d.ts`. They mirror the
+// serde structs the options are parsed into (unknown keys are refused) and the objects returned.
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** A sampling method; `samplers()` lists them with their defaults. */
+export type Method = 'ddpm' | 'ddim' | 'euler' | 'heun' | 'rk45' | 'sde' | 'pc' | 'annealed' | 'dpm2m';
+/** Sampler settings; every field has a default. */
+export interface SamplerOptions {
+  method?: Method;
+  /** null: the method's default; rk45: the cap on accepted steps; annealed: noise levels. */
+  steps?: number | null;
+  /** ddim: 0 deterministic .. 1 DDPM variance. */
+  eta?: number;
+  /** rk45 tolerances. */
+  rtol?: number;
+  atol?: number;
+  /** pc: the predictor, signal-to-noise ratio and corrector steps. */
+  predictor?: Method;
+  snr?: number;
+  corrector_steps?: number;
+  /** annealed: Langevin steps per level and base step size. */
+  langevin_steps?: number;
+  step_lr?: number;
+}
+/** What `sample` draws; sample i uses seed + i. */
+export interface SampleOptions {
+  sampler?: SamplerOptions;
+  seed?: number;
+  n?: number;
+  /** A class index of the model, or null for unconditional. */
+  class?: number | null;
+  /** Classifier-free guidance scale (1: plain conditional). */
+  guidance?: number;
+}
+export interface EpsOptions {
+  class?: number | null;
+  guidance?: number;
+}
+export interface EditOptions {
+  sampler?: SamplerOptions;
+  method?: { kind: 'replace' } | { kind: 'repaint'; jump?: number; resample?: number };
+  seed?: number;
+  class?: number | null;
+  guidance?: number;
+}
+export interface OdeOptions {
+  solver?: 'rk45' | 'heun' | 'euler';
+  steps?: number;
+  rtol?: number;
+  atol?: number;
+  class?: number | null;
+  guidance?: number;
+}
+export interface LikelihoodOptions {
+  steps?: number;
+  probe?: 'auto' | 'exact' | 'rademacher' | 'gaussian';
+  dequantize?: boolean;
+}
+export interface DensityGridOptions {
+  range?: number;
+  size?: number;
+  steps?: number;
+}
+/** Samples as model values in [-1, 1], `[n, ...shape]` row-major (images NHWC). */
+export interface Samples {
+  values: Float32Array;
+  n: number;
+  shape: number[];
+  /** Network evaluations (transport and interpolate). */
+  evals?: number;
+}
+export interface LikelihoodResult {
+  log_p: number[];
+  bits_per_dim: number[];
+  evals: number;
+}
+/** What the progress callback receives: a step, or the values it asked for by returning
+ *  'preview' (predicted x0) or 'trace' (current x_t). Returning 'cancel' stops the run. */
+export type ProgressEvent =
+  | { kind: 'step'; step: number; total: number; fraction: number; t: number; evals: number; rejected: boolean }
+  | { kind: 'preview' | 'trace'; step: number; t: number; values: Float32Array };
+export type ProgressCallback = (event: ProgressEvent) => 'cancel' | 'preview' | 'trace' | undefined | void;
+export interface AdapterInfo {
+  name: string;
+  backend: string;
+  device_type: string;
+  driver: string;
+  /** A CPU-emulated adapter (SwiftShader, lavapipe, WARP): correct but slow. */
+  software: boolean;
+  features: string[];
+}
+export interface BackendInfo {
+  kind: 'webgpu' | 'cpu';
+  adapter: AdapterInfo | null;
+  /** Why the CPU backend is in use, when it is ('requested' when asked for). */
+  fallback_reason: string | null;
+}
+export interface SamplerInfo {
+  name: Method;
+  description: string;
+  default_steps: number;
+  min_clean_steps?: number | null;
+}
+/** A model's config (the weights file's metadata). */
+export interface ModelConfig {
+  name: string;
+  /** Images: height x width x channels; points: dim. */
+  data: { kind: 'image' | 'points'; height: number; width: number; channels: number; dim: number; [key: string]: unknown };
+  classes: { names: string[]; null_index: number };
+  [key: string]: unknown;
+}
+"#;
+
 /// Opens the lab: WebGPU unless `backend` is "cpu" or the browser has no usable adapter.
 #[wasm_bindgen]
 pub async fn open_lab(
@@ -259,7 +372,7 @@ pub async fn open_lab(
 
 /// The samplers with their one-line descriptions, default step counts and the step counts below
 /// which they are likely to leave noise.
-#[wasm_bindgen]
+#[wasm_bindgen(unchecked_return_type = "SamplerInfo[]")]
 pub fn samplers() -> Result<JsValue, JsError> {
     #[derive(Serialize)]
     struct Entry {
@@ -379,12 +492,16 @@ fn samples_to_js(s: &Samples) -> Result<JsValue, JsError> {
 #[wasm_bindgen]
 impl Lab {
     /// `{kind: "webgpu" | "cpu", adapter: {name, backend, device_type, driver, software, features} | null, fallback_reason}`.
+    #[wasm_bindgen(unchecked_return_type = "BackendInfo")]
     pub fn backend(&self) -> Result<JsValue, JsError> {
         to_js(&self.info)
     }
 
     /// Tensor buffers the GPU backend holds, `{buffers, bytes, free_buffers, free_bytes}`
     /// (null on the CPU backend): flat over a long session, as the page tests check.
+    #[wasm_bindgen(
+        unchecked_return_type = "{ buffers: number; bytes: number; free_buffers: number; free_bytes: number } | null"
+    )]
     pub fn gpu_memory(&self) -> Result<JsValue, JsError> {
         match &self.engine {
             Engine::Gpu(s) => to_js(&s.be.memory()),
@@ -402,6 +519,7 @@ impl Lab {
     }
 
     /// Loads a weights file under a name; returns its config.
+    #[wasm_bindgen(unchecked_return_type = "ModelConfig")]
     pub fn load_model(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
@@ -414,12 +532,12 @@ impl Lab {
     /// Draws samples: options `{sampler: {method, steps, eta, rtol, atol, predictor, snr,
     /// corrector_steps, langevin_steps, step_lr}, seed, n, class, guidance}`; returns
     /// `{values: Float32Array, n, shape}`.
+    #[wasm_bindgen(unchecked_return_type = "Samples")]
     pub async fn sample(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
-        options: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
-        progress: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "SampleOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ProgressCallback")] progress: JsValue,
     ) -> Result<JsValue, JsError> {
         let (model, progress) = (
             arg::text("model", &model)?,
@@ -440,7 +558,7 @@ impl Lab {
         #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Float32Array")] x: JsValue,
         #[wasm_bindgen(unchecked_param_type = "number")] t: JsValue,
-        options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "EpsOptions | null")] options: JsValue,
     ) -> Result<js_sys::Float32Array, JsError> {
         let (model, x, t) = (
             arg::text("model", &model)?,
@@ -461,14 +579,14 @@ impl Lab {
     /// Inpaints images (`Float32Array` of whole samples in [-1, 1]) where `mask` (one sample,
     /// 1 = keep) is 0. Options `{sampler, method: {kind: "replace"} | {kind: "repaint", jump,
     /// resample}, seed, class, guidance}`.
+    #[wasm_bindgen(unchecked_return_type = "Samples")]
     pub async fn inpaint(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Float32Array")] images: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Float32Array")] mask: JsValue,
-        options: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
-        progress: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "EditOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ProgressCallback")] progress: JsValue,
     ) -> Result<JsValue, JsError> {
         let (model, progress) = (
             arg::text("model", &model)?,
@@ -484,13 +602,13 @@ impl Lab {
     }
 
     /// Colours images keeping their luminance (the emoji model); options as for `inpaint`.
+    #[wasm_bindgen(unchecked_return_type = "Samples")]
     pub async fn colorize(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Float32Array")] images: JsValue,
-        options: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
-        progress: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "EditOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ProgressCallback")] progress: JsValue,
     ) -> Result<JsValue, JsError> {
         let (model, progress) = (
             arg::text("model", &model)?,
@@ -507,14 +625,14 @@ impl Lab {
 
     /// Probability-flow encode (data to latent) or decode; options `{solver, steps, rtol, atol,
     /// class, guidance}`. Returns `{values, n, shape, evals}`.
+    #[wasm_bindgen(unchecked_return_type = "Samples")]
     pub async fn transport(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Float32Array")] values: JsValue,
         #[wasm_bindgen(unchecked_param_type = "boolean")] encode: JsValue,
-        options: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
-        progress: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "OdeOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ProgressCallback")] progress: JsValue,
     ) -> Result<JsValue, JsError> {
         let (model, progress) = (
             arg::text("model", &model)?,
@@ -533,15 +651,15 @@ impl Lab {
     }
 
     /// Decodes slerp(a, b, u) for each position u; returns `{values, n, shape, evals}`.
+    #[wasm_bindgen(unchecked_return_type = "Samples")]
     pub async fn interpolate(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Float32Array")] a: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Float32Array")] b: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Float64Array | number[]")] positions: JsValue,
-        options: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
-        progress: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "OdeOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ProgressCallback")] progress: JsValue,
     ) -> Result<JsValue, JsError> {
         let (model, progress) = (
             arg::text("model", &model)?,
@@ -577,15 +695,15 @@ impl Lab {
 
     /// `log p` and bits/dim of whole samples; options `{steps, probe, dequantize}`, plus class
     /// and probe seed. Returns `{log_p, bits_per_dim, evals}`.
+    #[wasm_bindgen(unchecked_return_type = "LikelihoodResult")]
     pub async fn likelihood(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Float32Array")] values: JsValue,
-        options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "LikelihoodOptions")] options: JsValue,
         #[wasm_bindgen(unchecked_param_type = "number | null")] class: JsValue,
         #[wasm_bindgen(unchecked_param_type = "number")] seed: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
-        progress: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ProgressCallback")] progress: JsValue,
     ) -> Result<JsValue, JsError> {
         let (model, progress) = (
             arg::text("model", &model)?,
@@ -603,13 +721,13 @@ impl Lab {
 
     /// `log p` of a 2-D model on a square grid, options `{range, size, steps}` (defaults: the
     /// playground's map). Returns `{log_p, bits_per_dim, evals}`, rows from the top down.
+    #[wasm_bindgen(unchecked_return_type = "LikelihoodResult")]
     pub async fn density_grid(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
-        options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "DensityGridOptions | null")] options: JsValue,
         #[wasm_bindgen(unchecked_param_type = "number | null")] class: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "(event: any) => string | undefined")]
-        progress: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ProgressCallback")] progress: JsValue,
     ) -> Result<JsValue, JsError> {
         let (model, progress) = (
             arg::text("model", &model)?,

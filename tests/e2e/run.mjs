@@ -269,6 +269,20 @@ await test('the CPU backend splits a batch over a pool of workers and gives the 
   assert(runs[3].eps === runs[1].eps, 'eps differs between 1 and 3 workers');
 });
 
+await test('the embed example (the README\'s) loads a model and draws a row of digits', async () => {
+  const page = await browser.newPage({ viewport: { width: 400, height: 120 } });
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  await page.goto(`${base}embed/index.html`);
+  await page.waitForFunction(() => /8 samples on (webgpu|cpu)/.test(document.querySelector('#status').textContent), null, { timeout: 300_000 });
+  const stats = await canvasStats(page, '#grid');
+  console.log(`     ${await page.textContent('#status')}; canvas mean ${stats.mean.toFixed(1)}, std ${stats.std.toFixed(1)}`);
+  assert(stats.width === 256 && stats.height === 32, `canvas ${stats.width}x${stats.height}`);
+  assert(stats.std > 40 && stats.mean > 10 && stats.mean < 120, 'digits, not a blank or noisy canvas');
+  await page.screenshot({ path: path.join(SHOTS, 'embed.png') });
+  await page.close();
+});
+
 await test('a GPU device lost mid-run: the run says so, the lab reopens a device with its models, the next run gives the same samples', async () => {
   const page = await openPage('?backend=webgpu#model=toy2d&class=1&sampler=ddim&steps=10&seed=3&batch=64');
   const before = await generateValues(page);
