@@ -6,7 +6,7 @@ import { setupInpaint, setupInterpolate } from './edit.js';
 
 const $ = (id) => document.getElementById(id);
 const client = new LabClient();
-const state = { samplers: [], configs: new Map(), loading: new Map(), runsOn: new Map(), running: null, last: null };
+const state = { samplers: [], configs: new Map(), loading: new Map(), runsOn: new Map(), msPerSampleEval: new Map(), running: null, last: null };
 state.client = client;
 window.scorelab = state; // for tests and the curious
 
@@ -45,6 +45,13 @@ function choiceKey(model) {
   return a ? `scorelab-backend:${a.name}|${a.driver}|${model}` : null;
 }
 
+/** Where the time of one evaluation of `model` on the backend running it is remembered. */
+function timeKey(model) {
+  const key = choiceKey(model);
+  const r = state.runsOn.get(model);
+  return key && r ? `${key}|${r.backend}|ms` : null;
+}
+
 // ---------- URL state ----------
 const FIELDS = ['model', 'class', 'guidance', 'sampler', 'steps', 'eta', 'tol', 'predictor', 'snr', 'corrector', 'langevin', 'steplr', 'seed', 'batch'];
 function readHash() {
@@ -68,6 +75,10 @@ async function loadModel(name) {
       state.configs.set(name, r.config);
       if (key && r.measured) localStorage.setItem(key, r.backend);
       state.runsOn.set(name, { backend: r.backend, measured: r.measured, remembered: !r.measured && prefer === r.backend });
+      // The time of one evaluation: measured now, or remembered from the last visit's runs.
+      if (r.measured) state.msPerSampleEval.set(name, r.measured[r.backend]);
+      else if (timeKey(name) && localStorage.getItem(timeKey(name))) state.msPerSampleEval.set(name, Number(localStorage.getItem(timeKey(name))));
+      showSamplerParams();
       setBackendText();
       return r.config;
     }, (e) => {
@@ -93,6 +104,33 @@ function showSamplerParams() {
   const few = entry && entry.min_clean_steps && Number($('steps').value) < entry.min_clean_steps;
   $('sampler-help').textContent = !entry ? '' : entry.description + (few
     ? ` — with fewer than ${entry.min_clean_steps} steps this sampler is likely to leave visible noise.` : '');
+  $('estimate').textContent = estimateText();
+}
+
+/** Network evaluations of one sample in a Generate run with sampler options `o` (null for rk45,
+ *  whose step count adapts), and how many samples each evaluation carries. */
+function plannedWork({ options }) {
+  const o = options.sampler;
+  const perStep = { heun: 2, pc: 1 + (o.corrector_steps || 1), annealed: o.langevin_steps || 1 }[o.method] || 1;
+  const guided = options.class !== null && options.guidance !== 1; // conditional and unconditional
+  return { evals: o.method === 'rk45' ? null : o.steps * perStep, samples: options.n * (guided ? 2 : 1) };
+}
+
+/** Samples evaluated at once: split over the CPU workers, whole on WebGPU. */
+function parallelism(model, samples) {
+  const r = state.runsOn.get(model);
+  return r && r.backend === 'cpu' ? Math.min(state.workers || 1, samples) : 1;
+}
+
+/** "About 1.2 s here": the Generate settings' evaluations times the time of one, as measured on
+ *  this machine when the model loaded and refined by every finished run. */
+function estimateText() {
+  const settings = generateSettings();
+  const ms = state.msPerSampleEval.get(settings.model);
+  const { evals, samples } = plannedWork(settings);
+  if (!ms || !evals || !(samples > 0)) return '';
+  const s = (ms * evals * samples) / parallelism(settings.model, samples) / 1000;
+  return `About ${s < 10 ? s.toFixed(1) : Math.round(s)} s here: ${evals} evaluations of ${samples} sample${samples > 1 ? 's' : ''} at ${ms.toFixed(1)} ms per sample, measured on this machine.`;
 }
 
 /** The first form field (shown for this sampler) whose value its own limits reject, as a message. */
@@ -163,6 +201,13 @@ async function generate() {
   try {
     const result = await run.done;
     draw(result.values);
+    const { evals, samples } = plannedWork({ options });
+    if (evals) {
+      const ms = (result.ms * parallelism(model, samples)) / (evals * samples);
+      state.msPerSampleEval.set(model, ms);
+      if (timeKey(model)) localStorage.setItem(timeKey(model), String(ms));
+    }
+    showSamplerParams();
     state.last = { canvases, points, n, seed: options.seed, model, values: result.values, per };
     $('progress').value = 1;
     $('progress-text').textContent = `done: ${n} sample${n > 1 ? 's' : ''} in ${(result.ms / 1000).toFixed(2)} s`;
@@ -385,6 +430,11 @@ async function start() {
   for (const m of index.models) $('model').add(new Option(m, m));
   const saved = readHash();
   if (!saved.model) $('model').value = index.models.includes('digits') ? 'digits' : index.models[0];
+  // A first visit starts from a sampler that gives clean images in few steps.
+  if (!saved.sampler) {
+    $('sampler').value = 'dpm2m';
+    $('steps').value = String(samplers.find((x) => x.name === 'dpm2m').default_steps);
+  }
   for (const [k, v] of Object.entries(saved)) if (k !== 'class') $(k).value = v;
   $('sampler').addEventListener('change', () => {
     // Each sampler starts from its own step count (the counts differ by 10x between samplers).
@@ -392,9 +442,10 @@ async function start() {
     if (entry) $('steps').value = String(entry.default_steps);
     showSamplerParams();
   });
-  $('steps').addEventListener('input', showSamplerParams);
+  for (const id of ['steps', 'batch', 'guidance', 'class', 'corrector', 'langevin']) $(id).addEventListener('input', showSamplerParams);
+  $('class').addEventListener('change', showSamplerParams);
   showSamplerParams();
-  const onModel = async () => { fillClasses($('class'), await loadModel($('model').value)); };
+  const onModel = async () => { fillClasses($('class'), await loadModel($('model').value)); showSamplerParams(); };
   $('model').addEventListener('change', onModel);
   await onModel();
   if (saved.class !== undefined) $('class').value = saved.class;

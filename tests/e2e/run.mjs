@@ -283,6 +283,24 @@ await test('the embed example (the README\'s) loads a model and draws a row of d
   await page.close();
 });
 
+await test('a first visit starts from DPM-Solver++ at 15 steps, says how long a run will take, and the estimate holds', async () => {
+  const page = await openPage();
+  assert(await page.$eval('#sampler', (e) => e.value) === 'dpm2m' && await page.$eval('#steps', (e) => e.value) === '15', 'default sampler and steps');
+  await page.waitForFunction(() => /^About .* s here/.test(document.querySelector('#estimate').textContent), null, { timeout: 120_000 });
+  const before = await page.textContent('#estimate');
+  const predicted = Number(before.match(/About ([0-9.]+) s/)[1]);
+  await page.fill('#batch', '8');
+  await page.dispatchEvent('#batch', 'input');
+  const doubled = Number((await page.textContent('#estimate')).match(/About ([0-9.]+) s/)[1]);
+  assert(doubled > predicted, `more samples, a longer estimate: ${predicted} then ${doubled}`);
+  await generateValues(page);
+  const took = Number((await page.textContent('#progress-text')).match(/in ([0-9.]+) s/)[1]);
+  console.log(`     ${before} Batch 8: estimated ${doubled} s, took ${took} s; then: ${await page.textContent('#estimate')}`);
+  assert(took < 4 * doubled + 1 && took > doubled / 4 - 0.5, `estimate ${doubled} s, run ${took} s`);
+  await page.screenshot({ path: path.join(SHOTS, 'first-visit.png') });
+  await page.close();
+});
+
 await test('a GPU device lost mid-run: the run says so, the lab reopens a device with its models, the next run gives the same samples', async () => {
   const page = await openPage('?backend=webgpu#model=toy2d&class=1&sampler=ddim&steps=10&seed=3&batch=64');
   const before = await generateValues(page);
