@@ -650,4 +650,10 @@ server.close();
 if (results.length === 0) results.push({ name: `ONLY=${process.env.ONLY} matched no test`, ok: false });
 const failed = results.filter((r) => !r.ok);
 console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
+// The README's pictures are these screenshots of the current page, refreshed by a full passing run.
+if (!failed.length && !process.env.ONLY) {
+  const docs = { 'first-visit.png': 'generate-digits.png', 'compare.png': 'compare.png', 'inpaint.png': 'inpaint.png', 'interpolate.png': 'interpolate.png', 'playground-density-0.png': 'playground.png' };
+  for (const [shot, doc] of Object.entries(docs)) fs.copyFileSync(path.join(SHOTS, shot), path.join(ROOT, 'docs', doc));
+  console.log(`copied ${Object.keys(docs).length} screenshots to docs/ for the README`);
+}
 process.exit(failed.length ? 1 : 0);
