@@ -132,6 +132,13 @@ function drawScaled(canvas, values, shape) {
 }
 
 // ---------- interpolation ----------
+/** PSNR in dB of `y` against `x`, values in [-1, 1] (peak-to-peak 2). */
+function psnr(x, y) {
+  let se = 0;
+  for (let i = 0; i < x.length; i++) se += (x[i] - y[i]) ** 2;
+  return 10 * Math.log10(4 / Math.max(se / x.length, 1e-12));
+}
+
 export function setupInterpolate(ctx) {
   const { client, loadModel } = ctx;
   const st = { frames: [], shape: null, running: null };
@@ -147,9 +154,10 @@ export function setupInterpolate(ctx) {
   $('it-model').addEventListener('change', onModel);
   onModel();
 
-  // The latent of an endpoint: a seed's starting noise, or an image encoded through the ODE.
+  // An endpoint's latent (a seed's starting noise, or an image encoded through the ODE) and its
+  // image (null for a seed).
   async function endpoint(kind, n, file, model, config, options) {
-    if (kind === 'seed') return (await client.call('seedLatent', { model, seed: Number(n) >>> 0 })).values;
+    if (kind === 'seed') return { latent: (await client.call('seedLatent', { model, seed: Number(n) >>> 0 })).values, image: null };
     const shape = [config.data.height, config.data.width, config.data.channels];
     let x;
     if (kind === 'upload') {
@@ -159,7 +167,7 @@ export function setupInterpolate(ctx) {
       x = ctx.lastGenerated(model);
       if (!x) throw new Error(`generate a ${model} image first (Generate tab)`);
     } else x = await exampleValues(model, Number(n) % 16, ...shape);
-    return (await call('transport', { model, values: x, encode: true, options })).values;
+    return { latent: (await call('transport', { model, values: x, encode: true, options })).values, image: x };
   }
 
   const show = (i) => {
@@ -188,7 +196,7 @@ export function setupInterpolate(ctx) {
       const b = await endpoint($('it-b-kind').value, $('it-b').value, $('it-b-file').files[0], model, config, options);
       $('it-status').textContent = `decoding ${frames} frames…`;
       const positions = Array.from({ length: frames }, (_, i) => i / (frames - 1));
-      const out = await call('interpolate', { model, a, b, positions, options }, (ev) => {
+      const out = await call('interpolate', { model, a: a.latent, b: b.latent, positions, options }, (ev) => {
         if (ev.kind === 'step') $('it-status').textContent = `decoding ${frames} frames: step ${ev.info.step} · ${ev.info.evals} evaluations`;
       });
       st.shape = [config.data.height, config.data.width, config.data.channels];
@@ -199,7 +207,12 @@ export function setupInterpolate(ctx) {
       st.frames.forEach((f, i) => { const c = document.createElement('canvas'); drawImage(c, f, st.shape); c.title = `frame ${i}`; strip.appendChild(c); });
       Object.assign($('it-slider'), { max: String(frames - 1), value: '0', disabled: false });
       show(0);
-      $('it-status').textContent = `${frames} frames cached in ${((performance.now() - t0) / 1000).toFixed(1)} s (${out.evals} evaluations for the strip): scrub the slider`;
+      // The end frames decode the encoded endpoints: how faithful the round trip is.
+      const trips = [[a.image, st.frames[0], 'A'], [b.image, st.frames[frames - 1], 'B']].filter(([x]) => x);
+      const psnrs = trips.map(([x, y, name]) => [name, psnr(x, y)]);
+      const fidelity = psnrs.length ? `; round trip ${psnrs.map(([name, db]) => `${name} ${db.toFixed(1)} dB`).join(', ')} PSNR` : '';
+      $('it-canvas').dataset.psnr = psnrs.map(([, db]) => db.toFixed(2)).join(',');
+      $('it-status').textContent = `${frames} frames cached in ${((performance.now() - t0) / 1000).toFixed(1)} s (${out.evals} evaluations for the strip)${fidelity}: scrub the slider`;
       $('it-canvas').dataset.frames = String(frames);
       $('it-download').disabled = false;
     } catch (e) {

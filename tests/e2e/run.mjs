@@ -565,6 +565,23 @@ await test('interpolate between two seeds and scrub the slider', async () => {
   await page.close();
 });
 
+await test('interpolate between two encoded examples: the default solver gives a faithful round trip, and the page says how faithful', async () => {
+  const page = await openPage();
+  await page.click('#tab-interpolate');
+  await page.selectOption('#it-a-kind', 'example');
+  await page.selectOption('#it-b-kind', 'example');
+  await page.fill('#it-a', '0');
+  await page.fill('#it-b', '1');
+  await page.fill('#it-frames', '3');
+  await page.click('#it-run');
+  await page.waitForSelector('#it-canvas[data-psnr]', { timeout: 600_000 });
+  const psnrs = (await page.$eval('#it-canvas', (c) => c.dataset.psnr)).split(',').map(Number);
+  console.log(`     ${await page.textContent('#it-status')}`);
+  assert(psnrs.length === 2 && psnrs.every((db) => db > 30), `round-trip PSNR ${psnrs}`);
+  assert(/round trip A [0-9.]+ dB, B [0-9.]+ dB PSNR/.test(await page.textContent('#it-status')), 'shown');
+  await page.close();
+});
+
 await test('bits/dim of a generated digit', async () => {
   const page = await openPage('#model=digits&class=1&sampler=ddim&steps=4&seed=2&batch=1');
   await page.click('#generate');
