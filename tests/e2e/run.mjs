@@ -572,13 +572,15 @@ await test('interpolate between two encoded examples: the default solver gives a
   await page.selectOption('#it-b-kind', 'example');
   await page.fill('#it-a', '0');
   await page.fill('#it-b', '1');
-  await page.fill('#it-frames', '3');
+  await page.fill('#it-frames', '5');
   await page.click('#it-run');
   await page.waitForSelector('#it-canvas[data-psnr]', { timeout: 600_000 });
   const psnrs = (await page.$eval('#it-canvas', (c) => c.dataset.psnr)).split(',').map(Number);
   console.log(`     ${await page.textContent('#it-status')}`);
   assert(psnrs.length === 2 && psnrs.every((db) => db > 30), `round-trip PSNR ${psnrs}`);
   assert(/round trip A [0-9.]+ dB, B [0-9.]+ dB PSNR/.test(await page.textContent('#it-status')), 'shown');
+  await page.$eval('#it-slider', (s) => { s.value = '2'; s.dispatchEvent(new Event('input')); });
+  await page.screenshot({ path: path.join(SHOTS, 'interpolate-examples.png') });
   await page.close();
 });
 
@@ -669,7 +671,7 @@ const failed = results.filter((r) => !r.ok);
 console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
 // The README's pictures are these screenshots of the current page, refreshed by a full passing run.
 if (!failed.length && !process.env.ONLY) {
-  const docs = { 'first-visit.png': 'generate-digits.png', 'compare.png': 'compare.png', 'inpaint.png': 'inpaint.png', 'interpolate.png': 'interpolate.png', 'playground-density-0.png': 'playground.png' };
+  const docs = { 'first-visit.png': 'generate-digits.png', 'compare.png': 'compare.png', 'inpaint.png': 'inpaint.png', 'interpolate-examples.png': 'interpolate.png', 'playground-density-0.png': 'playground.png' };
   for (const [shot, doc] of Object.entries(docs)) fs.copyFileSync(path.join(SHOTS, shot), path.join(ROOT, 'docs', doc));
   console.log(`copied ${Object.keys(docs).length} screenshots to docs/ for the README`);
 }
