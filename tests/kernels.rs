@@ -5,7 +5,7 @@
 
 mod common;
 
-use scorelab::gpu::kernels::SHADERS;
+use scorelab::gpu::kernels::{PARAMS_SIZES, SHADERS};
 
 #[test]
 fn every_shader_parses_and_validates() {
@@ -18,6 +18,29 @@ fn every_shader_parses_and_validates() {
         )
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+}
+
+/// Each kernel's `#[repr(C)]` uniform struct has the size of its shader's `Params` as naga lays it
+/// out, and the shader's struct is all 4-byte scalars, so the fields line up one for one.
+#[test]
+fn uniform_structs_mirror_the_shaders() {
+    for (name, size) in PARAMS_SIZES {
+        let source = SHADERS.iter().find(|(n, _)| n == name).expect("a shader").1;
+        let module = naga::front::wgsl::parse_str(source).unwrap();
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        let (handle, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("Params"))
+            .unwrap_or_else(|| panic!("{name}: no Params struct"));
+        let naga::TypeInner::Struct { members, .. } = &ty.inner else {
+            panic!("{name}: Params is not a struct");
+        };
+        assert_eq!(layouter[handle].size as usize, *size, "{name}: Params size");
+        assert_eq!(members.len() * 4, *size, "{name}: Params members are not all 4-byte scalars");
+        eprintln!("{name}: Params {size} bytes, {} fields", members.len());
     }
 }
 

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use bytemuck::{Pod, Zeroable};
+
 /// The shader files, embedded at compile time (`common.wgsl` is prepended where its helpers are used).
 pub const SHADERS: &[(&str, &str)] = &[
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
@@ -24,6 +26,118 @@ pub const SHADERS: &[(&str, &str)] = &[
         ),
     ),
 ];
+
+/// `conv2d.wgsl`'s `Params`, field for field (each uniform struct below mirrors its shader's;
+/// `tests/kernels.rs` checks the sizes against naga's layout of the WGSL).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct ConvParams {
+    pub n: u32,
+    pub h: u32,
+    pub w: u32,
+    pub cin: u32,
+    pub ho: u32,
+    pub wo: u32,
+    pub cout: u32,
+    pub _pad: u32,
+}
+
+/// `matmul.wgsl`'s `Params`: the sizes, each operand's view (offset, batch, row and column
+/// strides), and the bias flag and scale.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub batch: u32,
+    pub a_off: u32,
+    pub a_bs: u32,
+    pub a_rs: u32,
+    pub a_cs: u32,
+    pub b_off: u32,
+    pub b_bs: u32,
+    pub b_rs: u32,
+    pub b_cs: u32,
+    pub has_bias: u32,
+    pub scale: f32,
+    pub _p0: u32,
+    pub _p1: u32,
+}
+
+/// `group_norm.wgsl`'s `Params` (both passes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct GroupNormParams {
+    pub n: u32,
+    pub hw: u32,
+    pub c: u32,
+    pub groups: u32,
+    pub has_add: u32,
+    pub silu: u32,
+    pub eps: f32,
+    pub _pad: u32,
+}
+
+/// `elementwise.wgsl`'s `Params`: the element count, three integers and two floats whose meaning
+/// each entry point documents.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ElementwiseParams {
+    pub len: u32,
+    pub u0: u32,
+    pub u1: u32,
+    pub u2: u32,
+    pub f0: f32,
+    pub f1: f32,
+    pub _p0: u32,
+    pub _p1: u32,
+}
+
+/// `sampler.wgsl`'s `Params`: the element count, three integers and four floats.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct SamplerParams {
+    pub len: u32,
+    pub u0: u32,
+    pub u1: u32,
+    pub u2: u32,
+    pub f0: f32,
+    pub f1: f32,
+    pub f2: f32,
+    pub f3: f32,
+}
+
+/// Each shader's uniform struct size in bytes, for the layout test.
+pub const PARAMS_SIZES: &[(&str, usize)] = &[
+    ("conv2d", std::mem::size_of::<ConvParams>()),
+    ("matmul", std::mem::size_of::<MatmulParams>()),
+    ("group_norm", std::mem::size_of::<GroupNormParams>()),
+    ("elementwise", std::mem::size_of::<ElementwiseParams>()),
+    ("sampler", std::mem::size_of::<SamplerParams>()),
+];
+
+/// The entry points of `elementwise.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Elementwise {
+    Silu,
+    Axpby,
+    Upsample2x,
+    ConcatChannels,
+    SoftmaxRows,
+    Embedding,
+    TimestepEmbedding,
+}
+
+/// The entry points of `sampler.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SamplerKernel {
+    Randn,
+    Combine3,
+    RowDot,
+    ErrorRatio,
+    Blend,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Binding {
@@ -46,10 +160,8 @@ pub enum Kernel {
     },
     GroupNormStats,
     GroupNormApply,
-    /// An entry point of `elementwise.wgsl`.
-    Elementwise(&'static str),
-    /// An entry point of `sampler.wgsl`.
-    Sampler(&'static str),
+    Elementwise(Elementwise),
+    Sampler(SamplerKernel),
 }
 
 impl Kernel {
@@ -69,7 +181,22 @@ impl Kernel {
             Kernel::Conv2d { vec4: true, .. } => "main_vec4",
             Kernel::GroupNormStats => "stats_main",
             Kernel::GroupNormApply => "apply_main",
-            Kernel::Elementwise(e) | Kernel::Sampler(e) => e,
+            Kernel::Elementwise(e) => match e {
+                Elementwise::Silu => "silu",
+                Elementwise::Axpby => "axpby",
+                Elementwise::Upsample2x => "upsample2x",
+                Elementwise::ConcatChannels => "concat_channels",
+                Elementwise::SoftmaxRows => "softmax_rows",
+                Elementwise::Embedding => "embedding",
+                Elementwise::TimestepEmbedding => "timestep_embedding",
+            },
+            Kernel::Sampler(e) => match e {
+                SamplerKernel::Randn => "randn",
+                SamplerKernel::Combine3 => "combine3",
+                SamplerKernel::RowDot => "row_dot",
+                SamplerKernel::ErrorRatio => "error_ratio",
+                SamplerKernel::Blend => "blend",
+            },
         }
     }
 

@@ -16,10 +16,13 @@ use std::rc::Rc;
 use wgpu::util::DeviceExt;
 
 pub use context::{AdapterReport, GpuContext};
-use kernels::{Kernel, PipelineCache};
+use kernels::{
+    ConvParams, Elementwise, ElementwiseParams, GroupNormParams, Kernel, MatmulParams,
+    PipelineCache, SamplerKernel, SamplerParams,
+};
 
 use crate::backend::{check_blend, check_reshape, check_rows, check_upload, Backend};
-use crate::error::{shape_err, Error, Result};
+use crate::error::{Error, Result};
 use crate::ops::{self, Conv2d, GroupNorm, Matmul};
 
 /// Free bytes the pool keeps for reuse; a buffer returned past this is let go, so memory stays
@@ -219,22 +222,25 @@ impl Gpu {
     }
 
     /// Records one dispatch of `kernel` with a uniform block and buffer bindings in layout order.
-    fn dispatch(
+    fn dispatch<P: bytemuck::Pod>(
         &mut self,
         kernel: Kernel,
-        params: &[u32],
+        params: &P,
         inputs: &[Option<&GpuTensor>],
         out: &[&GpuTensor],
         groups: [u32; 3],
     ) {
-        let mut words = params.to_vec();
-        words.resize(params.len().next_multiple_of(4), 0);
+        debug_assert_eq!(
+            std::mem::size_of::<P>() % 16,
+            0,
+            "uniform blocks are 16-byte multiples"
+        );
         let uniform = self
             .ctx
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
-                contents: bytemuck::cast_slice(&words),
+                contents: bytemuck::bytes_of(params),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
         let p = self.pipelines.get(&self.ctx.device, kernel);
@@ -278,20 +284,17 @@ impl Gpu {
 
     fn elementwise(
         &mut self,
-        entry: &'static str,
-        params: [u32; 6],
+        entry: Elementwise,
+        params: ElementwiseParams,
         a: &GpuTensor,
         b: Option<&GpuTensor>,
         shape: Vec<usize>,
         threads: usize,
     ) -> Result<GpuTensor> {
         let out = self.alloc(shape)?;
-        let words = [
-            params[0], params[1], params[2], params[3], params[4], params[5], 0, 0,
-        ];
         self.dispatch(
             Kernel::Elementwise(entry),
-            &words,
+            &params,
             &[Some(a), b],
             &[&out],
             Self::flat_groups(threads),
@@ -302,27 +305,16 @@ impl Gpu {
     /// A `sampler.wgsl` entry over `threads` invocations with up to five inputs.
     fn sampler_op(
         &mut self,
-        entry: &'static str,
-        ints: [u32; 4],
-        floats: [f32; 4],
+        entry: SamplerKernel,
+        params: SamplerParams,
         inputs: &[Option<&GpuTensor>; 5],
         shape: Vec<usize>,
         threads: usize,
     ) -> Result<GpuTensor> {
         let out = self.alloc(shape)?;
-        let words = [
-            ints[0],
-            ints[1],
-            ints[2],
-            ints[3],
-            floats[0].to_bits(),
-            floats[1].to_bits(),
-            floats[2].to_bits(),
-            floats[3].to_bits(),
-        ];
         self.dispatch(
             Kernel::Sampler(entry),
-            &words,
+            &params,
             inputs,
             &[&out],
             Self::flat_groups(threads),
@@ -464,7 +456,17 @@ impl Backend for Gpu {
                 detail: format!("{n} images of {h}x{wd} exceed one dispatch; use a smaller batch"),
             });
         }
-        let params = [n, h, wd, cin, ho, wo, cout, 0].map(|v| v as u32);
+        let u = |v: usize| v as u32;
+        let params = ConvParams {
+            n: u(n),
+            h: u(h),
+            w: u(wd),
+            cin: u(cin),
+            ho: u(ho),
+            wo: u(wo),
+            cout: u(cout),
+            _pad: 0,
+        };
         let groups = [(cout as u32).div_ceil(32), pix_groups as u32, 1];
         let vec4 = cin % 4 == 0 && cout % 4 == 0;
         self.dispatch(
@@ -501,23 +503,25 @@ impl Backend for Gpu {
         }
         let out = self.alloc(vec![spec.batch, spec.m, spec.n])?;
         let (va, vb) = (spec.a, spec.b);
-        let params = [
-            spec.m,
-            spec.n,
-            spec.k,
-            spec.batch,
-            va.offset,
-            va.batch_stride,
-            va.row_stride,
-            va.col_stride,
-            vb.offset,
-            vb.batch_stride,
-            vb.row_stride,
-            vb.col_stride,
-        ]
-        .map(|v| v as u32);
-        let mut words = params.to_vec();
-        words.extend([bias.is_some() as u32, spec.scale.to_bits(), 0, 0]);
+        let u = |v: usize| v as u32;
+        let params = MatmulParams {
+            m: u(spec.m),
+            n: u(spec.n),
+            k: u(spec.k),
+            batch: u(spec.batch),
+            a_off: u(va.offset),
+            a_bs: u(va.batch_stride),
+            a_rs: u(va.row_stride),
+            a_cs: u(va.col_stride),
+            b_off: u(vb.offset),
+            b_bs: u(vb.batch_stride),
+            b_rs: u(vb.row_stride),
+            b_cs: u(vb.col_stride),
+            has_bias: bias.is_some() as u32,
+            scale: spec.scale,
+            _p0: 0,
+            _p1: 0,
+        };
         let groups = [
             (spec.n as u32).div_ceil(32),
             row_groups as u32,
@@ -525,7 +529,7 @@ impl Backend for Gpu {
         ];
         self.dispatch(
             Kernel::Matmul,
-            &words,
+            &params,
             &[Some(a), Some(b), bias],
             &[&out],
             groups,
@@ -558,16 +562,16 @@ impl Backend for Gpu {
         }
         let stats = self.alloc(vec![n * spec.groups, 2])?;
         let out = self.alloc(x.shape.clone())?;
-        let params = [
-            n as u32,
-            hw as u32,
-            c as u32,
-            spec.groups as u32,
-            add.is_some() as u32,
-            spec.silu as u32,
-            spec.eps.to_bits(),
-            0,
-        ];
+        let params = GroupNormParams {
+            n: n as u32,
+            hw: hw as u32,
+            c: c as u32,
+            groups: spec.groups as u32,
+            has_add: add.is_some() as u32,
+            silu: spec.silu as u32,
+            eps: spec.eps,
+            _pad: 0,
+        };
         let inputs = [Some(x), add, Some(gamma), Some(beta)];
         self.dispatch(
             Kernel::GroupNormStats,
@@ -588,8 +592,11 @@ impl Backend for Gpu {
 
     fn silu(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
         self.elementwise(
-            "silu",
-            [x.len() as u32, 0, 0, 0, 0, 0],
+            Elementwise::Silu,
+            ElementwiseParams {
+                len: x.len() as u32,
+                ..Default::default()
+            },
             x,
             None,
             x.shape.clone(),
@@ -600,8 +607,13 @@ impl Backend for Gpu {
     fn axpby(&mut self, x: &GpuTensor, y: &GpuTensor, a: f32, b: f32) -> Result<GpuTensor> {
         ops::check_same("axpby", &x.shape, &y.shape)?;
         self.elementwise(
-            "axpby",
-            [x.len() as u32, 0, 0, 0, a.to_bits(), b.to_bits()],
+            Elementwise::Axpby,
+            ElementwiseParams {
+                len: x.len() as u32,
+                f0: a,
+                f1: b,
+                ..Default::default()
+            },
             x,
             Some(y),
             x.shape.clone(),
@@ -613,8 +625,14 @@ impl Backend for Gpu {
         let [n, h, w, c] = ops::check_nhwc("upsample2x", &x.shape)?;
         let len = x.len() * 4;
         self.elementwise(
-            "upsample2x",
-            [len as u32, h as u32, w as u32, c as u32, 0, 0],
+            Elementwise::Upsample2x,
+            ElementwiseParams {
+                len: len as u32,
+                u0: h as u32,
+                u1: w as u32,
+                u2: c as u32,
+                ..Default::default()
+            },
             x,
             None,
             vec![n, 2 * h, 2 * w, c],
@@ -626,8 +644,13 @@ impl Backend for Gpu {
         let shape = ops::check_concat(&a.shape, &b.shape)?;
         let len = a.len() + b.len();
         self.elementwise(
-            "concat_channels",
-            [len as u32, a.shape[3] as u32, b.shape[3] as u32, 0, 0, 0],
+            Elementwise::ConcatChannels,
+            ElementwiseParams {
+                len: len as u32,
+                u0: a.shape[3] as u32,
+                u1: b.shape[3] as u32,
+                ..Default::default()
+            },
             a,
             Some(b),
             shape.to_vec(),
@@ -636,14 +659,15 @@ impl Backend for Gpu {
     }
 
     fn softmax_rows(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
-        let len = match x.shape.last() {
-            Some(&l) if l > 0 => l,
-            _ => return shape_err("softmax_rows", format!("empty rows in {:?}", x.shape)),
-        };
+        let len = ops::softmax_len(&x.shape)?;
         let rows = x.len() / len;
         self.elementwise(
-            "softmax_rows",
-            [rows as u32, len as u32, 0, 0, 0, 0],
+            Elementwise::SoftmaxRows,
+            ElementwiseParams {
+                len: rows as u32,
+                u0: len as u32,
+                ..Default::default()
+            },
             x,
             None,
             x.shape.clone(),
@@ -654,8 +678,13 @@ impl Backend for Gpu {
     fn embedding(&mut self, labels: &GpuTensor, table: &GpuTensor) -> Result<GpuTensor> {
         let (n, rows, dim) = ops::check_embedding(&labels.shape, &table.shape)?;
         self.elementwise(
-            "embedding",
-            [(n * dim) as u32, dim as u32, rows as u32, 0, 0, 0],
+            Elementwise::Embedding,
+            ElementwiseParams {
+                len: (n * dim) as u32,
+                u0: dim as u32,
+                u1: rows as u32,
+                ..Default::default()
+            },
             labels,
             Some(table),
             vec![n, dim],
@@ -674,8 +703,13 @@ impl Backend for Gpu {
             }
         };
         self.elementwise(
-            "timestep_embedding",
-            [(n * dim) as u32, dim as u32, 0, 0, scale.to_bits(), 0],
+            Elementwise::TimestepEmbedding,
+            ElementwiseParams {
+                len: (n * dim) as u32,
+                u0: dim as u32,
+                f0: scale,
+                ..Default::default()
+            },
             t,
             Some(&freqs),
             vec![n, dim],
@@ -686,9 +720,14 @@ impl Backend for Gpu {
     fn randn(&mut self, shape: &[usize], seed: u32, stream: u32) -> Result<GpuTensor> {
         let (n, per) = check_rows("randn", shape, shape)?;
         self.sampler_op(
-            "randn",
-            [(n * per) as u32, per as u32, seed, stream],
-            [0.0; 4],
+            SamplerKernel::Randn,
+            SamplerParams {
+                len: (n * per) as u32,
+                u0: per as u32,
+                u1: seed,
+                u2: stream,
+                ..Default::default()
+            },
             &[None; 5],
             shape.to_vec(),
             n * per,
@@ -707,9 +746,15 @@ impl Backend for Gpu {
             ops::check_same("combine3", &x.shape, &z.shape)?;
         }
         self.sampler_op(
-            "combine3",
-            [x.len() as u32, z.is_some() as u32, 0, 0],
-            [a, b, c, 0.0],
+            SamplerKernel::Combine3,
+            SamplerParams {
+                len: x.len() as u32,
+                u0: z.is_some() as u32,
+                f0: a,
+                f1: b,
+                f2: c,
+                ..Default::default()
+            },
             &[Some(x), Some(y), z, None, None],
             x.shape.clone(),
             x.len(),
@@ -725,10 +770,14 @@ impl Backend for Gpu {
             });
         }
         let out = self.alloc(vec![n])?;
-        let words = [n as u32, len as u32, 0, 0, 0, 0, 0, 0];
+        let params = SamplerParams {
+            len: n as u32,
+            u0: len as u32,
+            ..Default::default()
+        };
         self.dispatch(
-            Kernel::Sampler("row_dot"),
-            &words,
+            Kernel::Sampler(SamplerKernel::RowDot),
+            &params,
             &[Some(a), Some(b), None, None, None],
             &[&out],
             [n as u32, 1, 1],
@@ -747,9 +796,13 @@ impl Backend for Gpu {
         ops::check_same("error_ratio", &err.shape, &a.shape)?;
         ops::check_same("error_ratio", &err.shape, &b.shape)?;
         self.sampler_op(
-            "error_ratio",
-            [err.len() as u32, 0, 0, 0],
-            [rtol, atol, 0.0, 0.0],
+            SamplerKernel::ErrorRatio,
+            SamplerParams {
+                len: err.len() as u32,
+                f0: rtol,
+                f1: atol,
+                ..Default::default()
+            },
             &[Some(err), Some(a), Some(b), None, None],
             err.shape.clone(),
             err.len(),
@@ -759,9 +812,12 @@ impl Backend for Gpu {
     fn blend(&mut self, x: &GpuTensor, y: &GpuTensor, mask: &GpuTensor) -> Result<GpuTensor> {
         let per = check_blend(&x.shape, &y.shape, &mask.shape)?;
         self.sampler_op(
-            "blend",
-            [x.len() as u32, per as u32, 0, 0],
-            [0.0; 4],
+            SamplerKernel::Blend,
+            SamplerParams {
+                len: x.len() as u32,
+                u0: per as u32,
+                ..Default::default()
+            },
             &[Some(x), Some(y), Some(mask), None, None],
             x.shape.clone(),
             x.len(),
