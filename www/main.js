@@ -443,6 +443,13 @@ async function start() {
     showSamplerParams();
   });
   for (const id of ['steps', 'batch', 'guidance', 'class', 'corrector', 'langevin']) $(id).addEventListener('input', showSamplerParams);
+  // Each field's range and what it does: as a tooltip, and under the form while it has focus.
+  for (const input of $('generate-form').querySelectorAll('input[data-hint]')) {
+    input.title = `${input.min}–${input.max}: ${input.dataset.hint}`;
+    input.addEventListener('focus', () => {
+      $('field-hint').textContent = `${input.closest('label').firstChild.textContent.trim()} (${input.min} to ${input.max}): ${input.dataset.hint}.`;
+    });
+  }
   $('class').addEventListener('change', showSamplerParams);
   showSamplerParams();
   const onModel = async () => { fillClasses($('class'), await loadModel($('model').value)); showSamplerParams(); };

@@ -286,6 +286,8 @@ await test('the embed example (the README\'s) loads a model and draws a row of d
 await test('a first visit starts from DPM-Solver++ at 15 steps, says how long a run will take, and the estimate holds', async () => {
   const page = await openPage();
   assert(await page.$eval('#sampler', (e) => e.value) === 'dpm2m' && await page.$eval('#steps', (e) => e.value) === '15', 'default sampler and steps');
+  await page.focus('#steps');
+  assert(/^Steps \(1 to 10000\): .+/.test(await page.textContent('#field-hint')), `field hint: ${await page.textContent('#field-hint')}`);
   await page.waitForFunction(() => /^About .* s here/.test(document.querySelector('#estimate').textContent), null, { timeout: 120_000 });
   const before = await page.textContent('#estimate');
   const predicted = Number(before.match(/About ([0-9.]+) s/)[1]);
