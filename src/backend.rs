@@ -370,10 +370,7 @@ impl Backend for Cpu {
         z: Option<&CpuTensor>,
         coeffs: [f32; 3],
     ) -> Result<CpuTensor> {
-        ops::check_same("combine3", &x.shape, &y.shape)?;
-        if let Some(z) = z {
-            ops::check_same("combine3", &x.shape, &z.shape)?;
-        }
+        ops::check_combine3(&x.shape, &y.shape, z.map(|z| z.shape.as_slice()))?;
         let mut out = vec![0.0; x.data.len()];
         let z = z.map(|z| z.data.as_slice());
         reference::combine3(&x.data, &y.data, z, coeffs, &mut out);

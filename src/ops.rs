@@ -235,6 +235,12 @@ pub fn check_same(op: &'static str, a: &[usize], b: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// `combine3`'s operands: `y` and `z` (when given) shaped like `x`.
+pub fn check_combine3(x: &[usize], y: &[usize], z: Option<&[usize]>) -> Result<()> {
+    check_same("combine3", x, y)?;
+    z.map_or(Ok(()), |z| check_same("combine3", x, z))
+}
+
 /// Checks an NHWC tensor and returns its dims.
 pub fn check_nhwc(op: &'static str, x: &[usize]) -> Result<[usize; 4]> {
     match x {

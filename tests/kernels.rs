@@ -39,7 +39,11 @@ fn uniform_structs_mirror_the_shaders() {
             panic!("{name}: Params is not a struct");
         };
         assert_eq!(layouter[handle].size as usize, *size, "{name}: Params size");
-        assert_eq!(members.len() * 4, *size, "{name}: Params members are not all 4-byte scalars");
+        assert_eq!(
+            members.len() * 4,
+            *size,
+            "{name}: Params members are not all 4-byte scalars"
+        );
         eprintln!("{name}: Params {size} bytes, {} fields", members.len());
     }
 }

@@ -537,10 +537,7 @@ impl Backend for FastCpu {
         z: Option<&CpuTensor>,
         coeffs: [f32; 3],
     ) -> Result<CpuTensor> {
-        ops::check_same("combine3", &x.shape, &y.shape)?;
-        if let Some(z) = z {
-            ops::check_same("combine3", &x.shape, &z.shape)?;
-        }
+        ops::check_combine3(&x.shape, &y.shape, z.map(|z| z.shape.as_slice()))?;
         let mut out = self.take(x.data.len());
         let z = z.map(|z| z.data.as_slice());
         reference::combine3(&x.data, &y.data, z, coeffs, &mut out);

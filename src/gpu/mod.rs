@@ -741,10 +741,7 @@ impl Backend for Gpu {
         z: Option<&GpuTensor>,
         [a, b, c]: [f32; 3],
     ) -> Result<GpuTensor> {
-        ops::check_same("combine3", &x.shape, &y.shape)?;
-        if let Some(z) = z {
-            ops::check_same("combine3", &x.shape, &z.shape)?;
-        }
+        ops::check_combine3(&x.shape, &y.shape, z.map(|z| z.shape.as_slice()))?;
         self.sampler_op(
             SamplerKernel::Combine3,
             SamplerParams {
