@@ -21,6 +21,26 @@ pub trait Backend {
     /// Waits until the work recorded so far has run (on the web this yields to the event loop, so
     /// messages such as a cancel get through between sampler steps).
     async fn sync(&mut self) -> Result<()>;
+    /// Marks the end of a sampler step. A backend that queues work (the GPU) keeps a bounded
+    /// number of steps in flight instead of draining; every backend yields to the event loop on
+    /// the web, so a cancel gets through between steps.
+    async fn pace(&mut self) -> Result<()> {
+        self.sync().await
+    }
+    /// Runs `f` on `inputs` as one unit that a backend may record once per (`owner`, input shapes)
+    /// and replay afterwards (the GPU: a planned evaluation with its own buffers and bind groups).
+    /// `f` must depend only on its inputs and on tensors that outlive `owner` (weights): no
+    /// uploads or reads inside.
+    fn replayed(
+        &mut self,
+        _owner: u64,
+        inputs: &[&Self::Tensor],
+        f: impl FnOnce(&mut Self, &[&Self::Tensor]) -> Result<Self::Tensor>,
+    ) -> Result<Self::Tensor> {
+        f(self, inputs)
+    }
+    /// Lets go of whatever [`Backend::replayed`] keeps for `owner` (a model being replaced).
+    fn forget(&mut self, _owner: u64) {}
     /// The same data seen with another shape of equal size (no copy).
     fn reshape(&mut self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
 

@@ -143,7 +143,9 @@ impl<B: Backend> Session<B> {
     /// Loads (or replaces) a model under `name`; returns its config.
     pub fn load_model(&mut self, name: &str, bytes: &[u8]) -> Result<&ModelConfig> {
         let net = Network::load(&mut self.be, bytes)?;
-        self.models.insert(name.to_string(), net);
+        if let Some(old) = self.models.insert(name.to_string(), net) {
+            self.be.forget(old.id);
+        }
         Ok(&self.models[name].config)
     }
 

@@ -1,16 +1,18 @@
-//! The GPU backend: tensors in storage buffers, ops recorded as dispatches and submitted in order,
-//! and a bounded pool of buffers for reuse.
+//! The GPU backend: tensors in storage buffers, ops recorded as commands and submitted in order,
+//! network evaluations planned once and replayed, and a bounded pool of buffers for reuse.
 //!
 //! Buffer reuse is safe because everything runs in submission order: a tensor's buffer returns to
 //! the pool when the last handle drops, and the next op that takes it is recorded after every op
-//! that read it. Writes into a reused buffer flush first, because `write_buffer` runs before the
-//! commands of its submit.
+//! that read it. Uploads and the uniforms of unplanned dispatches go through two arenas written
+//! once per submit (`write_buffer` runs before the commands of its submit, after earlier submits),
+//! so neither needs a buffer of its own nor an extra submit.
 
 pub mod context;
 pub mod kernels;
+mod plan;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use wgpu::util::DeviceExt;
@@ -20,6 +22,7 @@ use kernels::{
     ConvParams, Elementwise, ElementwiseParams, GroupNormParams, Kernel, MatmulParams,
     PipelineCache, SamplerKernel, SamplerParams,
 };
+use plan::{Plan, Recorder};
 
 use crate::backend::{check_blend, check_reshape, check_rows, check_upload, Backend};
 use crate::error::{Error, Result};
@@ -29,24 +32,37 @@ use crate::ops::{self, Conv2d, GroupNorm, Matmul};
 /// bounded however many batch sizes a long session goes through.
 const POOL_MAX_FREE_BYTES: u64 = 256 << 20;
 
-/// Free tensor buffers by byte size, and a count of every tensor buffer the backend holds.
-#[derive(Default)]
+/// Free tensor buffers by byte size, and a count of every tensor buffer the pool has made.
 struct Pool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
     stats: GpuMemory,
+    /// Free bytes kept for reuse; a buffer returned past this is let go.
+    max_free: u64,
 }
 
-/// Tensor buffers held by the GPU backend: in use or free in the pool (transient uniform and
-/// readback buffers are not counted: they are let go after their submit).
+/// Tensor buffers held by the GPU backend: in use or free in the shared pool, and those owned by
+/// recorded evaluations (the arenas, the readback buffer and the weights' uniforms are fixed and
+/// small, and not counted).
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct GpuMemory {
     pub buffers: usize,
     pub bytes: u64,
     pub free_buffers: usize,
     pub free_bytes: u64,
+    /// Recorded evaluations kept for replay, and the bytes of their own buffers.
+    pub plans: usize,
+    pub plan_bytes: u64,
 }
 
 impl Pool {
+    fn new(max_free: u64) -> Rc<RefCell<Pool>> {
+        Rc::new(RefCell::new(Pool {
+            free: HashMap::new(),
+            stats: GpuMemory::default(),
+            max_free,
+        }))
+    }
+
     fn take(&mut self, bytes: u64) -> Option<wgpu::Buffer> {
         let buffer = self.free.get_mut(&bytes)?.pop()?;
         self.stats.free_buffers -= 1;
@@ -61,7 +77,7 @@ impl Pool {
 
     fn give_back(&mut self, buffer: wgpu::Buffer) {
         let bytes = buffer.size();
-        if self.stats.free_bytes + bytes > POOL_MAX_FREE_BYTES {
+        if self.stats.free_bytes + bytes > self.max_free {
             // Dropping the handle frees the buffer once no recorded command uses it.
             self.stats.buffers -= 1;
             self.stats.bytes -= bytes;
@@ -105,24 +121,60 @@ impl GpuTensor {
     }
 }
 
-/// One recorded compute dispatch, waiting for the next flush.
+/// One compute dispatch with everything bound.
 struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
 }
 
+/// Work waiting for the next submit, in order.
+enum Command {
+    Dispatch(Dispatch),
+    Copy {
+        src: wgpu::Buffer,
+        src_offset: u64,
+        dst: wgpu::Buffer,
+        bytes: u64,
+    },
+    /// Every dispatch of a recorded evaluation (its inputs are copied in before, its output out
+    /// after, by `Copy` commands).
+    Replay(Rc<Plan>),
+}
+
 pub struct Gpu {
     ctx: Rc<GpuContext>,
     pipelines: PipelineCache,
     pool: Rc<RefCell<Pool>>,
-    pending: Vec<Dispatch>,
+    pending: Vec<Command>,
     /// Bound where an optional input (bias, add) is absent.
     dummy: wgpu::Buffer,
     /// Sinusoidal frequency tables by embedding width (see `ops::timestep_frequencies`).
     frequencies: HashMap<usize, GpuTensor>,
     /// The readback buffer, reused by every read and replaced only by a larger one.
     staging: Option<wgpu::Buffer>,
+    /// Uniform blocks of the unplanned dispatches waiting in `pending`, at aligned offsets of
+    /// `uniform_arena`; written with one `write_buffer` per submit.
+    uniform_arena: wgpu::Buffer,
+    uniform_bytes: Vec<u8>,
+    /// Small uploads waiting in `pending`, copied from `upload_arena` to their tensors in order.
+    upload_arena: wgpu::Buffer,
+    upload_bytes: Vec<u8>,
+    /// Recorded evaluations, least recently used first.
+    plans: Vec<Rc<Plan>>,
+    /// Set while an evaluation is being recorded: dispatches and allocations go to it.
+    recording: Option<Recorder>,
+    /// Steps submitted and not yet known to be done (see [`Backend::pace`]).
+    in_flight: VecDeque<InFlight>,
+    /// The last submit, if no step boundary has claimed it yet.
+    unpaced: Option<wgpu::SubmissionIndex>,
+}
+
+/// A submitted step and the signal that it has run.
+struct InFlight {
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    index: wgpu::SubmissionIndex,
+    done: futures_channel::oneshot::Receiver<()>,
 }
 
 const WG: u64 = 256;
@@ -130,23 +182,53 @@ const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 const MAX_GROUPS: u64 = 65535;
+/// Room for the uniforms of 256 unplanned dispatches between submits.
+const UNIFORM_ARENA_BYTES: u64 = 64 << 10;
+/// Uploads up to a quarter of this go through the arena; larger ones (weights) are written directly.
+const UPLOAD_ARENA_BYTES: u64 = 1 << 20;
+/// Recorded evaluations kept (one per model and batch shape in use).
+const MAX_PLANS: usize = 8;
+/// Sampler steps queued on the device before the next step waits for the oldest: enough to keep
+/// it busy, few enough that a cancel takes effect soon and nothing piles up.
+const MAX_STEPS_IN_FLIGHT: usize = 2;
 
 impl Gpu {
     pub fn new(ctx: Rc<GpuContext>) -> Gpu {
-        let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("dummy"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        let buffer = |label, size, usage| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let dummy = buffer("dummy", 16, wgpu::BufferUsages::STORAGE);
+        let uniform_arena = buffer(
+            "uniforms",
+            UNIFORM_ARENA_BYTES,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        );
+        let upload_arena = buffer(
+            "uploads",
+            UPLOAD_ARENA_BYTES,
+            wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        );
         Gpu {
             ctx,
             pipelines: PipelineCache::default(),
-            pool: Rc::default(),
+            pool: Pool::new(POOL_MAX_FREE_BYTES),
             pending: Vec::new(),
             dummy,
             frequencies: HashMap::new(),
             staging: None,
+            uniform_arena,
+            uniform_bytes: Vec::new(),
+            upload_arena,
+            upload_bytes: Vec::new(),
+            plans: Vec::new(),
+            recording: None,
+            in_flight: VecDeque::new(),
+            unpaced: None,
         }
     }
 
@@ -156,14 +238,33 @@ impl Gpu {
 
     /// What the backend holds in tensor buffers now.
     pub fn memory(&self) -> GpuMemory {
-        self.pool.borrow().stats
+        let mut m = self.pool.borrow().stats;
+        m.plans = self.plans.len();
+        m.plan_bytes = self.plans.iter().map(|p| p.bytes()).sum();
+        m
     }
 
-    fn tensor(&self, buffer: wgpu::Buffer, shape: Vec<usize>) -> GpuTensor {
+    /// Dispatches in the recorded evaluation of `owner` with these input shapes, if one is kept.
+    pub fn planned_dispatches(&self, owner: u64, shapes: &[&[usize]]) -> Option<usize> {
+        self.plans
+            .iter()
+            .find(|p| p.matches(owner, shapes))
+            .map(|p| p.dispatches.len())
+    }
+
+    /// The pool new tensors come from: the recording's own while recording.
+    fn current_pool(&self) -> &Rc<RefCell<Pool>> {
+        match &self.recording {
+            Some(rec) => &rec.pool,
+            None => &self.pool,
+        }
+    }
+
+    fn tensor(pool: &Rc<RefCell<Pool>>, buffer: wgpu::Buffer, shape: Vec<usize>) -> GpuTensor {
         GpuTensor {
             slot: Rc::new(Slot {
                 buffer,
-                pool: self.pool.clone(),
+                pool: pool.clone(),
             }),
             shape,
         }
@@ -172,9 +273,10 @@ impl Gpu {
     /// An output tensor, reusing a free buffer of its size (contents undefined until written).
     fn alloc(&mut self, shape: Vec<usize>) -> Result<GpuTensor> {
         let bytes = self.checked_bytes(&shape)?;
-        let reused = self.pool.borrow_mut().take(bytes);
+        let pool = self.current_pool().clone();
+        let reused = pool.borrow_mut().take(bytes);
         let buffer = reused.unwrap_or_else(|| {
-            self.pool.borrow_mut().created(bytes);
+            pool.borrow_mut().created(bytes);
             self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: None,
                 size: bytes,
@@ -182,19 +284,23 @@ impl Gpu {
                 mapped_at_creation: false,
             })
         });
-        Ok(self.tensor(buffer, shape))
+        Ok(Self::tensor(&pool, buffer, shape))
     }
 
-    /// A tensor holding `data`: a free buffer of its size written in queue order (a flush), or a
-    /// new buffer filled at creation (no flush).
+    /// A tensor holding `data`: a free buffer of its size filled in queue order, or a new buffer
+    /// filled at creation.
     fn alloc_init(&mut self, data: &[f32], shape: Vec<usize>) -> Result<GpuTensor> {
         check_upload(data.len(), &shape)?;
+        if self.recording.is_some() {
+            return Err(Error::Gpu(
+                "an upload inside a recorded evaluation would be replayed stale".into(),
+            ));
+        }
         let bytes = self.checked_bytes(&shape)?;
         let reused = self.pool.borrow_mut().take(bytes);
         if let Some(buffer) = reused {
-            let t = self.tensor(buffer, shape);
-            self.write(&t, data)?;
-            return Ok(t);
+            self.stage_upload(&buffer, bytemuck::cast_slice(data));
+            return Ok(Self::tensor(&self.pool, buffer, shape));
         }
         let mut contents = bytemuck::cast_slice::<f32, u8>(data).to_vec();
         contents.resize(bytes as usize, 0);
@@ -207,7 +313,32 @@ impl Gpu {
                 contents: &contents,
                 usage: TENSOR_USAGE,
             });
-        Ok(self.tensor(buffer, shape))
+        Ok(Self::tensor(&self.pool, buffer, shape))
+    }
+
+    /// Writes `data` to the start of `dst` in order with the recorded work: small uploads ride in
+    /// the upload arena (no flush), large ones flush and write directly.
+    fn stage_upload(&mut self, dst: &wgpu::Buffer, data: &[u8]) {
+        let bytes = data.len() as u64;
+        if bytes == 0 {
+            return;
+        }
+        if bytes > UPLOAD_ARENA_BYTES / 4 {
+            self.flush();
+            self.ctx.queue.write_buffer(dst, 0, data);
+            return;
+        }
+        if self.upload_bytes.len() as u64 + bytes > UPLOAD_ARENA_BYTES {
+            self.flush();
+        }
+        let src_offset = self.upload_bytes.len() as u64;
+        self.upload_bytes.extend_from_slice(data);
+        self.pending.push(Command::Copy {
+            src: self.upload_arena.clone(),
+            src_offset,
+            dst: dst.clone(),
+            bytes,
+        });
     }
 
     /// Buffer size for a shape (16-byte multiple), checked against the device's binding limit.
@@ -221,7 +352,13 @@ impl Gpu {
         Ok(bytes)
     }
 
-    /// Records one dispatch of `kernel` with a uniform block and buffer bindings in layout order.
+    /// Offsets of uniform blocks in one buffer must be multiples of this.
+    fn uniform_alignment(&self) -> usize {
+        self.ctx.device.limits().min_uniform_buffer_offset_alignment as usize
+    }
+
+    /// Records one dispatch of `kernel` with a uniform block and buffer bindings in layout order:
+    /// into the recording if one is open, else into `pending` with its uniforms in the arena.
     fn dispatch<P: bytemuck::Pod>(
         &mut self,
         kernel: Kernel,
@@ -235,44 +372,43 @@ impl Gpu {
             0,
             "uniform blocks are 16-byte multiples"
         );
-        let uniform = self
-            .ctx
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: bytemuck::bytes_of(params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let p = self.pipelines.get(&self.ctx.device, kernel);
-        let mut buffers: Vec<&wgpu::Buffer> = vec![&uniform];
-        buffers.extend(inputs.iter().map(|t| t.map_or(&self.dummy, |t| t.buffer())));
-        buffers.extend(out.iter().map(|t| t.buffer()));
+        let mut buffers: Vec<wgpu::Buffer> = inputs
+            .iter()
+            .map(|t| t.map_or(&self.dummy, |t| t.buffer()).clone())
+            .collect();
+        buffers.extend(out.iter().map(|t| t.buffer().clone()));
         debug_assert_eq!(
-            buffers.len(),
+            buffers.len() + 1,
             kernel.bindings().len(),
             "{kernel:?} bindings"
         );
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        let bind_group = self
-            .ctx
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &p.layout,
-                entries: &entries,
-            });
-        self.pending.push(Dispatch {
-            pipeline: p.pipeline.clone(),
+        let align = self.uniform_alignment();
+        if let Some(rec) = &mut self.recording {
+            rec.record(kernel, bytemuck::bytes_of(params), align, buffers, groups);
+            return;
+        }
+        if (self.uniform_bytes.len() + align) as u64 > UNIFORM_ARENA_BYTES {
+            self.flush();
+        }
+        let offset = self.uniform_bytes.len() as u64;
+        self.uniform_bytes
+            .extend_from_slice(bytemuck::bytes_of(params));
+        self.uniform_bytes
+            .resize(self.uniform_bytes.len().next_multiple_of(align), 0);
+        let pipeline = self.pipelines.get(&self.ctx.device, kernel);
+        let bind_group = plan::bind_group(
+            &self.ctx.device,
+            &pipeline.layout,
+            &self.uniform_arena,
+            offset,
+            std::mem::size_of::<P>() as u64,
+            &buffers,
+        );
+        self.pending.push(Command::Dispatch(Dispatch {
+            pipeline: pipeline.pipeline.clone(),
             bind_group,
             groups,
-        });
+        }));
     }
 
     /// Workgroup counts for one invocation per element, folded into 2-D past 65535 groups.
@@ -322,39 +458,112 @@ impl Gpu {
         Ok(out)
     }
 
-    /// Encodes everything recorded so far into one compute pass and submits it.
+    /// Writes the arenas and submits everything recorded so far as one command buffer.
     pub fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
         }
+        for (arena, bytes) in [
+            (&self.uniform_arena, &mut self.uniform_bytes),
+            (&self.upload_arena, &mut self.upload_bytes),
+        ] {
+            if !bytes.is_empty() {
+                self.ctx.queue.write_buffer(arena, 0, bytes);
+                bytes.clear();
+            }
+        }
         let commands = std::mem::take(&mut self.pending);
-        self.submit(commands.iter());
-    }
-
-    fn submit<'a>(&self, dispatches: impl Iterator<Item = &'a Dispatch>) {
         let mut enc = self
             .ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        {
+        let mut rest = commands.as_slice();
+        while let Some(first) = rest.first() {
+            if let Command::Copy {
+                src,
+                src_offset,
+                dst,
+                bytes,
+            } = first
+            {
+                enc.copy_buffer_to_buffer(src, *src_offset, dst, 0, *bytes);
+                rest = &rest[1..];
+                continue;
+            }
+            // Consecutive dispatches share one compute pass.
+            let run = rest
+                .iter()
+                .position(|c| matches!(c, Command::Copy { .. }))
+                .unwrap_or(rest.len());
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            for d in dispatches {
+            let mut encode = |d: &Dispatch| {
                 pass.set_pipeline(&d.pipeline);
                 pass.set_bind_group(0, &d.bind_group, &[]);
                 pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+            };
+            for c in &rest[..run] {
+                match c {
+                    Command::Dispatch(d) => encode(d),
+                    Command::Replay(plan) => plan.dispatches.iter().for_each(&mut encode),
+                    Command::Copy { .. } => unreachable!("copies end a run"),
+                }
             }
+            drop(pass);
+            rest = &rest[run..];
         }
-        self.ctx.queue.submit([enc.finish()]);
+        self.unpaced = Some(self.ctx.queue.submit([enc.finish()]));
     }
 
-    /// Overwrites a tensor's values from the host, in order with recorded work.
-    fn write(&mut self, t: &GpuTensor, data: &[f32]) -> Result<()> {
-        check_upload(data.len(), &t.shape)?;
-        self.flush();
+    /// The recorded evaluation for `owner` and these inputs, recording it on first use.
+    fn plan_for(
+        &mut self,
+        owner: u64,
+        inputs: &[&GpuTensor],
+        f: impl FnOnce(&mut Self, &[&GpuTensor]) -> Result<GpuTensor>,
+    ) -> Result<Rc<Plan>> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape.as_slice()).collect();
+        if let Some(i) = self.plans.iter().position(|p| p.matches(owner, &shapes)) {
+            let plan = self.plans.remove(i);
+            self.plans.push(plan.clone());
+            return Ok(plan);
+        }
+        if self.recording.is_some() {
+            return Err(Error::Gpu("recorded evaluations do not nest".into()));
+        }
+        self.recording = Some(Recorder::new(Pool::new(u64::MAX)));
+        let traced = (|| {
+            let ins = inputs
+                .iter()
+                .map(|t| self.alloc(t.shape.clone()))
+                .collect::<Result<Vec<_>>>()?;
+            let refs: Vec<&GpuTensor> = ins.iter().collect();
+            let out = f(self, &refs)?;
+            Ok((ins, out))
+        })();
+        let rec = self.recording.take().expect("recording was open");
+        let (ins, out) = traced?;
+        let plan = Rc::new(rec.finish(&self.ctx.device, &mut self.pipelines, owner, ins, out));
+        if self.plans.len() == MAX_PLANS {
+            self.plans.remove(0);
+        }
+        self.plans.push(plan.clone());
+        Ok(plan)
+    }
+
+    /// Waits until submission `index` has run (native: polls the device; web: the signal).
+    async fn wait(&self, step: InFlight) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
         self.ctx
-            .queue
-            .write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
-        Ok(())
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(step.index),
+                timeout: None,
+            })
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        step.done
+            .await
+            .map_err(|_| Error::Gpu("the device stopped responding (lost?)".into()))?;
+        self.ctx.check()
     }
 }
 
@@ -371,6 +580,9 @@ impl Backend for Gpu {
 
     async fn read(&mut self, t: &GpuTensor) -> Result<Vec<f32>> {
         self.flush();
+        // Everything submitted so far will have run when the map completes.
+        self.in_flight.clear();
+        self.unpaced = None;
         let bytes = (t.len() * 4) as u64;
         // Taken out while in use: a read that fails leaves it mapped, and it is then dropped.
         let staging = match self.staging.take() {
@@ -417,6 +629,8 @@ impl Backend for Gpu {
 
     async fn sync(&mut self) -> Result<()> {
         self.flush();
+        self.in_flight.clear();
+        self.unpaced = None;
         let (tx, rx) = futures_channel::oneshot::channel();
         self.ctx.queue.on_submitted_work_done(move || {
             let _ = tx.send(());
@@ -429,6 +643,56 @@ impl Backend for Gpu {
         rx.await
             .map_err(|_| Error::Gpu("the device stopped responding (lost?)".into()))?;
         self.ctx.check()
+    }
+
+    /// Submits the step and keeps at most [`MAX_STEPS_IN_FLIGHT`] steps queued: waits for the
+    /// oldest only past that, so the device never drains between steps.
+    async fn pace(&mut self) -> Result<()> {
+        self.flush();
+        if let Some(index) = self.unpaced.take() {
+            let (tx, done) = futures_channel::oneshot::channel();
+            self.ctx.queue.on_submitted_work_done(move || {
+                let _ = tx.send(());
+            });
+            self.in_flight.push_back(InFlight { index, done });
+        }
+        while self.in_flight.len() > MAX_STEPS_IN_FLIGHT {
+            let oldest = self.in_flight.pop_front().expect("more than the bound");
+            self.wait(oldest).await?;
+        }
+        self.ctx.check()
+    }
+
+    /// Replays the recorded evaluation (recording it first if needed): copies in, the plan's
+    /// dispatches, and a copy of its output into a tensor of the caller's own.
+    fn replayed(
+        &mut self,
+        owner: u64,
+        inputs: &[&GpuTensor],
+        f: impl FnOnce(&mut Self, &[&GpuTensor]) -> Result<GpuTensor>,
+    ) -> Result<GpuTensor> {
+        let plan = self.plan_for(owner, inputs, f)?;
+        for (src, dst) in inputs.iter().zip(&plan.inputs) {
+            self.pending.push(Command::Copy {
+                src: src.buffer().clone(),
+                src_offset: 0,
+                dst: dst.buffer().clone(),
+                bytes: (src.len() * 4) as u64,
+            });
+        }
+        self.pending.push(Command::Replay(plan.clone()));
+        let out = self.alloc(plan.output.shape.clone())?;
+        self.pending.push(Command::Copy {
+            src: plan.output.buffer().clone(),
+            src_offset: 0,
+            dst: out.buffer().clone(),
+            bytes: (out.len() * 4) as u64,
+        });
+        Ok(out)
+    }
+
+    fn forget(&mut self, owner: u64) {
+        self.plans.retain(|p| p.owner() != owner);
     }
 
     fn reshape(&mut self, t: &GpuTensor, shape: &[usize]) -> Result<GpuTensor> {
@@ -697,7 +961,11 @@ impl Backend for Gpu {
         let freqs = match self.frequencies.get(&dim) {
             Some(f) => f.clone(),
             None => {
-                let f = self.alloc_init(&ops::timestep_frequencies(dim), vec![dim / 2])?;
+                // A constant shared by every plan: made outside any recording.
+                let recording = self.recording.take();
+                let f = self.alloc_init(&ops::timestep_frequencies(dim), vec![dim / 2]);
+                self.recording = recording;
+                let f = f?;
                 self.frequencies.insert(dim, f.clone());
                 f
             }

@@ -26,7 +26,12 @@ enum Net<B: Backend> {
 pub struct Network<B: Backend> {
     pub config: ModelConfig,
     net: Net<B>,
+    /// Names this network to the backend for recorded evaluations ([`Backend::replayed`]).
+    pub id: u64,
 }
+
+/// Source of [`Network::id`]: unique for the life of the process.
+static NEXT_NETWORK_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl<B: Backend> Network<B> {
     /// Parses a weights file, checks every tensor against the config, and uploads the weights.
@@ -83,11 +88,15 @@ impl<B: Backend> Network<B> {
             )?),
         };
         src.finish()?;
-        Ok(Network { config, net })
+        Ok(Network {
+            config,
+            net,
+            id: NEXT_NETWORK_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
     }
 
     /// eps for a batch: x `[n, ..sample_shape]`, t `[n]` in (0, 1], labels `[n]` (integer values,
-    /// `null_index` for no class).
+    /// `null_index` for no class). Recorded once per batch shape and replayed where the backend can.
     pub fn forward(
         &self,
         be: &mut B,
@@ -95,7 +104,9 @@ impl<B: Backend> Network<B> {
         t: &B::Tensor,
         labels: &B::Tensor,
     ) -> Result<B::Tensor> {
-        self.forward_with_taps(be, x, t, labels, None)
+        be.replayed(self.id, &[x, t, labels], |be, ins| {
+            self.forward_with_taps(be, ins[0], ins[1], ins[2], None)
+        })
     }
 
     pub fn forward_with_taps(

@@ -353,7 +353,7 @@ impl<'a, B: Backend, D: Denoiser<B>, P: Progress> Run<'a, B, D, P> {
         }
     }
 
-    /// Reports a finished step; previews and cancels as the caller asks; lets the device catch up.
+    /// Reports a finished step; previews and cancels as the caller asks; paces the device.
     async fn end_step(&mut self, t: f64, fraction: f64, x: &B::Tensor) -> Result<()> {
         self.step += 1;
         let info = self.info(t, fraction, false);
@@ -374,7 +374,7 @@ impl<'a, B: Backend, D: Denoiser<B>, P: Progress> Run<'a, B, D, P> {
             }
             Control::Continue => {}
         }
-        self.be.sync().await
+        self.be.pace().await
     }
 
     /// Final denoising at `t`.
