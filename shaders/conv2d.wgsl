@@ -1,6 +1,7 @@
 // 2-D convolution, NHWC, zero padding KSIZE/2, as an implicit GEMM (im2col on the fly):
 //   out[p, co] = bias[co] + sum_{ky,kx,ci} x[n, oy*S+ky-P, ox*S+kx-P, ci] * w[(ky*K+kx)*Cin+ci, co]
-// where p = (n, oy, ox) is flattened. Weights are pre-transposed at load to [K*K*Cin, Cout].
+// where p = (n, oy, ox) is flattened, plus add[p, co] where `has_add` (a residual connection).
+// Weights are pre-transposed at load to [K*K*Cin, Cout].
 // Each invocation computes 4 output pixels x 4 output channels in registers. `main` handles any
 // channel counts; `main_vec4` (Cin and Cout multiples of 4) reads 4 input channels and a 4x4 weight
 // block per load, a quarter of the loads per multiply-add.
@@ -10,14 +11,15 @@ override STRIDE: u32 = 1u;
 
 struct Params {
     n: u32, h: u32, w: u32, cin: u32,
-    ho: u32, wo: u32, cout: u32, _pad: u32,
+    ho: u32, wo: u32, cout: u32, has_add: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> add: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 // The same buffers seen as vec4 by `main_vec4` (WGSL allows aliased bindings across entry points).
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> wt4: array<vec4<f32>>;
@@ -77,7 +79,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var j = 0u; j < 4u; j++) {
             let co = co0 + j;
             if (co >= p.cout) { break; }
-            out[q * p.cout + co] = acc[i][j] + bias[co];
+            let o = q * p.cout + co;
+            var v = acc[i][j] + bias[co];
+            if (p.has_add != 0u) { v += add[o]; }
+            out[o] = v;
         }
     }
 }
@@ -120,7 +125,10 @@ fn main_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
         let q = pix0 + i;
         if (q >= npix) { break; }
         let o = q * p.cout + co0;
-        let v = acc[i] + b;
+        var v = acc[i] + b;
+        if (p.has_add != 0u) {
+            v += vec4<f32>(add[o], add[o + 1u], add[o + 2u], add[o + 3u]);
+        }
         out[o] = v.x;
         out[o + 1u] = v.y;
         out[o + 2u] = v.z;

@@ -51,6 +51,19 @@ pub trait Backend {
         bias: &Self::Tensor,
         spec: Conv2d,
     ) -> Result<Self::Tensor>;
+    /// `conv2d(x) + add` (a residual connection; add has the output's shape). Backends that can
+    /// fuse the add into the convolution override this composition.
+    fn conv2d_add(
+        &mut self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: &Self::Tensor,
+        add: &Self::Tensor,
+        spec: Conv2d,
+    ) -> Result<Self::Tensor> {
+        let y = self.conv2d(x, w, bias, spec)?;
+        self.add(&y, add)
+    }
     /// Output `[batch, m, n]`, see [`Matmul`].
     fn matmul(
         &mut self,

@@ -39,7 +39,7 @@ pub struct ConvParams {
     pub ho: u32,
     pub wo: u32,
     pub cout: u32,
-    pub _pad: u32,
+    pub has_add: u32,
 }
 
 /// `matmul.wgsl`'s `Params`: the sizes, each operand's view (offset, batch, row and column
@@ -65,7 +65,7 @@ pub struct MatmulParams {
     pub _p1: u32,
 }
 
-/// `group_norm.wgsl`'s `Params` (both passes).
+/// `group_norm.wgsl`'s `Params`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub struct GroupNormParams {
@@ -158,8 +158,7 @@ pub enum Kernel {
         stride: u32,
         vec4: bool,
     },
-    GroupNormStats,
-    GroupNormApply,
+    GroupNorm,
     Elementwise(Elementwise),
     Sampler(SamplerKernel),
 }
@@ -169,7 +168,7 @@ impl Kernel {
         match self {
             Kernel::Matmul => "matmul",
             Kernel::Conv2d { .. } => "conv2d",
-            Kernel::GroupNormStats | Kernel::GroupNormApply => "group_norm",
+            Kernel::GroupNorm => "group_norm",
             Kernel::Elementwise(_) => "elementwise",
             Kernel::Sampler(_) => "sampler",
         }
@@ -177,10 +176,8 @@ impl Kernel {
 
     fn entry(&self) -> &'static str {
         match self {
-            Kernel::Matmul | Kernel::Conv2d { vec4: false, .. } => "main",
+            Kernel::Matmul | Kernel::GroupNorm | Kernel::Conv2d { vec4: false, .. } => "main",
             Kernel::Conv2d { vec4: true, .. } => "main_vec4",
-            Kernel::GroupNormStats => "stats_main",
-            Kernel::GroupNormApply => "apply_main",
             Kernel::Elementwise(e) => match e {
                 Elementwise::Silu => "silu",
                 Elementwise::Axpby => "axpby",
@@ -211,10 +208,9 @@ impl Kernel {
 
     pub fn bindings(&self) -> &'static [Binding] {
         match self {
-            Kernel::Matmul | Kernel::Conv2d { .. } => &[Uniform, Read, Read, Read, ReadWrite],
-            Kernel::GroupNormStats | Kernel::GroupNormApply => {
-                &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite]
-            }
+            Kernel::Matmul => &[Uniform, Read, Read, Read, ReadWrite],
+            Kernel::Conv2d { .. } => &[Uniform, Read, Read, Read, Read, ReadWrite],
+            Kernel::GroupNorm => &[Uniform, Read, Read, Read, Read, ReadWrite],
             Kernel::Elementwise(_) => &[Uniform, Read, Read, ReadWrite],
             Kernel::Sampler(_) => &[Uniform, Read, Read, Read, Read, Read, ReadWrite],
         }

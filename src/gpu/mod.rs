@@ -411,6 +411,55 @@ impl Gpu {
         }));
     }
 
+    /// A convolution with an optional residual `add` fused into its output.
+    fn conv(
+        &mut self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: &GpuTensor,
+        add: Option<&GpuTensor>,
+        spec: Conv2d,
+    ) -> Result<GpuTensor> {
+        let [n, ho, wo, cout] = spec.check(&x.shape, &w.shape, &bias.shape)?;
+        if let Some(a) = add {
+            ops::check_same("conv2d_add", &a.shape, &[n, ho, wo, cout])?;
+        }
+        let [_, h, wd, cin] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+        let out = self.alloc(vec![n, ho, wo, cout])?;
+        let pix_groups = ((n * ho * wo) as u64).div_ceil(32);
+        if pix_groups > MAX_GROUPS {
+            return Err(Error::Param {
+                name: "batch".into(),
+                detail: format!("{n} images of {h}x{wd} exceed one dispatch; use a smaller batch"),
+            });
+        }
+        let u = |v: usize| v as u32;
+        let params = ConvParams {
+            n: u(n),
+            h: u(h),
+            w: u(wd),
+            cin: u(cin),
+            ho: u(ho),
+            wo: u(wo),
+            cout: u(cout),
+            has_add: add.is_some() as u32,
+        };
+        let groups = [(cout as u32).div_ceil(32), pix_groups as u32, 1];
+        let vec4 = cin % 4 == 0 && cout % 4 == 0;
+        self.dispatch(
+            Kernel::Conv2d {
+                ksize: spec.ksize as u32,
+                stride: spec.stride as u32,
+                vec4,
+            },
+            &params,
+            &[Some(x), Some(w), Some(bias), add],
+            &[&out],
+            groups,
+        );
+        Ok(out)
+    }
+
     /// Workgroup counts for one invocation per element, folded into 2-D past 65535 groups.
     fn flat_groups(len: usize) -> [u32; 3] {
         let groups = (len as u64).div_ceil(WG).max(1);
@@ -710,41 +759,18 @@ impl Backend for Gpu {
         bias: &GpuTensor,
         spec: Conv2d,
     ) -> Result<GpuTensor> {
-        let [n, ho, wo, cout] = spec.check(&x.shape, &w.shape, &bias.shape)?;
-        let [_, h, wd, cin] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
-        let out = self.alloc(vec![n, ho, wo, cout])?;
-        let pix_groups = ((n * ho * wo) as u64).div_ceil(32);
-        if pix_groups > MAX_GROUPS {
-            return Err(Error::Param {
-                name: "batch".into(),
-                detail: format!("{n} images of {h}x{wd} exceed one dispatch; use a smaller batch"),
-            });
-        }
-        let u = |v: usize| v as u32;
-        let params = ConvParams {
-            n: u(n),
-            h: u(h),
-            w: u(wd),
-            cin: u(cin),
-            ho: u(ho),
-            wo: u(wo),
-            cout: u(cout),
-            _pad: 0,
-        };
-        let groups = [(cout as u32).div_ceil(32), pix_groups as u32, 1];
-        let vec4 = cin % 4 == 0 && cout % 4 == 0;
-        self.dispatch(
-            Kernel::Conv2d {
-                ksize: spec.ksize as u32,
-                stride: spec.stride as u32,
-                vec4,
-            },
-            &params,
-            &[Some(x), Some(w), Some(bias)],
-            &[&out],
-            groups,
-        );
-        Ok(out)
+        self.conv(x, w, bias, None, spec)
+    }
+
+    fn conv2d_add(
+        &mut self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: &GpuTensor,
+        add: &GpuTensor,
+        spec: Conv2d,
+    ) -> Result<GpuTensor> {
+        self.conv(x, w, bias, Some(add), spec)
     }
 
     fn matmul(
@@ -824,7 +850,6 @@ impl Backend for Gpu {
                 ),
             });
         }
-        let stats = self.alloc(vec![n * spec.groups, 2])?;
         let out = self.alloc(x.shape.clone())?;
         let params = GroupNormParams {
             n: n as u32,
@@ -836,20 +861,12 @@ impl Backend for Gpu {
             eps: spec.eps,
             _pad: 0,
         };
-        let inputs = [Some(x), add, Some(gamma), Some(beta)];
         self.dispatch(
-            Kernel::GroupNormStats,
+            Kernel::GroupNorm,
             &params,
-            &inputs,
-            &[&stats, &out],
+            &[Some(x), add, Some(gamma), Some(beta)],
+            &[&out],
             [(n * spec.groups) as u32, 1, 1],
-        );
-        self.dispatch(
-            Kernel::GroupNormApply,
-            &params,
-            &inputs,
-            &[&stats, &out],
-            Self::flat_groups(x.len()),
         );
         Ok(out)
     }

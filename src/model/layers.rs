@@ -123,6 +123,11 @@ impl<B: Backend> Conv<B> {
     pub fn forward(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
         be.conv2d(x, &self.w, &self.b, self.spec)
     }
+
+    /// `forward(x) + add` (a residual connection).
+    pub fn forward_add(&self, be: &mut B, x: &B::Tensor, add: &B::Tensor) -> Result<B::Tensor> {
+        be.conv2d_add(x, &self.w, &self.b, add, self.spec)
+    }
 }
 
 pub struct Norm<B: Backend> {

@@ -76,12 +76,11 @@ impl<B: Backend> ResBlock<B> {
         let h = self.conv1.forward(be, &h)?;
         let e = self.temb.forward(be, temb_act)?;
         let h = self.norm2.forward(be, &h, Some(&e), true)?;
-        let h = self.conv2.forward(be, &h)?;
         let skip = match &self.skip {
             Some(conv) => conv.forward(be, x)?,
             None => x.clone(),
         };
-        be.add(&h, &skip)
+        self.conv2.forward_add(be, &h, &skip)
     }
 }
 

@@ -36,6 +36,15 @@ pub enum Case {
         ksize: usize,
         stride: usize,
     },
+    /// A convolution with a residual add fused in (`conv2d_add`).
+    ConvAdd {
+        n: usize,
+        h: usize,
+        w: usize,
+        cin: usize,
+        cout: usize,
+        ksize: usize,
+    },
     Linear {
         rows: usize,
         k: usize,
@@ -128,6 +137,31 @@ pub enum Case {
 pub fn sweep() -> Vec<Case> {
     use Case::*;
     vec![
+        // Any channel counts, and the vec4 path (multiples of 4).
+        ConvAdd {
+            n: 2,
+            h: 5,
+            w: 7,
+            cin: 3,
+            cout: 5,
+            ksize: 3,
+        },
+        ConvAdd {
+            n: 3,
+            h: 4,
+            w: 3,
+            cin: 8,
+            cout: 12,
+            ksize: 3,
+        },
+        ConvAdd {
+            n: 1,
+            h: 6,
+            w: 5,
+            cin: 4,
+            cout: 8,
+            ksize: 1,
+        },
         Conv {
             n: 1,
             h: 1,
@@ -508,6 +542,20 @@ impl Case {
                 let wt = randn(be, &[ksize * ksize * cin, cout], 0.3)?;
                 let b = randn(be, &[cout], 0.5)?;
                 be.conv2d(&x, &wt, &b, Conv2d { ksize, stride })?
+            }
+            Case::ConvAdd {
+                n,
+                h,
+                w,
+                cin,
+                cout,
+                ksize,
+            } => {
+                let x = randn(be, &[n, h, w, cin], 1.0)?;
+                let wt = randn(be, &[ksize * ksize * cin, cout], 0.3)?;
+                let b = randn(be, &[cout], 0.5)?;
+                let add = randn(be, &[n, h, w, cout], 1.0)?;
+                be.conv2d_add(&x, &wt, &b, &add, Conv2d { ksize, stride: 1 })?
             }
             Case::Linear { rows, k, n, bias } => {
                 let x = randn(be, &[rows, k], 1.0)?;
