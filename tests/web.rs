@@ -496,3 +496,111 @@ async fn the_wasm_api_names_every_wrong_argument() {
     let values = js_sys::Reflect::get(&out, &s("values")).unwrap();
     assert_eq!(Float32Array::from(values).length(), 6);
 }
+
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+// Wraps the WebGPU calls that cost CPU time or stall the queue, counting each, before the lab
+// opens its device. A fence (onSubmittedWorkDone) that resolves with no later submit means the
+// device ran out of queued work: a drain.
+export function count_webgpu_calls() {
+  if (globalThis.webgpuCounts) return;
+  const c = globalThis.webgpuCounts = {
+    createBuffer: 0, createBindGroup: 0, writeBuffer: 0, submit: 0, dispatchWorkgroups: 0,
+    onSubmittedWorkDone: 0, mapAsync: 0, drains: 0,
+  };
+  const wrap = (proto, name, after) => {
+    const f = proto[name];
+    proto[name] = function (...args) {
+      c[name]++;
+      const r = f.apply(this, args);
+      return after ? after(r) : r;
+    };
+  };
+  wrap(GPUDevice.prototype, 'createBuffer');
+  wrap(GPUDevice.prototype, 'createBindGroup');
+  wrap(GPUQueue.prototype, 'writeBuffer');
+  wrap(GPUQueue.prototype, 'submit');
+  wrap(GPUComputePassEncoder.prototype, 'dispatchWorkgroups');
+  wrap(GPUBuffer.prototype, 'mapAsync');
+  wrap(GPUQueue.prototype, 'onSubmittedWorkDone', (p) => {
+    const submits = c.submit;
+    return p.then((v) => { if (c.submit === submits) c.drains++; return v; });
+  });
+}
+export function webgpu_counts() {
+  return JSON.stringify(globalThis.webgpuCounts);
+}
+"#)]
+extern "C" {
+    fn count_webgpu_calls();
+    fn webgpu_counts() -> String;
+}
+
+fn counts() -> std::collections::BTreeMap<String, i64> {
+    serde_json::from_str(&webgpu_counts()).unwrap()
+}
+
+fn since(
+    before: &std::collections::BTreeMap<String, i64>,
+) -> std::collections::BTreeMap<String, i64> {
+    counts()
+        .into_iter()
+        .map(|(k, v)| (k.clone(), v - before[&k]))
+        .collect()
+}
+
+/// The steady state of the GPU engine, counted on Chromium's WebGPU: a network evaluation makes
+/// no buffer and no bind group and is one submit; a sampler run without previews submits once
+/// per step and never lets the device run dry before its last step.
+#[wasm_bindgen_test]
+async fn steady_state_evaluations_create_nothing_and_steps_do_not_drain() {
+    use scorelab::lab::{SampleRequest, Session};
+    use scorelab::sampler::{Method, SamplerOptions, Silent};
+    count_webgpu_calls();
+    let mut s = Session::new(gpu().await);
+    s.load_model("digits", common::MODELS[1].1).unwrap();
+    let x = vec![0.25f32; 2 * 32 * 32];
+    for batch in [1usize, 8] {
+        let x = vec![0.25f32; batch * 32 * 32];
+        s.eps("digits", &x, 0.5, Some(3), 1.0).await.unwrap(); // records the evaluation
+        let before = counts();
+        let evals = 4;
+        for i in 0..evals {
+            s.eps("digits", &x, 0.2 + 0.1 * i as f64, Some(3), 1.0)
+                .await
+                .unwrap();
+        }
+        let d = since(&before);
+        web_sys::console::log_1(&format!("batch {batch}, {evals} evaluations: {d:?}").into());
+        assert_eq!(d["createBuffer"], 0, "buffers made per evaluation: {d:?}");
+        assert_eq!(
+            d["createBindGroup"], 0,
+            "bind groups made per evaluation: {d:?}"
+        );
+        assert_eq!(d["submit"], evals, "one submit per evaluation: {d:?}");
+        assert_eq!(d["writeBuffer"], evals, "one upload per evaluation: {d:?}");
+        assert!(d["dispatchWorkgroups"] <= 112 * evals, "{d:?}");
+    }
+    drop(x);
+    let steps = 10;
+    let req = SampleRequest {
+        n: 4,
+        seed: 3,
+        sampler: SamplerOptions {
+            method: Method::Ddim,
+            steps: Some(steps),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    s.sample("digits", &req, &mut Silent).await.unwrap(); // records batch 4
+    let before = counts();
+    s.sample("digits", &req, &mut Silent).await.unwrap();
+    let d = since(&before);
+    web_sys::console::log_1(&format!("DDIM {steps} steps, no previews: {d:?}").into());
+    let steps = steps as i64;
+    // One submit per step plus the final denoising step's read.
+    assert!(d["submit"] <= steps + 1, "{d:?}");
+    assert_eq!(d["createBuffer"], 0, "{d:?}");
+    assert!(d["drains"] <= 1, "the device ran dry between steps: {d:?}");
+    assert_eq!(d["mapAsync"], 1, "{d:?}");
+}

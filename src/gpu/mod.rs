@@ -628,10 +628,6 @@ impl Backend for Gpu {
     }
 
     async fn read(&mut self, t: &GpuTensor) -> Result<Vec<f32>> {
-        self.flush();
-        // Everything submitted so far will have run when the map completes.
-        self.in_flight.clear();
-        self.unpaced = None;
         let bytes = (t.len() * 4) as u64;
         // Taken out while in use: a read that fails leaves it mapped, and it is then dropped.
         let staging = match self.staging.take() {
@@ -643,12 +639,17 @@ impl Backend for Gpu {
                 mapped_at_creation: false,
             }),
         };
-        let mut enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        enc.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes);
-        self.ctx.queue.submit([enc.finish()]);
+        // The copy rides in the same submit as the work that produces t.
+        self.pending.push(Command::Copy {
+            src: t.buffer().clone(),
+            src_offset: 0,
+            dst: staging.clone(),
+            bytes,
+        });
+        self.flush();
+        // Everything submitted so far will have run when the map completes.
+        self.in_flight.clear();
+        self.unpaced = None;
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
             let _ = tx.send(r);
