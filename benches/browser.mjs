@@ -98,6 +98,41 @@ async function pageEps() {
   return v;
 }
 
+/** The WebGPU engine's CPU side, counted in the worker (gpu_counters.js): per evaluation at batch
+ *  `n`, the median ms from the call to its submit, and the dispatches, buffers and bind groups
+ *  created, submits and uploads, from the second evaluation on. */
+async function measureEngine(batches) {
+  const page = await browser.newPage();
+  await page.goto(`${base}models/index.json`); // any same-origin document
+  const out = await page.evaluate(async ({ batches, reps }) => {
+    const { LabClient } = await import('/lab.js');
+    const c = new LabClient('/worker.js');
+    await c.call('init', { backend: 'webgpu', countGpu: true });
+    const bytes = new Uint8Array(await (await fetch('/models/digits.safetensors')).arrayBuffer());
+    await c.call('load', { name: 'digits', bytes });
+    const res = {};
+    for (const n of batches) {
+      const x = new Float32Array(n * 1024).map((_, i) => Math.sin(i));
+      const encode = [];
+      let first = null;
+      let last = null;
+      for (let r = 0; r <= reps; r++) {
+        const o = await c.call('eps', { model: 'digits', x: x.slice(), t: 0.5, options: {} });
+        if (r === 0) { first = o.counts; continue; }
+        encode.push(o.encodeMs);
+        last = o.counts;
+      }
+      const per = (k) => (last[k] - first[k]) / reps;
+      res[n] = { encode, dispatches: per('dispatchWorkgroups'), createBuffer: per('createBuffer'), createBindGroup: per('createBindGroup'), submit: per('submit'), writeBuffer: per('writeBuffer') };
+    }
+    c.worker.terminate();
+    return res;
+  }, { batches, reps: REPS });
+  await page.close();
+  for (const r of Object.values(out)) r.encode = median(r.encode);
+  return out;
+}
+
 const version = browser.version();
 const rows = []; // [backend, workers, measurements]
 const cores = Math.min(4, await (async () => { const p = await browser.newPage(); const n = await p.evaluate(() => navigator.hardwareConcurrency); await p.close(); return n; })());
@@ -139,6 +174,13 @@ for (const [name, evals, diff] of ortRows) {
   if (!ours) continue;
   console.log(`${name} (output within ${diff.toExponential(1)} of the page's) / ${label}, time ratio (above 1: scorelab is faster): ${(evals[1] / ours.evals[1]).toFixed(2)} at batch 1, ${(evals[8] / ours.evals[8]).toFixed(2)} at batch 8.`);
   if (pool && !name.includes('WebGPU')) console.log(`${name} / scorelab CPU with ${pool[1]} workers: ${(evals[1] / pool[2].evals[1]).toFixed(2)} at batch 1, ${(evals[8] / pool[2].evals[8]).toFixed(2)} at batch 8.`);
+}
+if (rows.some(([backend]) => backend === 'webgpu')) {
+  const engine = await measureEngine([1, 8]);
+  console.log(`\nWebGPU engine, CPU side, per digits evaluation (median of ${REPS}, after the first):\n`);
+  console.log('| batch | call to submit (ms) | dispatches | createBuffer | createBindGroup | submits | writeBuffer |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const [n, r] of Object.entries(engine)) console.log(`| ${n} | ${r.encode.toFixed(2)} | ${r.dispatches} | ${r.createBuffer} | ${r.createBindGroup} | ${r.submit} | ${r.writeBuffer} |`);
 }
 await browser.close();
 server.close();

@@ -169,48 +169,64 @@ pub trait Backend {
                 ),
             );
         }
-        let hw = h * w;
         let qkv = self.linear(xn, qkv_w, Some(qkv_b))?; // [n, h, w, 3c]
-        let per_batch = hw * 3 * c;
-        let scores = Matmul {
-            batch: n,
-            m: hw,
-            n: hw,
-            k: c,
-            a: View {
-                offset: 0,
-                batch_stride: per_batch,
-                row_stride: 3 * c,
-                col_stride: 1,
-            },
-            b: View {
-                offset: c,
-                batch_stride: per_batch,
-                row_stride: 1,
-                col_stride: 3 * c,
-            },
-            scale: 1.0 / (c as f32).sqrt(),
-        };
-        let att = self.matmul(&qkv, &qkv, None, &scores)?;
-        let att = self.softmax_rows(&att)?;
-        let mix = Matmul {
-            batch: n,
-            m: hw,
-            n: c,
-            k: hw,
-            a: View::row_major(hw, hw),
-            b: View {
-                offset: 2 * c,
-                batch_stride: per_batch,
-                row_stride: 3 * c,
-                col_stride: 1,
-            },
-            scale: 1.0,
-        };
-        let out = self.matmul(&att, &qkv, None, &mix)?;
-        let out = self.reshape(&out, &[n, h, w, c])?;
+        let out = self.attend(&qkv, [n, h, w, c])?;
         self.linear(&out, proj_w, Some(proj_b))
     }
+
+    /// `softmax(q k^T / sqrt(c)) v` for each image, with q, k, v the thirds of the last dim of
+    /// `qkv` `[n, h, w, 3c]`; output `[n, h, w, c]`.
+    fn attend(&mut self, qkv: &Self::Tensor, [n, h, w, c]: [usize; 4]) -> Result<Self::Tensor> {
+        attend_by_parts(self, qkv, [n, h, w, c])
+    }
+}
+
+/// [`Backend::attend`] as two products and a softmax: the definition, and the fallback of a
+/// backend whose fused kernel does not cover a shape.
+pub fn attend_by_parts<B: Backend + ?Sized>(
+    be: &mut B,
+    qkv: &B::Tensor,
+    [n, h, w, c]: [usize; 4],
+) -> Result<B::Tensor> {
+    let hw = h * w;
+    let per_batch = hw * 3 * c;
+    let scores = Matmul {
+        batch: n,
+        m: hw,
+        n: hw,
+        k: c,
+        a: View {
+            offset: 0,
+            batch_stride: per_batch,
+            row_stride: 3 * c,
+            col_stride: 1,
+        },
+        b: View {
+            offset: c,
+            batch_stride: per_batch,
+            row_stride: 1,
+            col_stride: 3 * c,
+        },
+        scale: 1.0 / (c as f32).sqrt(),
+    };
+    let att = be.matmul(qkv, qkv, None, &scores)?;
+    let att = be.softmax_rows(&att)?;
+    let mix = Matmul {
+        batch: n,
+        m: hw,
+        n: c,
+        k: hw,
+        a: View::row_major(hw, hw),
+        b: View {
+            offset: 2 * c,
+            batch_stride: per_batch,
+            row_stride: 3 * c,
+            col_stride: 1,
+        },
+        scale: 1.0,
+    };
+    let out = be.matmul(&att, qkv, None, &mix)?;
+    be.reshape(&out, &[n, h, w, c])
 }
 
 /// Lets the browser run its queued tasks (a cancel message, above all) before the next step: the

@@ -166,7 +166,9 @@ function progressFor(id, { previewEvery = 0, trace = false }, join = null) {
 }
 
 const ops = {
-  async init({ backend, pool }) {
+  /** `countGpu`: count WebGPU calls (gpu_counters.js) from now on, for benchmarks. */
+  async init({ backend, pool, countGpu }) {
+    if (countGpu) (await import('./gpu_counters.js')).count_webgpu_calls();
     wasm = await init();
     poolSize = Math.max(1, Math.min(4, pool ?? (navigator.hardwareConcurrency || 1)));
     for (const lab of Object.values(labs)) lab.free();
@@ -218,7 +220,13 @@ const ops = {
     const lab = labFor(model);
     const per = perSample.get(model);
     const bounds = per && x && x.length % per === 0 ? splitBounds(model, x.length / per) : [0, 0];
-    if (bounds.length <= 2) return { values: await lab.eps(model, x, t, options || {}) };
+    if (bounds.length <= 2) {
+      const t0 = performance.now();
+      const values = await lab.eps(model, x, t, options || {});
+      // With counting on: the CPU time from the call to its one submit (encoding included).
+      const counts = globalThis.webgpuCounts;
+      return counts ? { values, encodeMs: counts.lastSubmitAt - t0, counts: { ...counts } } : { values };
+    }
     const slice = (first, count) => x.slice(first * per, (first + count) * per);
     const outs = await runParts(id, model, bounds,
       async (first, count) => ({ values: await lab.eps(model, slice(first, count), t, options || {}) }),

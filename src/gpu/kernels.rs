@@ -11,6 +11,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
     ("conv2d", include_str!("../../shaders/conv2d.wgsl")),
     ("group_norm", include_str!("../../shaders/group_norm.wgsl")),
+    ("attention", include_str!("../../shaders/attention.wgsl")),
     (
         "elementwise",
         concat!(
@@ -79,6 +80,23 @@ pub struct GroupNormParams {
     pub _pad: u32,
 }
 
+/// `attention.wgsl`'s `Params`: images, tokens per image, channels, and the score scale.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct AttentionParams {
+    pub n: u32,
+    pub hw: u32,
+    pub c: u32,
+    pub _pad: u32,
+    pub scale: f32,
+    pub _p0: u32,
+    pub _p1: u32,
+    pub _p2: u32,
+}
+
+/// Most tokens `attention.wgsl` holds scores for (its workgroup array).
+pub const ATTENTION_MAX_TOKENS: usize = 1024;
+
 /// `elementwise.wgsl`'s `Params`: the element count, three integers and two floats whose meaning
 /// each entry point documents.
 #[repr(C)]
@@ -113,6 +131,7 @@ pub const PARAMS_SIZES: &[(&str, usize)] = &[
     ("conv2d", std::mem::size_of::<ConvParams>()),
     ("matmul", std::mem::size_of::<MatmulParams>()),
     ("group_norm", std::mem::size_of::<GroupNormParams>()),
+    ("attention", std::mem::size_of::<AttentionParams>()),
     ("elementwise", std::mem::size_of::<ElementwiseParams>()),
     ("sampler", std::mem::size_of::<SamplerParams>()),
 ];
@@ -159,6 +178,7 @@ pub enum Kernel {
         vec4: bool,
     },
     GroupNorm,
+    Attention,
     Elementwise(Elementwise),
     Sampler(SamplerKernel),
 }
@@ -169,6 +189,7 @@ impl Kernel {
             Kernel::Matmul => "matmul",
             Kernel::Conv2d { .. } => "conv2d",
             Kernel::GroupNorm => "group_norm",
+            Kernel::Attention => "attention",
             Kernel::Elementwise(_) => "elementwise",
             Kernel::Sampler(_) => "sampler",
         }
@@ -176,7 +197,10 @@ impl Kernel {
 
     fn entry(&self) -> &'static str {
         match self {
-            Kernel::Matmul | Kernel::GroupNorm | Kernel::Conv2d { vec4: false, .. } => "main",
+            Kernel::Matmul
+            | Kernel::GroupNorm
+            | Kernel::Attention
+            | Kernel::Conv2d { vec4: false, .. } => "main",
             Kernel::Conv2d { vec4: true, .. } => "main_vec4",
             Kernel::Elementwise(e) => match e {
                 Elementwise::Silu => "silu",
@@ -211,6 +235,7 @@ impl Kernel {
             Kernel::Matmul => &[Uniform, Read, Read, Read, ReadWrite],
             Kernel::Conv2d { .. } => &[Uniform, Read, Read, Read, Read, ReadWrite],
             Kernel::GroupNorm => &[Uniform, Read, Read, Read, Read, ReadWrite],
+            Kernel::Attention => &[Uniform, Read, ReadWrite],
             Kernel::Elementwise(_) => &[Uniform, Read, Read, ReadWrite],
             Kernel::Sampler(_) => &[Uniform, Read, Read, Read, Read, Read, ReadWrite],
         }

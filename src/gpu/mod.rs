@@ -19,12 +19,14 @@ use wgpu::util::DeviceExt;
 
 pub use context::{AdapterReport, GpuContext};
 use kernels::{
-    ConvParams, Elementwise, ElementwiseParams, GroupNormParams, Kernel, MatmulParams,
-    PipelineCache, SamplerKernel, SamplerParams,
+    AttentionParams, ConvParams, Elementwise, ElementwiseParams, GroupNormParams, Kernel,
+    MatmulParams, PipelineCache, SamplerKernel, SamplerParams,
 };
 use plan::{Plan, Recorder};
 
-use crate::backend::{check_blend, check_reshape, check_rows, check_upload, Backend};
+use crate::backend::{
+    attend_by_parts, check_blend, check_reshape, check_rows, check_upload, Backend,
+};
 use crate::error::{Error, Result};
 use crate::ops::{self, Conv2d, GroupNorm, Matmul};
 
@@ -868,6 +870,34 @@ impl Backend for Gpu {
             &[Some(x), add, Some(gamma), Some(beta)],
             &[&out],
             [(n * spec.groups) as u32, 1, 1],
+        );
+        Ok(out)
+    }
+
+    /// One fused dispatch where the scores fit the kernel's workgroup memory.
+    fn attend(&mut self, qkv: &GpuTensor, [n, h, w, c]: [usize; 4]) -> Result<GpuTensor> {
+        let hw = h * w;
+        ops::check_same("attend", &qkv.shape, &[n, h, w, 3 * c])?;
+        if hw > kernels::ATTENTION_MAX_TOKENS || hw as u64 > MAX_GROUPS || n as u64 > MAX_GROUPS {
+            return attend_by_parts(self, qkv, [n, h, w, c]);
+        }
+        let out = self.alloc(vec![n, h, w, c])?;
+        let params = AttentionParams {
+            n: n as u32,
+            hw: hw as u32,
+            c: c as u32,
+            _pad: 0,
+            scale: 1.0 / (c as f32).sqrt(),
+            _p0: 0,
+            _p1: 0,
+            _p2: 0,
+        };
+        self.dispatch(
+            Kernel::Attention,
+            &params,
+            &[Some(qkv)],
+            &[&out],
+            [hw as u32, n as u32, 1],
         );
         Ok(out)
     }

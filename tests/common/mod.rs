@@ -477,6 +477,19 @@ pub fn sweep() -> Vec<Case> {
             w: 4,
             c: 8,
         },
+        // More tokens than the fused GPU kernel's 64 invocations, and the digits model's 8x8.
+        Attention {
+            n: 2,
+            h: 9,
+            w: 9,
+            c: 12,
+        },
+        Attention {
+            n: 2,
+            h: 8,
+            w: 8,
+            c: 16,
+        },
         Randn {
             n: 1,
             per: 1,
