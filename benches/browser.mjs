@@ -99,7 +99,7 @@ async function pageEps() {
 }
 
 /** The WebGPU engine's CPU side, counted in the worker (gpu_counters.js): per evaluation at batch
- *  `n`, the median ms from the call to its submit, and the dispatches, buffers and bind groups
+ *  `n`, the median ms from the call to its submit and to its result, and the dispatches, buffers and bind groups
  *  created, submits and uploads, from the second evaluation on. */
 async function measureEngine(batches) {
   const page = await browser.newPage();
@@ -114,22 +114,25 @@ async function measureEngine(batches) {
     for (const n of batches) {
       const x = new Float32Array(n * 1024).map((_, i) => Math.sin(i));
       const encode = [];
+      const wall = [];
       let first = null;
       let last = null;
       for (let r = 0; r <= reps; r++) {
+        const t0 = performance.now();
         const o = await c.call('eps', { model: 'digits', x: x.slice(), t: 0.5, options: {} });
         if (r === 0) { first = o.counts; continue; }
+        wall.push(performance.now() - t0);
         encode.push(o.encodeMs);
         last = o.counts;
       }
       const per = (k) => (last[k] - first[k]) / reps;
-      res[n] = { encode, dispatches: per('dispatchWorkgroups'), createBuffer: per('createBuffer'), createBindGroup: per('createBindGroup'), submit: per('submit'), writeBuffer: per('writeBuffer') };
+      res[n] = { encode, wall, dispatches: per('dispatchWorkgroups'), createBuffer: per('createBuffer'), createBindGroup: per('createBindGroup'), submit: per('submit'), writeBuffer: per('writeBuffer') };
     }
     c.worker.terminate();
     return res;
   }, { batches, reps: REPS });
   await page.close();
-  for (const r of Object.values(out)) r.encode = median(r.encode);
+  for (const r of Object.values(out)) { r.encode = median(r.encode); r.wall = median(r.wall); }
   return out;
 }
 
@@ -178,9 +181,9 @@ for (const [name, evals, diff] of ortRows) {
 if (rows.some(([backend]) => backend === 'webgpu')) {
   const engine = await measureEngine([1, 8]);
   console.log(`\nWebGPU engine, CPU side, per digits evaluation (median of ${REPS}, after the first):\n`);
-  console.log('| batch | call to submit (ms) | dispatches | createBuffer | createBindGroup | submits | writeBuffer |');
-  console.log('|---|---|---|---|---|---|---|');
-  for (const [n, r] of Object.entries(engine)) console.log(`| ${n} | ${r.encode.toFixed(2)} | ${r.dispatches} | ${r.createBuffer} | ${r.createBindGroup} | ${r.submit} | ${r.writeBuffer} |`);
+  console.log('| batch | call to submit (ms) | call to result (ms) | dispatches | createBuffer | createBindGroup | submits | writeBuffer |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const [n, r] of Object.entries(engine)) console.log(`| ${n} | ${r.encode.toFixed(2)} | ${r.wall.toFixed(0)} | ${r.dispatches} | ${r.createBuffer} | ${r.createBindGroup} | ${r.submit} | ${r.writeBuffer} |`);
 }
 await browser.close();
 server.close();
