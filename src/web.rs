@@ -497,10 +497,11 @@ impl Lab {
         to_js(&self.info)
     }
 
-    /// Tensor buffers the GPU backend holds, `{buffers, bytes, free_buffers, free_bytes}`
-    /// (null on the CPU backend): flat over a long session, as the page tests check.
+    /// Tensor buffers the GPU backend holds, `{buffers, bytes, free_buffers, free_bytes, plans,
+    /// plan_bytes}` (the pool, then the recorded evaluations; null on the CPU backend): flat over
+    /// a long session, as the page tests check.
     #[wasm_bindgen(
-        unchecked_return_type = "{ buffers: number; bytes: number; free_buffers: number; free_bytes: number } | null"
+        unchecked_return_type = "{ buffers: number; bytes: number; free_buffers: number; free_bytes: number; plans: number; plan_bytes: number } | null"
     )]
     pub fn gpu_memory(&self) -> Result<JsValue, JsError> {
         match &self.engine {
