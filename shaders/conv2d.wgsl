@@ -1,17 +1,23 @@
 // 2-D convolution, NHWC, zero padding KSIZE/2, as an implicit GEMM (im2col on the fly):
 //   out[p, co] = bias[co] + sum_{ky,kx,ci} x[n, oy*S+ky-P, ox*S+kx-P, ci] * w[(ky*K+kx)*Cin+ci, co]
-// where p = (n, oy, ox) is flattened, plus add[p, co] where `has_add` (a residual connection).
-// Weights are pre-transposed at load to [K*K*Cin, Cout].
+// where p = (n, oy, ox) is flattened, plus a residual connection: add[p, co] (`residual` 1), or
+// a projected skip connection sum_ci add[p, ci] skip_w[ci, co] + skip_b[co] over `cin2` channels
+// (`residual` 2: a residual block's 1x1 skip convolution, fused). Weights are pre-transposed at
+// load to [K*K*Cin, Cout].
 // Each invocation computes 4 output pixels x 4 output channels in registers. `main` handles any
 // channel counts; `main_vec4` (Cin and Cout multiples of 4) reads 4 input channels and a 4x4 weight
 // block per load, a quarter of the loads per multiply-add.
 
 override KSIZE: u32 = 3u;
 override STRIDE: u32 = 1u;
+// 1: the input is read as if upsampled 2x (nearest): h and w are the upsampled sizes, and pixel
+// (iy, ix) comes from (iy / 2, ix / 2) of the stored image, so no upsampled copy is made.
+override UPSAMPLE: u32 = 0u;
 
 struct Params {
     n: u32, h: u32, w: u32, cin: u32,
-    ho: u32, wo: u32, cout: u32, has_add: u32,
+    ho: u32, wo: u32, cout: u32, residual: u32,
+    cin2: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -19,11 +25,29 @@ struct Params {
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> add: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> skip_w: array<f32>;
+@group(0) @binding(6) var<storage, read> skip_b: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;
 // The same buffers seen as vec4 by `main_vec4` (WGSL allows aliased bindings across entry points).
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> wt4: array<vec4<f32>>;
 
+
+/// The projected skip connection (`residual` 2) for output pixels pix0..pix0+3 and channels cols.
+fn skip_block(pix0: u32, cols: array<u32, 4>, npix: u32) -> array<vec4<f32>, 4> {
+    var acc: array<vec4<f32>, 4>;
+    let b = vec4<f32>(skip_b[cols[0]], skip_b[cols[1]], skip_b[cols[2]], skip_b[cols[3]]);
+    for (var i = 0u; i < 4u; i++) {
+        let row = min(pix0 + i, npix - 1u) * p.cin2;
+        var s = vec4<f32>(0.0);
+        for (var ci = 0u; ci < p.cin2; ci++) {
+            let wr = ci * p.cout;
+            s += add[row + ci] * vec4<f32>(skip_w[wr + cols[0]], skip_w[wr + cols[1]], skip_w[wr + cols[2]], skip_w[wr + cols[3]]);
+        }
+        acc[i] = s + b;
+    }
+    return acc;
+}
 
 /// Where output pixel `q` (clamped to the last) reads its receptive field: image n, top-left y, x.
 fn field_origin(q_in: u32) -> vec3<i32> {
@@ -39,7 +63,8 @@ fn tap_pixel(o: vec3<i32>, ky: u32, kx: u32) -> i32 {
     let iy = o.y + i32(ky);
     let ix = o.z + i32(kx);
     let inside = iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
-    return select(-1, (o.x * i32(p.h) + iy) * i32(p.w) + ix, inside);
+    let u = i32(UPSAMPLE);
+    return select(-1, (o.x * (i32(p.h) >> u) + (iy >> u)) * (i32(p.w) >> u) + (ix >> u), inside);
 }
 
 @compute @workgroup_size(8, 8, 1)
@@ -73,6 +98,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
+    var skip: array<vec4<f32>, 4>;
+    if (p.residual == 2u) { skip = skip_block(pix0, cols, npix); }
     for (var i = 0u; i < 4u; i++) {
         let q = pix0 + i;
         if (q >= npix) { break; }
@@ -81,7 +108,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (co >= p.cout) { break; }
             let o = q * p.cout + co;
             var v = acc[i][j] + bias[co];
-            if (p.has_add != 0u) { v += add[o]; }
+            if (p.residual == 1u) { v += add[o]; }
+            if (p.residual == 2u) { v += skip[i][j]; }
             out[o] = v;
         }
     }
@@ -121,14 +149,19 @@ fn main_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     let b = vec4<f32>(bias[co0], bias[co0 + 1u], bias[co0 + 2u], bias[co0 + 3u]);
+    var skip: array<vec4<f32>, 4>;
+    if (p.residual == 2u) {
+        skip = skip_block(pix0, array<u32, 4>(co0, co0 + 1u, co0 + 2u, co0 + 3u), npix);
+    }
     for (var i = 0u; i < 4u; i++) {
         let q = pix0 + i;
         if (q >= npix) { break; }
         let o = q * p.cout + co0;
         var v = acc[i] + b;
-        if (p.has_add != 0u) {
+        if (p.residual == 1u) {
             v += vec4<f32>(add[o], add[o + 1u], add[o + 2u], add[o + 3u]);
         }
+        if (p.residual == 2u) { v += skip[i]; }
         out[o] = v.x;
         out[o + 1u] = v.y;
         out[o + 2u] = v.z;

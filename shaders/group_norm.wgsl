@@ -1,5 +1,5 @@
 // GroupNorm over NHWC in one dispatch, with an optional per-(n, c) add before normalising (the
-// time-embedding add of a residual block) and an optional fused SiLU after the affine map.
+// time-embedding add of a residual block: columns add_offset.. of rows add_stride long) and an optional fused SiLU after the affine map.
 // One workgroup per (n, g) reads its group three times: the mean, then the mean of squared
 // deviations (no E[x^2] - E[x]^2 cancellation), then y = (x + add[n, c] - mean) * rstd * gamma[c]
 // + beta[c], and silu(y) if asked. The groups of these networks are a few thousand values, so
@@ -7,7 +7,8 @@
 
 struct Params {
     n: u32, hw: u32, c: u32, groups: u32,
-    has_add: u32, silu: u32, eps: f32, _pad: u32,
+    has_add: u32, silu: u32, eps: f32, add_stride: u32,
+    add_offset: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -22,7 +23,7 @@ var<workgroup> partial: array<f32, 256>;
 
 fn value(nn: u32, pix: u32, ch: u32) -> f32 {
     var v = x[(nn * p.hw + pix) * p.c + ch];
-    if (p.has_add != 0u) { v += add[nn * p.c + ch]; }
+    if (p.has_add != 0u) { v += add[nn * p.add_stride + p.add_offset + ch]; }
     return v;
 }
 

@@ -1,5 +1,5 @@
-// Batched, strided matrix product with optional bias and scale:
-//   out[b, m, n] = scale * sum_k A(b, m, k) * B(b, k, n) + bias[n]
+// Batched, strided matrix product with optional bias, scale, added tensor and SiLU:
+//   out[b, m, n] = act(scale * sum_k A(b, m, k) * B(b, k, n) + bias[n] + add[b, m, n])
 // A(b, m, k) = a[a_off + b*a_bs + m*a_rs + k*a_cs], likewise B; arbitrary strides make transposes
 // and column slices (Q/K/V inside one QKV buffer) free. Each invocation owns a 4x4 output block in
 // registers (register blocking beats shared-memory tiles on software adapters and is fine on GPUs).
@@ -8,14 +8,15 @@ struct Params {
     m: u32, n: u32, k: u32, batch: u32,
     a_off: u32, a_bs: u32, a_rs: u32, a_cs: u32,
     b_off: u32, b_bs: u32, b_rs: u32, b_cs: u32,
-    has_bias: u32, scale: f32, _p0: u32, _p1: u32,
+    has_bias: u32, scale: f32, has_add: u32, silu: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> add: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -49,6 +50,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (col >= p.n) { break; }
             var v = acc[i][j] * p.scale;
             if (p.has_bias != 0u) { v += bias[col]; }
+            if (p.has_add != 0u) { v += add[base + col]; }
+            if (p.silu != 0u) { v = v / (1.0 + exp(-v)); }
             out[base + col] = v;
         }
     }

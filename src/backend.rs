@@ -64,6 +64,34 @@ pub trait Backend {
         let y = self.conv2d(x, w, bias, spec)?;
         self.add(&y, add)
     }
+    /// `conv2d(x) + conv2d(skip_x, skip_w, skip_bias)` with the second a 1x1 convolution: a
+    /// residual block's projected skip connection, fused where the backend can.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_skip(
+        &mut self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: &Self::Tensor,
+        skip_x: &Self::Tensor,
+        skip_w: &Self::Tensor,
+        skip_bias: &Self::Tensor,
+        spec: Conv2d,
+    ) -> Result<Self::Tensor> {
+        let skip = self.conv2d(skip_x, skip_w, skip_bias, Conv2d { ksize: 1, stride: 1 })?;
+        self.conv2d_add(x, w, bias, &skip, spec)
+    }
+    /// `conv2d(upsample2x(x))`; backends that can read the input upsampled on the fly override
+    /// this composition.
+    fn upsample_conv2d(
+        &mut self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: &Self::Tensor,
+        spec: Conv2d,
+    ) -> Result<Self::Tensor> {
+        let up = self.upsample2x(x)?;
+        self.conv2d(&up, w, bias, spec)
+    }
     /// Output `[batch, m, n]`, see [`Matmul`].
     fn matmul(
         &mut self,
@@ -143,13 +171,35 @@ pub trait Backend {
         self.reshape(&y, &out)
     }
 
+    /// `act(x w + bias + add)`: a linear layer with an optional tensor of its output's shape
+    /// added (a residual, a class embedding) and an optional SiLU after. Backends that can fuse
+    /// the epilogue into the product override this composition.
+    fn linear_fused(
+        &mut self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        add: Option<&Self::Tensor>,
+        silu: bool,
+    ) -> Result<Self::Tensor> {
+        let mut y = self.linear(x, w, bias)?;
+        if let Some(a) = add {
+            y = self.add(&y, a)?;
+        }
+        if silu {
+            y = self.silu(&y)?;
+        }
+        Ok(y)
+    }
+
     /// `x + y`.
     fn add(&mut self, x: &Self::Tensor, y: &Self::Tensor) -> Result<Self::Tensor> {
         self.axpby(x, y, 1.0, 1.0)
     }
 
     /// Single-head self-attention over the h*w tokens of an already normalised NHWC tensor:
-    /// `proj(softmax(q k^T / sqrt(c)) v)` with q, k, v = slices of one `qkv` linear layer.
+    /// `proj(softmax(q k^T / sqrt(c)) v) + residual` with q, k, v = slices of one `qkv` linear
+    /// layer.
     fn attention(
         &mut self,
         xn: &Self::Tensor,
@@ -157,6 +207,7 @@ pub trait Backend {
         qkv_b: &Self::Tensor,
         proj_w: &Self::Tensor,
         proj_b: &Self::Tensor,
+        residual: Option<&Self::Tensor>,
     ) -> Result<Self::Tensor> {
         let [n, h, w, c] = ops::check_nhwc("attention", Self::shape(xn))?;
         if Self::shape(qkv_w) != [c, 3 * c] {
@@ -171,7 +222,7 @@ pub trait Backend {
         }
         let qkv = self.linear(xn, qkv_w, Some(qkv_b))?; // [n, h, w, 3c]
         let out = self.attend(&qkv, [n, h, w, c])?;
-        self.linear(&out, proj_w, Some(proj_b))
+        self.linear_fused(&out, proj_w, Some(proj_b), residual, false)
     }
 
     /// `softmax(q k^T / sqrt(c)) v` for each image, with q, k, v the thirds of the last dim of

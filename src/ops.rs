@@ -186,10 +186,13 @@ pub struct GroupNorm {
     pub groups: usize,
     pub eps: f32,
     pub silu: bool,
+    /// First column of `add` to read: add is `[n, s]` with `s >= add_offset + c`, so one product
+    /// can hold the time-embedding projections of every block side by side.
+    pub add_offset: usize,
 }
 
 impl GroupNorm {
-    /// Checks x `[n, h, w, c]` (or `[n, c]`), gamma/beta `[c]`, add `[n, c]`; returns (n, h*w, c).
+    /// Checks x `[n, h, w, c]` (or `[n, c]`), gamma/beta `[c]`, add `[n, s]`; returns (n, h*w, c).
     pub fn check(
         &self,
         x: &[usize],
@@ -216,8 +219,15 @@ impl GroupNorm {
             );
         }
         if let Some(a) = add {
-            if a != [n, c] {
-                return shape_err(OP, format!("add must be [{n}, {c}], got {a:?}"));
+            if !matches!(*a, [an, s] if an == n && s >= self.add_offset + c) {
+                return shape_err(
+                    OP,
+                    format!(
+                        "add must be [{n}, s] with s >= {} (offset {} + {c} channels), got {a:?}",
+                        self.add_offset + c,
+                        self.add_offset
+                    ),
+                );
             }
         }
         if n * hw * c == 0 {

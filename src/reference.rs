@@ -87,7 +87,8 @@ pub fn matmul(a: &[f32], b: &[f32], bias: Option<&[f32]>, spec: &Matmul) -> Vec<
     out
 }
 
-/// GroupNorm over `[n, hw, c]` with optional per-(n, c) add before and SiLU after.
+/// GroupNorm over `[n, hw, c]` with optional per-(n, c) add before (columns from
+/// `spec.add_offset` of an `[n, s]` add) and SiLU after.
 pub fn group_norm(
     x: &[f32],
     (n, hw, c): (usize, usize, usize),
@@ -98,7 +99,8 @@ pub fn group_norm(
 ) -> Vec<f32> {
     let cg = c / spec.groups;
     let value = |b: usize, p: usize, ch: usize| {
-        x[(b * hw + p) * c + ch] as f64 + add.map_or(0.0, |a| a[b * c + ch] as f64)
+        x[(b * hw + p) * c + ch] as f64
+            + add.map_or(0.0, |a| a[b * (a.len() / n) + spec.add_offset + ch] as f64)
     };
     let mut out = vec![0f32; x.len()];
     for b in 0..n {

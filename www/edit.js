@@ -69,6 +69,7 @@ export function setupInpaint(ctx) {
   $('ip-upload').addEventListener('change', load);
 
   async function run(op) {
+    if (!ctx.checkForm($('ip-run').closest('form'), $('ip-status'))) return;
     if (!st.values) await load();
     const [h, w, c] = st.shape;
     if (op === 'colorize') {
@@ -99,6 +100,7 @@ export function setupInpaint(ctx) {
       result.dataset.done = String(Date.now());
     } catch (e) {
       $('ip-status').textContent = e.message === 'cancelled' ? 'cancelled' : `error: ${e.message}`;
+      $('ip-status').classList.toggle('error', e.message !== 'cancelled');
     } finally {
       st.running = null;
       $('ip-run').disabled = false; $('ip-colorize').disabled = false; $('ip-cancel').disabled = true;
@@ -118,6 +120,7 @@ export function setupInpaint(ctx) {
       $('ip-status').dataset.bpd = String(r.bpd);
     } catch (e) {
       $('ip-status').textContent = `error: ${e.message}`;
+      $('ip-status').classList.add('error');
     } finally { $('ip-bpd').disabled = false; }
   });
   return { load };
@@ -182,6 +185,7 @@ export function setupInterpolate(ctx) {
   });
 
   $('it-run').addEventListener('click', async () => {
+    if (!ctx.checkForm($('it-run').closest('form'), $('it-status'))) return;
     const model = $('it-model').value;
     const config = await loadModel(model);
     const cls = $('it-class').value === '' ? null : Number($('it-class').value);

@@ -134,6 +134,15 @@ function estimateText() {
 }
 
 /** The first form field (shown for this sampler) whose value its own limits reject, as a message. */
+/** Checks a form's visible fields; on a bad one, says which and why in `status` (red) and
+ *  returns false, so the user sees it where they are looking. */
+function checkForm(form, status) {
+  const problem = invalidField(form);
+  status.classList.toggle('error', Boolean(problem));
+  if (problem) status.textContent = `error: ${problem}. Correct it and run again.`;
+  return !problem;
+}
+
 function invalidField(form) {
   for (const input of form.querySelectorAll('input')) {
     if (input.closest('[hidden]') || input.checkValidity()) continue;
@@ -162,13 +171,7 @@ function generateSettings() {
 }
 
 async function generate() {
-  const problem = invalidField($('generate-form'));
-  if (problem) {
-    $('progress-text').textContent = `error: ${problem}`;
-    $('progress-text').classList.add('error');
-    return;
-  }
-  $('progress-text').classList.remove('error');
+  if (!checkForm($('generate-form'), $('progress-text'))) return;
   const { model, options } = generateSettings();
   const config = await loadModel(model);
   const n = options.n;
@@ -399,6 +402,8 @@ function selectTab(name) {
 }
 
 async function start() {
+  const firstVisit = !location.hash && !localStorage.getItem('scorelab-visited');
+  localStorage.setItem('scorelab-visited', '1');
   // The forms only group controls: Enter in a field must not submit (and reload) the page.
   document.querySelectorAll('form').forEach((f) => f.addEventListener('submit', (e) => e.preventDefault()));
   document.querySelectorAll('[role=tab]').forEach((b) => b.addEventListener('click', () => selectTab(b.id.slice(4))));
@@ -430,10 +435,12 @@ async function start() {
   for (const m of index.models) $('model').add(new Option(m, m));
   const saved = readHash();
   if (!saved.model) $('model').value = index.models.includes('digits') ? 'digits' : index.models[0];
-  // A first visit starts from a sampler that gives clean images in few steps.
+  // A first visit starts from DDPM at 15 steps: as fast as DPM-Solver++ at 15 (15 evaluations)
+  // and, being stochastic, free of the background speckle the deterministic samplers leave on a
+  // few digits in a hundred (64 samples, seed 1: 0 speckled vs 4 with DPM-Solver++; README).
   if (!saved.sampler) {
-    $('sampler').value = 'dpm2m';
-    $('steps').value = String(samplers.find((x) => x.name === 'dpm2m').default_steps);
+    $('sampler').value = 'ddpm';
+    $('steps').value = '15';
   }
   for (const [k, v] of Object.entries(saved)) if (k !== 'class') $(k).value = v;
   $('sampler').addEventListener('change', () => {
@@ -470,7 +477,7 @@ async function start() {
   $('pg-download').addEventListener('click', () => downloadCanvas($('pg-canvas'), 'scorelab-toy2d-playground.png'));
   $('bpd').addEventListener('click', bitsPerDim);
   const ctx = {
-    client, loadModel, fillClasses, downloadCanvas, measureBitsPerDim, generateSettings, models: index.models, samplers,
+    client, loadModel, fillClasses, downloadCanvas, measureBitsPerDim, generateSettings, checkForm, models: index.models, samplers,
     lastGenerated: (model) => (state.last && state.last.model === model && !state.last.points ? state.last.values.slice(0, state.last.per) : null),
   };
   state.inpaint = setupInpaint(ctx);
@@ -478,6 +485,9 @@ async function start() {
   state.compare = setupCompare(ctx);
   $('generate').disabled = false;
   document.body.dataset.ready = 'true';
+  // A first visit (no settings in the address, never here before) shows what the lab does at
+  // once: one run with the defaults.
+  if (firstVisit) generate();
 }
 
 start().catch((e) => {

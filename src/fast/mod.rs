@@ -214,7 +214,7 @@ fn silu(v: f32) -> f32 {
     v / (1.0 + exp(-v))
 }
 
-/// GroupNorm of `[n, hw, c]` (optional per-(n, c) add first, SiLU after) in f32: per-channel sums
+/// GroupNorm of `[n, hw, c]` (optional per-(n, c) add first, as in the reference, SiLU after) in f32: per-channel sums
 /// over contiguous rows, two passes for the variance, then one fused scale-and-shift per channel.
 fn group_norm(
     x: &[f32],
@@ -230,7 +230,7 @@ fn group_norm(
     let (mut sum, mut scale, mut shift) = (vec![0f32; c], vec![0f32; c], vec![0f32; c]);
     for b in 0..n {
         let xb = &x[b * hw * c..(b + 1) * hw * c];
-        let shifted = |ch: usize| add.map_or(0.0, |a| a[b * c + ch]);
+        let shifted = |ch: usize| add.map_or(0.0, |a| a[b * (a.len() / n) + spec.add_offset + ch]);
         // Group means.
         sum.fill(0.0);
         for row in xb.chunks_exact(c) {

@@ -40,11 +40,16 @@ pub struct ConvParams {
     pub ho: u32,
     pub wo: u32,
     pub cout: u32,
-    pub has_add: u32,
+    /// 0: none, 1: `add` added, 2: `add` projected by the skip weights and added.
+    pub residual: u32,
+    pub cin2: u32,
+    pub _p0: u32,
+    pub _p1: u32,
+    pub _p2: u32,
 }
 
 /// `matmul.wgsl`'s `Params`: the sizes, each operand's view (offset, batch, row and column
-/// strides), and the bias flag and scale.
+/// strides), the bias flag and scale, and the epilogue's add and SiLU flags.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub struct MatmulParams {
@@ -62,8 +67,8 @@ pub struct MatmulParams {
     pub b_cs: u32,
     pub has_bias: u32,
     pub scale: f32,
-    pub _p0: u32,
-    pub _p1: u32,
+    pub has_add: u32,
+    pub silu: u32,
 }
 
 /// `group_norm.wgsl`'s `Params`.
@@ -77,7 +82,11 @@ pub struct GroupNormParams {
     pub has_add: u32,
     pub silu: u32,
     pub eps: f32,
-    pub _pad: u32,
+    pub add_stride: u32,
+    pub add_offset: u32,
+    pub _p0: u32,
+    pub _p1: u32,
+    pub _p2: u32,
 }
 
 /// `attention.wgsl`'s `Params`: images, tokens per image, channels, and the score scale.
@@ -171,11 +180,13 @@ use Binding::{Read, ReadWrite, Uniform};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Matmul,
-    /// `vec4`: the entry point for channel counts that are multiples of 4.
+    /// `vec4`: the entry point for channel counts that are multiples of 4; `upsample`: the
+    /// input read as if upsampled 2x.
     Conv2d {
         ksize: u32,
         stride: u32,
         vec4: bool,
+        upsample: bool,
     },
     GroupNorm,
     Attention,
@@ -223,8 +234,17 @@ impl Kernel {
 
     fn constants(&self) -> Vec<(&'static str, f64)> {
         match *self {
-            Kernel::Conv2d { ksize, stride, .. } => {
-                vec![("KSIZE", ksize as f64), ("STRIDE", stride as f64)]
+            Kernel::Conv2d {
+                ksize,
+                stride,
+                upsample,
+                ..
+            } => {
+                vec![
+                    ("KSIZE", ksize as f64),
+                    ("STRIDE", stride as f64),
+                    ("UPSAMPLE", upsample as u32 as f64),
+                ]
             }
             _ => vec![],
         }
@@ -232,8 +252,8 @@ impl Kernel {
 
     pub fn bindings(&self) -> &'static [Binding] {
         match self {
-            Kernel::Matmul => &[Uniform, Read, Read, Read, ReadWrite],
-            Kernel::Conv2d { .. } => &[Uniform, Read, Read, Read, Read, ReadWrite],
+            Kernel::Matmul => &[Uniform, Read, Read, Read, Read, ReadWrite],
+            Kernel::Conv2d { .. } => &[Uniform, Read, Read, Read, Read, Read, Read, ReadWrite],
             Kernel::GroupNorm => &[Uniform, Read, Read, Read, Read, ReadWrite],
             Kernel::Attention => &[Uniform, Read, ReadWrite],
             Kernel::Elementwise(_) => &[Uniform, Read, Read, ReadWrite],

@@ -172,6 +172,18 @@ pub struct Gpu {
     unpaced: Option<wgpu::SubmissionIndex>,
 }
 
+/// What a convolution adds to its output (see `conv2d.wgsl`).
+enum Residual<'a> {
+    None,
+    Add(&'a GpuTensor),
+    /// A 1x1 convolution of `x`: a projected skip connection.
+    Skip {
+        x: &'a GpuTensor,
+        w: &'a GpuTensor,
+        bias: &'a GpuTensor,
+    },
+}
+
 /// A submitted step and the signal that it has run.
 struct InFlight {
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
@@ -413,19 +425,31 @@ impl Gpu {
         }));
     }
 
-    /// A convolution with an optional residual `add` fused into its output.
-    fn conv(
+    /// A convolution with its residual connection fused into its output; with `upsampled`, x
+    /// has its upsampled shape over the stored image's buffer.
+    fn conv_with(
         &mut self,
         x: &GpuTensor,
         w: &GpuTensor,
         bias: &GpuTensor,
-        add: Option<&GpuTensor>,
+        residual: Residual,
         spec: Conv2d,
+        upsampled: bool,
     ) -> Result<GpuTensor> {
         let [n, ho, wo, cout] = spec.check(&x.shape, &w.shape, &bias.shape)?;
-        if let Some(a) = add {
-            ops::check_same("conv2d_add", &a.shape, &[n, ho, wo, cout])?;
-        }
+        let (code, cin2, inputs) = match residual {
+            Residual::None => (0, 0, [None; 3]),
+            Residual::Add(a) => {
+                ops::check_same("conv2d_add", &a.shape, &[n, ho, wo, cout])?;
+                (1, 0, [Some(a), None, None])
+            }
+            Residual::Skip { x: sx, w: sw, bias: sb } => {
+                let one = Conv2d { ksize: 1, stride: 1 };
+                let shape = one.check(&sx.shape, &sw.shape, &sb.shape)?;
+                ops::check_same("conv2d_skip", &shape, &[n, ho, wo, cout])?;
+                (2, sx.shape[3], [Some(sx), Some(sw), Some(sb)])
+            }
+        };
         let [_, h, wd, cin] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
         let out = self.alloc(vec![n, ho, wo, cout])?;
         let pix_groups = ((n * ho * wo) as u64).div_ceil(32);
@@ -444,18 +468,82 @@ impl Gpu {
             ho: u(ho),
             wo: u(wo),
             cout: u(cout),
-            has_add: add.is_some() as u32,
+            residual: code,
+            cin2: u(cin2),
+            _p0: 0,
+            _p1: 0,
+            _p2: 0,
         };
         let groups = [(cout as u32).div_ceil(32), pix_groups as u32, 1];
         let vec4 = cin % 4 == 0 && cout % 4 == 0;
+        let [a, sw, sb] = inputs;
         self.dispatch(
             Kernel::Conv2d {
                 ksize: spec.ksize as u32,
                 stride: spec.stride as u32,
                 vec4,
+                upsample: upsampled,
             },
             &params,
-            &[Some(x), Some(w), Some(bias), add],
+            &[Some(x), Some(w), Some(bias), a, sw, sb],
+            &[&out],
+            groups,
+        );
+        Ok(out)
+    }
+
+    /// A product with its epilogue: bias, an added tensor of the output's size, SiLU.
+    fn product(
+        &mut self,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        add: Option<&GpuTensor>,
+        silu: bool,
+        spec: &Matmul,
+    ) -> Result<GpuTensor> {
+        spec.check(a.len(), b.len(), bias.map(|t| t.shape.as_slice()))?;
+        debug_assert!(add.is_none_or(|t| t.len() == spec.batch * spec.m * spec.n));
+        let row_groups = (spec.m as u64).div_ceil(32);
+        if row_groups > MAX_GROUPS || spec.batch as u64 > MAX_GROUPS {
+            return Err(Error::Param {
+                name: "batch".into(),
+                detail: format!(
+                    "a {}x{} product over {} batches exceeds one dispatch; use a smaller batch",
+                    spec.m, spec.n, spec.batch
+                ),
+            });
+        }
+        let out = self.alloc(vec![spec.batch, spec.m, spec.n])?;
+        let (va, vb) = (spec.a, spec.b);
+        let u = |v: usize| v as u32;
+        let params = MatmulParams {
+            m: u(spec.m),
+            n: u(spec.n),
+            k: u(spec.k),
+            batch: u(spec.batch),
+            a_off: u(va.offset),
+            a_bs: u(va.batch_stride),
+            a_rs: u(va.row_stride),
+            a_cs: u(va.col_stride),
+            b_off: u(vb.offset),
+            b_bs: u(vb.batch_stride),
+            b_rs: u(vb.row_stride),
+            b_cs: u(vb.col_stride),
+            has_bias: bias.is_some() as u32,
+            scale: spec.scale,
+            has_add: add.is_some() as u32,
+            silu: silu as u32,
+        };
+        let groups = [
+            (spec.n as u32).div_ceil(32),
+            row_groups as u32,
+            spec.batch as u32,
+        ];
+        self.dispatch(
+            Kernel::Matmul,
+            &params,
+            &[Some(a), Some(b), bias, add],
             &[&out],
             groups,
         );
@@ -762,7 +850,7 @@ impl Backend for Gpu {
         bias: &GpuTensor,
         spec: Conv2d,
     ) -> Result<GpuTensor> {
-        self.conv(x, w, bias, None, spec)
+        self.conv_with(x, w, bias, Residual::None, spec, false)
     }
 
     fn conv2d_add(
@@ -773,7 +861,41 @@ impl Backend for Gpu {
         add: &GpuTensor,
         spec: Conv2d,
     ) -> Result<GpuTensor> {
-        self.conv(x, w, bias, Some(add), spec)
+        self.conv_with(x, w, bias, Residual::Add(add), spec, false)
+    }
+
+    fn conv2d_skip(
+        &mut self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: &GpuTensor,
+        skip_x: &GpuTensor,
+        skip_w: &GpuTensor,
+        skip_bias: &GpuTensor,
+        spec: Conv2d,
+    ) -> Result<GpuTensor> {
+        let skip = Residual::Skip {
+            x: skip_x,
+            w: skip_w,
+            bias: skip_bias,
+        };
+        self.conv_with(x, w, bias, skip, spec, false)
+    }
+
+    fn upsample_conv2d(
+        &mut self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: &GpuTensor,
+        spec: Conv2d,
+    ) -> Result<GpuTensor> {
+        let [n, h, wd, c] = ops::check_nhwc("upsample_conv2d", &x.shape)?;
+        // The upsampled shape, seen by the kernel; the data stays where it is.
+        let up = GpuTensor {
+            slot: x.slot.clone(),
+            shape: vec![n, 2 * h, 2 * wd, c],
+        };
+        self.conv_with(&up, w, bias, Residual::None, spec, true)
     }
 
     fn matmul(
@@ -783,51 +905,26 @@ impl Backend for Gpu {
         bias: Option<&GpuTensor>,
         spec: &Matmul,
     ) -> Result<GpuTensor> {
-        spec.check(a.len(), b.len(), bias.map(|t| t.shape.as_slice()))?;
-        let row_groups = (spec.m as u64).div_ceil(32);
-        if row_groups > MAX_GROUPS || spec.batch as u64 > MAX_GROUPS {
-            return Err(Error::Param {
-                name: "batch".into(),
-                detail: format!(
-                    "a {}x{} product over {} batches exceeds one dispatch; use a smaller batch",
-                    spec.m, spec.n, spec.batch
-                ),
-            });
+        self.product(a, b, bias, None, false, spec)
+    }
+
+    fn linear_fused(
+        &mut self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        add: Option<&GpuTensor>,
+        silu: bool,
+    ) -> Result<GpuTensor> {
+        let (rows, k, n) =
+            ops::check_linear(&x.shape, &w.shape, bias.map(|b| b.shape.as_slice()))?;
+        let mut shape = x.shape.clone();
+        *shape.last_mut().expect("checked: at least one dim") = n;
+        if let Some(t) = add {
+            ops::check_same("linear_fused", &t.shape, &shape)?;
         }
-        let out = self.alloc(vec![spec.batch, spec.m, spec.n])?;
-        let (va, vb) = (spec.a, spec.b);
-        let u = |v: usize| v as u32;
-        let params = MatmulParams {
-            m: u(spec.m),
-            n: u(spec.n),
-            k: u(spec.k),
-            batch: u(spec.batch),
-            a_off: u(va.offset),
-            a_bs: u(va.batch_stride),
-            a_rs: u(va.row_stride),
-            a_cs: u(va.col_stride),
-            b_off: u(vb.offset),
-            b_bs: u(vb.batch_stride),
-            b_rs: u(vb.row_stride),
-            b_cs: u(vb.col_stride),
-            has_bias: bias.is_some() as u32,
-            scale: spec.scale,
-            _p0: 0,
-            _p1: 0,
-        };
-        let groups = [
-            (spec.n as u32).div_ceil(32),
-            row_groups as u32,
-            spec.batch as u32,
-        ];
-        self.dispatch(
-            Kernel::Matmul,
-            &params,
-            &[Some(a), Some(b), bias],
-            &[&out],
-            groups,
-        );
-        Ok(out)
+        let y = self.product(x, w, bias, add, silu, &Matmul::plain(rows, k, n))?;
+        self.reshape(&y, &shape)
     }
 
     fn group_norm(
@@ -862,7 +959,11 @@ impl Backend for Gpu {
             has_add: add.is_some() as u32,
             silu: spec.silu as u32,
             eps: spec.eps,
-            _pad: 0,
+            add_stride: add.map_or(0, |a| a.shape[1] as u32),
+            add_offset: spec.add_offset as u32,
+            _p0: 0,
+            _p1: 0,
+            _p2: 0,
         };
         self.dispatch(
             Kernel::GroupNorm,

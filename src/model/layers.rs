@@ -48,6 +48,23 @@ impl TensorSource {
     }
 }
 
+/// A linear layer's weight, transposed to `[cin, cout]`, and its bias, on the host.
+pub fn read_linear(
+    src: &mut TensorSource,
+    name: &str,
+    cin: usize,
+    cout: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let w = src.take(&format!("{name}.weight"), &[cout, cin])?;
+    let mut wt = vec![0f32; cin * cout];
+    for o in 0..cout {
+        for i in 0..cin {
+            wt[i * cout + o] = w[o * cin + i];
+        }
+    }
+    Ok((wt, src.take(&format!("{name}.bias"), &[cout])?))
+}
+
 pub struct Linear<B: Backend> {
     w: B::Tensor,
     b: B::Tensor,
@@ -61,22 +78,30 @@ impl<B: Backend> Linear<B> {
         cin: usize,
         cout: usize,
     ) -> Result<Self> {
-        let w = src.take(&format!("{name}.weight"), &[cout, cin])?;
-        let mut wt = vec![0f32; cin * cout];
-        for o in 0..cout {
-            for i in 0..cin {
-                wt[i * cout + o] = w[o * cin + i];
-            }
-        }
-        let b = src.take(&format!("{name}.bias"), &[cout])?;
+        let (wt, b) = read_linear(src, name, cin, cout)?;
+        Self::upload(be, &wt, &b, cin, cout)
+    }
+
+    pub fn upload(be: &mut B, wt: &[f32], b: &[f32], cin: usize, cout: usize) -> Result<Self> {
         Ok(Linear {
-            w: be.upload(&wt, &[cin, cout])?,
-            b: be.upload(&b, &[cout])?,
+            w: be.upload(wt, &[cin, cout])?,
+            b: be.upload(b, &[cout])?,
         })
     }
 
     pub fn forward(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
         be.linear(x, &self.w, Some(&self.b))
+    }
+
+    /// `silu?(forward(x) + add)`, fused where the backend can.
+    pub fn forward_fused(
+        &self,
+        be: &mut B,
+        x: &B::Tensor,
+        add: Option<&B::Tensor>,
+        silu: bool,
+    ) -> Result<B::Tensor> {
+        be.linear_fused(x, &self.w, Some(&self.b), add, silu)
     }
 
     pub fn tensors(&self) -> (&B::Tensor, &B::Tensor) {
@@ -124,6 +149,23 @@ impl<B: Backend> Conv<B> {
         be.conv2d(x, &self.w, &self.b, self.spec)
     }
 
+    /// `forward(x) + skip.forward(skip_x)` with `skip` a 1x1 convolution (a projected skip
+    /// connection), fused where the backend can.
+    pub fn forward_skip(
+        &self,
+        be: &mut B,
+        x: &B::Tensor,
+        skip_x: &B::Tensor,
+        skip: &Conv<B>,
+    ) -> Result<B::Tensor> {
+        be.conv2d_skip(x, &self.w, &self.b, skip_x, &skip.w, &skip.b, self.spec)
+    }
+
+    /// `forward(upsample2x(x))`, without the upsampled copy where the backend can.
+    pub fn forward_upsampled(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
+        be.upsample_conv2d(x, &self.w, &self.b, self.spec)
+    }
+
     /// `forward(x) + add` (a residual connection).
     pub fn forward_add(&self, be: &mut B, x: &B::Tensor, add: &B::Tensor) -> Result<B::Tensor> {
         be.conv2d_add(x, &self.w, &self.b, add, self.spec)
@@ -156,23 +198,25 @@ impl<B: Backend> Norm<B> {
         })
     }
 
-    /// GroupNorm of `x + add` (add is per (n, c)), optionally followed by SiLU.
+    /// GroupNorm of `x + add` (add is per (n, c): the columns from the given offset of an
+    /// `[n, s]` tensor), optionally followed by SiLU.
     pub fn forward(
         &self,
         be: &mut B,
         x: &B::Tensor,
-        add: Option<&B::Tensor>,
+        add: Option<(&B::Tensor, usize)>,
         silu: bool,
     ) -> Result<B::Tensor> {
         be.group_norm(
             x,
             &self.gamma,
             &self.beta,
-            add,
+            add.map(|(t, _)| t),
             GroupNorm {
                 groups: self.groups,
                 eps: self.eps,
                 silu,
+                add_offset: add.map_or(0, |(_, offset)| offset),
             },
         )
     }
@@ -216,13 +260,11 @@ impl<B: Backend> TimeClassEmbedding<B> {
 
     pub fn forward(&self, be: &mut B, t: &B::Tensor, labels: &B::Tensor) -> Result<B::Tensor> {
         let s = be.timestep_embedding(t, self.base, self.scale)?;
-        let h = self.fc1.forward(be, &s)?;
-        let h = be.silu(&h)?;
-        let mut h = self.fc2.forward(be, &h)?;
-        if let Some(table) = &self.class_emb {
-            let c = be.embedding(labels, table)?;
-            h = be.add(&h, &c)?;
-        }
-        be.silu(&h)
+        let h = self.fc1.forward_fused(be, &s, None, true)?;
+        let class = match &self.class_emb {
+            Some(table) => Some(be.embedding(labels, table)?),
+            None => None,
+        };
+        self.fc2.forward_fused(be, &h, class.as_ref(), true)
     }
 }

@@ -4,7 +4,7 @@
 use crate::backend::Backend;
 use crate::error::Result;
 
-use super::layers::{Conv, Linear, Norm, TensorSource, TimeClassEmbedding};
+use super::layers::{read_linear, Conv, Linear, Norm, TensorSource, TimeClassEmbedding};
 use super::Taps;
 
 /// Hyper-parameters of the U-Net, from `Arch::Unet`.
@@ -24,7 +24,8 @@ pub struct UNetShape<'a> {
 struct ResBlock<B: Backend> {
     norm1: Norm<B>,
     conv1: Conv<B>,
-    temb: Linear<B>,
+    /// First column of this block's time-embedding projection in [`TembProjections`]' product.
+    temb_offset: usize,
     norm2: Norm<B>,
     conv2: Conv<B>,
     skip: Option<Conv<B>>,
@@ -37,13 +38,13 @@ impl<B: Backend> ResBlock<B> {
         name: &str,
         cin: usize,
         cout: usize,
-        temb: usize,
+        temb: &mut TembProjections,
         s: &UNetShape,
     ) -> Result<Self> {
         Ok(ResBlock {
             norm1: Norm::load(be, src, &format!("{name}.norm1"), cin, s.groups, s.norm_eps)?,
             conv1: Conv::load(be, src, &format!("{name}.conv1"), cin, cout, 3, 1)?,
-            temb: Linear::load(be, src, &format!("{name}.temb"), temb, cout)?,
+            temb_offset: temb.add(src, &format!("{name}.temb"), cout)?,
             norm2: Norm::load(
                 be,
                 src,
@@ -69,18 +70,57 @@ impl<B: Backend> ResBlock<B> {
         })
     }
 
-    /// `conv2(silu(norm2(conv1(silu(norm1(x))) + temb))) + skip(x)`; the time embedding is added
-    /// inside the second GroupNorm.
-    fn forward(&self, be: &mut B, x: &B::Tensor, temb_act: &B::Tensor) -> Result<B::Tensor> {
+    /// `conv2(silu(norm2(conv1(silu(norm1(x))) + temb))) + skip(x)`; the time embedding's
+    /// projection (this block's columns of `temb_proj`) is added inside the second GroupNorm.
+    fn forward(&self, be: &mut B, x: &B::Tensor, temb_proj: &B::Tensor) -> Result<B::Tensor> {
         let h = self.norm1.forward(be, x, None, true)?;
         let h = self.conv1.forward(be, &h)?;
-        let e = self.temb.forward(be, temb_act)?;
-        let h = self.norm2.forward(be, &h, Some(&e), true)?;
-        let skip = match &self.skip {
-            Some(conv) => conv.forward(be, x)?,
-            None => x.clone(),
-        };
-        self.conv2.forward_add(be, &h, &skip)
+        let h = self
+            .norm2
+            .forward(be, &h, Some((temb_proj, self.temb_offset)), true)?;
+        match &self.skip {
+            Some(skip) => self.conv2.forward_skip(be, &h, x, skip),
+            None => self.conv2.forward_add(be, &h, x),
+        }
+    }
+}
+
+/// The time-embedding projections of every residual block, gathered at load into one linear
+/// layer (weights side by side), so an evaluation computes them all in one product and each block
+/// reads its own columns.
+struct TembProjections {
+    dim: usize,
+    blocks: Vec<(Vec<f32>, Vec<f32>, usize)>,
+    width: usize,
+}
+
+impl TembProjections {
+    fn new(dim: usize) -> Self {
+        TembProjections {
+            dim,
+            blocks: Vec::new(),
+            width: 0,
+        }
+    }
+
+    /// Reads one block's projection; returns its first column in the joint product.
+    fn add(&mut self, src: &mut TensorSource, name: &str, cout: usize) -> Result<usize> {
+        let (wt, b) = read_linear(src, name, self.dim, cout)?;
+        let offset = self.width;
+        self.blocks.push((wt, b, cout));
+        self.width += cout;
+        Ok(offset)
+    }
+
+    fn upload<B: Backend>(self, be: &mut B) -> Result<Linear<B>> {
+        let mut wt = Vec::with_capacity(self.dim * self.width);
+        for i in 0..self.dim {
+            for (w, _, cout) in &self.blocks {
+                wt.extend_from_slice(&w[i * cout..(i + 1) * cout]);
+            }
+        }
+        let b: Vec<f32> = self.blocks.iter().flat_map(|(_, b, _)| b.clone()).collect();
+        Linear::upload(be, &wt, &b, self.dim, self.width)
     }
 }
 
@@ -109,8 +149,7 @@ impl<B: Backend> AttnBlock<B> {
         let xn = self.norm.forward(be, x, None, false)?;
         let (qw, qb) = self.qkv.tensors();
         let (pw, pb) = self.proj.tensors();
-        let out = be.attention(&xn, qw, qb, pw, pb)?;
-        be.add(x, &out)
+        be.attention(&xn, qw, qb, pw, pb, Some(x))
     }
 }
 
@@ -132,12 +171,15 @@ pub struct UNet<B: Backend> {
     up: Vec<Stage<B>>,
     norm_out: Norm<B>,
     conv_out: Conv<B>,
+    /// Every residual block's time-embedding projection, as one layer.
+    temb_proj: Linear<B>,
 }
 
 impl<B: Backend> UNet<B> {
     pub fn load(be: &mut B, src: &mut TensorSource, s: &UNetShape) -> Result<Self> {
         let temb = 4 * s.base;
         let embed = TimeClassEmbedding::load(be, src, s.base, temb, s.num_classes, s.time_scale)?;
+        let mut projections = TembProjections::new(temb);
         let conv_in = Conv::load(be, src, "conv_in", s.in_ch, s.base, 3, 1)?;
         let attn_at = |res: usize| s.attn_res.contains(&res);
         let mut skips = vec![s.base];
@@ -148,7 +190,7 @@ impl<B: Backend> UNet<B> {
             for i in 0..s.num_res {
                 let name = format!("down.{level}");
                 let rb =
-                    ResBlock::load(be, src, &format!("{name}.res.{i}"), ch, s.base * m, temb, s)?;
+                    ResBlock::load(be, src, &format!("{name}.res.{i}"), ch, s.base * m, &mut projections, s)?;
                 ch = s.base * m;
                 let at = if attn_at(res) {
                     Some(AttnBlock::load(
@@ -181,9 +223,9 @@ impl<B: Backend> UNet<B> {
             };
             down.push(Stage { blocks, resample });
         }
-        let mid_res1 = ResBlock::load(be, src, "mid_res1", ch, ch, temb, s)?;
+        let mid_res1 = ResBlock::load(be, src, "mid_res1", ch, ch, &mut projections, s)?;
         let mid_attn = AttnBlock::load(be, src, "mid_attn", ch, s)?;
-        let mid_res2 = ResBlock::load(be, src, "mid_res2", ch, ch, temb, s)?;
+        let mid_res2 = ResBlock::load(be, src, "mid_res2", ch, ch, &mut projections, s)?;
         let mut up: Vec<Stage<B>> = Vec::new();
         for (level, &m) in s.mults.iter().enumerate().rev() {
             let mut blocks = Vec::new();
@@ -196,7 +238,7 @@ impl<B: Backend> UNet<B> {
                     &format!("{name}.res.{i}"),
                     ch + skip,
                     s.base * m,
-                    temb,
+                    &mut projections,
                     s,
                 )?;
                 ch = s.base * m;
@@ -241,6 +283,7 @@ impl<B: Backend> UNet<B> {
             up,
             norm_out,
             conv_out,
+            temb_proj: projections.upload(be)?,
         })
     }
 
@@ -254,11 +297,12 @@ impl<B: Backend> UNet<B> {
         mut taps: Option<&mut Taps<B>>,
     ) -> Result<B::Tensor> {
         let temb = self.embed.forward(be, t, labels)?;
+        let temb_proj = self.temb_proj.forward(be, &temb)?;
         let mut h = self.conv_in.forward(be, x)?;
         let mut skips = vec![h.clone()];
         for stage in &self.down {
             for (rb, at) in &stage.blocks {
-                h = rb.forward(be, &h, &temb)?;
+                h = rb.forward(be, &h, &temb_proj)?;
                 if let Some(at) = at {
                     h = at.forward(be, &h)?;
                 }
@@ -270,22 +314,21 @@ impl<B: Backend> UNet<B> {
             }
         }
         tap::<B>(&mut taps, "down_out", &h);
-        h = self.mid_res1.forward(be, &h, &temb)?;
+        h = self.mid_res1.forward(be, &h, &temb_proj)?;
         h = self.mid_attn.forward(be, &h)?;
-        h = self.mid_res2.forward(be, &h, &temb)?;
+        h = self.mid_res2.forward(be, &h, &temb_proj)?;
         tap::<B>(&mut taps, "mid_out", &h);
         for stage in self.up.iter().rev() {
             for (rb, at) in &stage.blocks {
                 let skip = skips.pop().expect("one skip per up block");
                 h = be.concat_channels(&h, &skip)?;
-                h = rb.forward(be, &h, &temb)?;
+                h = rb.forward(be, &h, &temb_proj)?;
                 if let Some(at) = at {
                     h = at.forward(be, &h)?;
                 }
             }
             if let Some(conv) = &stage.resample {
-                h = be.upsample2x(&h)?;
-                h = conv.forward(be, &h)?;
+                h = conv.forward_upsampled(be, &h)?;
             }
         }
         tap::<B>(&mut taps, "temb", &temb);

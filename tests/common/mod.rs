@@ -36,6 +36,23 @@ pub enum Case {
         ksize: usize,
         stride: usize,
     },
+    /// A convolution plus a 1x1 convolution of another input (`conv2d_skip`).
+    ConvSkip {
+        n: usize,
+        h: usize,
+        w: usize,
+        cin: usize,
+        cin2: usize,
+        cout: usize,
+    },
+    /// A 3x3 convolution of the 2x nearest upsampling (`upsample_conv2d`).
+    UpsampleConv {
+        n: usize,
+        h: usize,
+        w: usize,
+        cin: usize,
+        cout: usize,
+    },
     /// A convolution with a residual add fused in (`conv2d_add`).
     ConvAdd {
         n: usize,
@@ -50,6 +67,14 @@ pub enum Case {
         k: usize,
         n: usize,
         bias: bool,
+    },
+    /// `linear_fused`: an added tensor and/or SiLU after the product.
+    LinearFused {
+        rows: usize,
+        k: usize,
+        n: usize,
+        add: bool,
+        silu: bool,
     },
     /// Batched product of transposed views, as attention uses.
     MatmulStrided {
@@ -137,6 +162,57 @@ pub enum Case {
 pub fn sweep() -> Vec<Case> {
     use Case::*;
     vec![
+        LinearFused {
+            rows: 3,
+            k: 7,
+            n: 5,
+            add: true,
+            silu: false,
+        },
+        LinearFused {
+            rows: 2,
+            k: 16,
+            n: 9,
+            add: false,
+            silu: true,
+        },
+        LinearFused {
+            rows: 5,
+            k: 8,
+            n: 12,
+            add: true,
+            silu: true,
+        },
+        ConvSkip {
+            n: 2,
+            h: 3,
+            w: 5,
+            cin: 3,
+            cin2: 7,
+            cout: 5,
+        },
+        ConvSkip {
+            n: 1,
+            h: 4,
+            w: 3,
+            cin: 8,
+            cin2: 12,
+            cout: 8,
+        },
+        UpsampleConv {
+            n: 2,
+            h: 3,
+            w: 5,
+            cin: 3,
+            cout: 5,
+        },
+        UpsampleConv {
+            n: 1,
+            h: 4,
+            w: 4,
+            cin: 8,
+            cout: 4,
+        },
         // Any channel counts, and the vec4 path (multiples of 4).
         ConvAdd {
             n: 2,
@@ -556,6 +632,34 @@ impl Case {
                 let b = randn(be, &[cout], 0.5)?;
                 be.conv2d(&x, &wt, &b, Conv2d { ksize, stride })?
             }
+            Case::ConvSkip {
+                n,
+                h,
+                w,
+                cin,
+                cin2,
+                cout,
+            } => {
+                let x = randn(be, &[n, h, w, cin], 1.0)?;
+                let wt = randn(be, &[9 * cin, cout], 0.3)?;
+                let b = randn(be, &[cout], 0.5)?;
+                let sx = randn(be, &[n, h, w, cin2], 1.0)?;
+                let sw = randn(be, &[cin2, cout], 0.3)?;
+                let sb = randn(be, &[cout], 0.5)?;
+                be.conv2d_skip(&x, &wt, &b, &sx, &sw, &sb, Conv2d { ksize: 3, stride: 1 })?
+            }
+            Case::UpsampleConv {
+                n,
+                h,
+                w,
+                cin,
+                cout,
+            } => {
+                let x = randn(be, &[n, h, w, cin], 1.0)?;
+                let wt = randn(be, &[9 * cin, cout], 0.3)?;
+                let b = randn(be, &[cout], 0.5)?;
+                be.upsample_conv2d(&x, &wt, &b, Conv2d { ksize: 3, stride: 1 })?
+            }
             Case::ConvAdd {
                 n,
                 h,
@@ -569,6 +673,23 @@ impl Case {
                 let b = randn(be, &[cout], 0.5)?;
                 let add = randn(be, &[n, h, w, cout], 1.0)?;
                 be.conv2d_add(&x, &wt, &b, &add, Conv2d { ksize, stride: 1 })?
+            }
+            Case::LinearFused {
+                rows,
+                k,
+                n,
+                add,
+                silu,
+            } => {
+                let x = randn(be, &[rows, k], 1.0)?;
+                let wt = randn(be, &[k, n], 0.3)?;
+                let b = randn(be, &[n], 0.5)?;
+                let a = if add {
+                    Some(randn(be, &[rows, n], 1.0)?)
+                } else {
+                    None
+                };
+                be.linear_fused(&x, &wt, Some(&b), a.as_ref(), silu)?
             }
             Case::Linear { rows, k, n, bias } => {
                 let x = randn(be, &[rows, k], 1.0)?;
@@ -617,8 +738,9 @@ impl Case {
                 let x = randn(be, &[n, h, w, c], 2.0)?;
                 let gamma = randn(be, &[c], 1.0)?;
                 let beta = randn(be, &[c], 1.0)?;
+                // The add is columns 3..3+c of wider rows, as the U-Net's joint projection.
                 let a = if add {
-                    Some(randn(be, &[n, c], 1.0)?)
+                    Some(randn(be, &[n, c + 5], 1.0)?)
                 } else {
                     None
                 };
@@ -631,6 +753,7 @@ impl Case {
                         groups,
                         eps: 1e-5,
                         silu,
+                        add_offset: if add { 3 } else { 0 },
                     },
                 )?
             }
@@ -681,7 +804,9 @@ impl Case {
                 let qkv_b = randn(be, &[3 * c], 0.1)?;
                 let proj_w = randn(be, &[c, c], 0.5)?;
                 let proj_b = randn(be, &[c], 0.1)?;
-                be.attention(&x, &qkv_w, &qkv_b, &proj_w, &proj_b)?
+                // Batches of two add the input back (the residual the U-Net fuses in).
+                let residual = (n == 2).then_some(&x);
+                be.attention(&x, &qkv_w, &qkv_b, &proj_w, &proj_b, residual)?
             }
             Case::Randn {
                 n,

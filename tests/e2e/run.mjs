@@ -44,8 +44,11 @@ const args = (process.env.BROWSER_ARGS || '--enable-unsafe-webgpu --no-sandbox -
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args });
 const consoleErrors = [];
 
-async function openPage(hash = '', viewport = { width: 1200, height: 900 }) {
+/** A page as a returning visitor sees it, or with `firstVisit` as a first-time one (whose page
+ *  starts a run at once). */
+async function openPage(hash = '', viewport = { width: 1200, height: 900 }, { firstVisit = false } = {}) {
   const page = await browser.newPage({ viewport });
+  if (!firstVisit) await page.addInitScript(() => localStorage.setItem('scorelab-visited', '1'));
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   // Nothing leaves the origin (the page's Content-Security-Policy also forbids it).
@@ -283,12 +286,43 @@ await test('the embed example (the README\'s) loads a model and draws a row of d
   await page.close();
 });
 
-await test('a first visit starts from DPM-Solver++ at 15 steps, says how long a run will take, and the estimate holds', async () => {
-  const page = await openPage();
-  assert(await page.$eval('#sampler', (e) => e.value) === 'dpm2m' && await page.$eval('#steps', (e) => e.value) === '15', 'default sampler and steps');
+/** Background speckle of one image in [-1, 1] (h x w, one channel): background pixels (farther
+ *  than 3 px from any stroke pixel, > 0) brighter than -0.6. A clean digit has fewer than 5. */
+function speckle(values, h, w) {
+  const near = new Uint8Array(h * w);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    if (values[y * w + x] <= 0) continue;
+    for (let dy = -3; dy <= 3; dy++) for (let dx = -3; dx <= 3; dx++) {
+      const yy = y + dy, xx = x + dx;
+      if (yy >= 0 && yy < h && xx >= 0 && xx < w) near[yy * w + xx] = 1;
+    }
+  }
+  let count = 0;
+  for (let i = 0; i < h * w; i++) if (!near[i] && values[i] > -0.6) count++;
+  return count;
+}
+
+await test('a first visit runs the defaults at once (DDPM, 15 steps) to a clean grid, says how long a run will take, and the estimate holds', async () => {
+  const t0 = Date.now();
+  const page = await openPage('', undefined, { firstVisit: true });
+  assert(await page.$eval('#sampler', (e) => e.value) === 'ddpm' && await page.$eval('#steps', (e) => e.value) === '15', 'default sampler and steps');
+  await page.waitForFunction(() => document.querySelector('#output').dataset.done, null, { timeout: 300_000 });
+  const firstGrid = (Date.now() - t0) / 1000;
+  const { values, n, per } = await page.evaluate(() => ({ values: Array.from(window.scorelab.last.values), n: window.scorelab.last.n, per: window.scorelab.last.per }));
+  const counts = Array.from({ length: n }, (_, i) => speckle(values.slice(i * per, (i + 1) * per), 32, 32));
+  console.log(`     first visit: a finished grid of ${n} digits ${firstGrid.toFixed(1)} s after navigation (${(page.readyMs / 1000).toFixed(1)} s to a ready page); speckled background pixels per digit: ${counts.join(' ')}`);
+  assert(n === 8 && per === 1024, `grid of ${n} x ${per}`);
+  assert(counts.every((c) => c < 5), `every digit clean (fewer than 5 speckled background pixels): ${counts}`);
+  // A returning visitor's page does not run by itself.
+  const again = await openPage();
+  await again.waitForTimeout(1000);
+  assert(!(await again.$eval('#output', (o) => o.dataset.done)), 'no run on a returning visit');
+  await again.close();
   await page.focus('#steps');
   assert(/^Steps \(1 to 10000\): .+/.test(await page.textContent('#field-hint')), `field hint: ${await page.textContent('#field-hint')}`);
   await page.waitForFunction(() => /^About .* s here/.test(document.querySelector('#estimate').textContent), null, { timeout: 120_000 });
+  await page.fill('#batch', '4');
+  await page.dispatchEvent('#batch', 'input');
   const before = await page.textContent('#estimate');
   const predicted = Number(before.match(/About ([0-9.]+) s/)[1]);
   await page.fill('#batch', '8');
@@ -300,6 +334,24 @@ await test('a first visit starts from DPM-Solver++ at 15 steps, says how long a 
   console.log(`     ${before} Batch 8: estimated ${doubled} s, took ${took} s; then: ${await page.textContent('#estimate')}`);
   assert(took < 4 * doubled + 1 && took > doubled / 4 - 0.5, `estimate ${doubled} s, run ${took} s`);
   await page.screenshot({ path: path.join(SHOTS, 'first-visit.png') });
+  await page.close();
+});
+
+await test('every tab says what is wrong next to its controls, in red, and runs nothing', async () => {
+  const page = await openPage('#model=digits');
+  await page.click('#tab-inpaint');
+  await page.fill('#ip-steps', '0');
+  await page.click('#ip-run');
+  const ip = await page.$eval('#ip-status', (e) => ({ text: e.textContent, error: e.classList.contains('error') }));
+  assert(ip.error && /^error: Steps: .+ Correct it and run again\.$/.test(ip.text), `inpaint: ${JSON.stringify(ip)}`);
+  assert(!(await page.$eval('#ip-result', (e) => e.dataset.done)), 'inpaint ran nothing');
+  await page.click('#tab-interpolate');
+  await page.fill('#it-frames', '40');
+  await page.click('#it-run');
+  const it = await page.$eval('#it-status', (e) => ({ text: e.textContent, error: e.classList.contains('error') }));
+  assert(it.error && /^error: Frames: .+ Correct it and run again\.$/.test(it.text), `interpolate: ${JSON.stringify(it)}`);
+  assert(!(await page.$eval('#it-canvas', (e) => e.dataset.frames)), 'interpolate ran nothing');
+  console.log(`     ${ip.text} / ${it.text}`);
   await page.close();
 });
 
