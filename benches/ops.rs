@@ -98,7 +98,9 @@ fn kernel<B: Backend>(be: &mut B, name: &str) -> f64 {
                 up(be, &[64, 64], 4),
                 up(be, &[64], 5),
             );
-            time(be, |be| be.attention(&x, &qw, &qb, &pw, &pb, None).map(drop))
+            time(be, |be| {
+                be.attention(&x, &qw, &qb, &pw, &pb, None).map(drop)
+            })
         }
         "randn 16x3072" => time(be, |be| be.randn(&[16, 3072], 7, 1).map(drop)),
         other => panic!("unknown kernel {other}"),

@@ -63,7 +63,7 @@ fn tap_pixel(o: vec3<i32>, ky: u32, kx: u32) -> i32 {
     let iy = o.y + i32(ky);
     let ix = o.z + i32(kx);
     let inside = iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
-    let u = i32(UPSAMPLE);
+    let u = UPSAMPLE;
     return select(-1, (o.x * (i32(p.h) >> u) + (iy >> u)) * (i32(p.w) >> u) + (ix >> u), inside);
 }
 

@@ -77,7 +77,15 @@ pub trait Backend {
         skip_bias: &Self::Tensor,
         spec: Conv2d,
     ) -> Result<Self::Tensor> {
-        let skip = self.conv2d(skip_x, skip_w, skip_bias, Conv2d { ksize: 1, stride: 1 })?;
+        let skip = self.conv2d(
+            skip_x,
+            skip_w,
+            skip_bias,
+            Conv2d {
+                ksize: 1,
+                stride: 1,
+            },
+        )?;
         self.conv2d_add(x, w, bias, &skip, spec)
     }
     /// `conv2d(upsample2x(x))`; backends that can read the input upsampled on the fly override

@@ -162,7 +162,7 @@ mod arg {
 }
 
 enum Engine {
-    Gpu(Session<Gpu>),
+    Gpu(Box<Session<Gpu>>),
     Cpu(Session<FastCpu>),
 }
 
@@ -351,7 +351,7 @@ pub async fn open_lab(
             let report = ctx.report.clone();
             OPENED_DEVICES.with(|d| d.borrow_mut().push(ctx.device.clone()));
             Ok(Lab {
-                engine: Engine::Gpu(Session::new(Gpu::new(Rc::new(ctx)))),
+                engine: Engine::Gpu(Box::new(Session::new(Gpu::new(Rc::new(ctx))))),
                 info: BackendInfo {
                     kind: "webgpu",
                     adapter: Some(report),

@@ -443,8 +443,15 @@ impl Gpu {
                 ops::check_same("conv2d_add", &a.shape, &[n, ho, wo, cout])?;
                 (1, 0, [Some(a), None, None])
             }
-            Residual::Skip { x: sx, w: sw, bias: sb } => {
-                let one = Conv2d { ksize: 1, stride: 1 };
+            Residual::Skip {
+                x: sx,
+                w: sw,
+                bias: sb,
+            } => {
+                let one = Conv2d {
+                    ksize: 1,
+                    stride: 1,
+                };
                 let shape = one.check(&sx.shape, &sw.shape, &sb.shape)?;
                 ops::check_same("conv2d_skip", &shape, &[n, ho, wo, cout])?;
                 (2, sx.shape[3], [Some(sx), Some(sw), Some(sb)])
@@ -916,8 +923,7 @@ impl Backend for Gpu {
         add: Option<&GpuTensor>,
         silu: bool,
     ) -> Result<GpuTensor> {
-        let (rows, k, n) =
-            ops::check_linear(&x.shape, &w.shape, bias.map(|b| b.shape.as_slice()))?;
+        let (rows, k, n) = ops::check_linear(&x.shape, &w.shape, bias.map(|b| b.shape.as_slice()))?;
         let mut shape = x.shape.clone();
         *shape.last_mut().expect("checked: at least one dim") = n;
         if let Some(t) = add {

@@ -189,8 +189,15 @@ impl<B: Backend> UNet<B> {
             let mut blocks = Vec::new();
             for i in 0..s.num_res {
                 let name = format!("down.{level}");
-                let rb =
-                    ResBlock::load(be, src, &format!("{name}.res.{i}"), ch, s.base * m, &mut projections, s)?;
+                let rb = ResBlock::load(
+                    be,
+                    src,
+                    &format!("{name}.res.{i}"),
+                    ch,
+                    s.base * m,
+                    &mut projections,
+                    s,
+                )?;
                 ch = s.base * m;
                 let at = if attn_at(res) {
                     Some(AttnBlock::load(

@@ -646,19 +646,32 @@ impl Case {
                 let sx = randn(be, &[n, h, w, cin2], 1.0)?;
                 let sw = randn(be, &[cin2, cout], 0.3)?;
                 let sb = randn(be, &[cout], 0.5)?;
-                be.conv2d_skip(&x, &wt, &b, &sx, &sw, &sb, Conv2d { ksize: 3, stride: 1 })?
+                be.conv2d_skip(
+                    &x,
+                    &wt,
+                    &b,
+                    &sx,
+                    &sw,
+                    &sb,
+                    Conv2d {
+                        ksize: 3,
+                        stride: 1,
+                    },
+                )?
             }
-            Case::UpsampleConv {
-                n,
-                h,
-                w,
-                cin,
-                cout,
-            } => {
+            Case::UpsampleConv { n, h, w, cin, cout } => {
                 let x = randn(be, &[n, h, w, cin], 1.0)?;
                 let wt = randn(be, &[9 * cin, cout], 0.3)?;
                 let b = randn(be, &[cout], 0.5)?;
-                be.upsample_conv2d(&x, &wt, &b, Conv2d { ksize: 3, stride: 1 })?
+                be.upsample_conv2d(
+                    &x,
+                    &wt,
+                    &b,
+                    Conv2d {
+                        ksize: 3,
+                        stride: 1,
+                    },
+                )?
             }
             Case::ConvAdd {
                 n,
