@@ -139,7 +139,7 @@ function estimateText() {
 function checkForm(form, status) {
   const problem = invalidField(form);
   status.classList.toggle('error', Boolean(problem));
-  if (problem) status.textContent = `error: ${problem}. Correct it and run again.`;
+  if (problem) status.textContent = `error: ${problem.replace(/\.$/, '')}. Correct it and run again.`;
   return !problem;
 }
 
@@ -442,6 +442,7 @@ async function start() {
     $('sampler').value = 'ddpm';
     $('steps').value = '15';
   }
+  if (firstVisit) $('batch').value = '8';
   for (const [k, v] of Object.entries(saved)) if (k !== 'class') $(k).value = v;
   $('sampler').addEventListener('change', () => {
     // Each sampler starts from its own step count (the counts differ by 10x between samplers).

@@ -302,10 +302,10 @@ function speckle(values, h, w) {
   return count;
 }
 
-await test('a first visit runs the defaults at once (DDPM, 15 steps) to a clean grid, says how long a run will take, and the estimate holds', async () => {
+await test('a first visit runs the defaults at once (8 digits, DDPM, 15 steps) to a clean grid, says how long a run will take, and the estimate holds', async () => {
   const t0 = Date.now();
   const page = await openPage('', undefined, { firstVisit: true });
-  assert(await page.$eval('#sampler', (e) => e.value) === 'ddpm' && await page.$eval('#steps', (e) => e.value) === '15', 'default sampler and steps');
+  assert(await page.$eval('#sampler', (e) => e.value) === 'ddpm' && await page.$eval('#steps', (e) => e.value) === '15' && await page.$eval('#batch', (e) => e.value) === '8', 'first-visit defaults');
   await page.waitForFunction(() => document.querySelector('#output').dataset.done, null, { timeout: 300_000 });
   const firstGrid = (Date.now() - t0) / 1000;
   const { values, n, per } = await page.evaluate(() => ({ values: Array.from(window.scorelab.last.values), n: window.scorelab.last.n, per: window.scorelab.last.per }));
