@@ -1,23 +1,25 @@
 // 2-D convolution, NHWC, zero padding KSIZE/2, as an implicit GEMM (im2col on the fly):
 //   out[p, co] = bias[co] + sum_{ky,kx,ci} x[n, oy*S+ky-P, ox*S+kx-P, ci] * w[(ky*K+kx)*Cin+ci, co]
-// where p = (n, oy, ox) is flattened, plus a residual connection: add[p, co] (`residual` 1), or
+// where p = (n, oy, ox) is flattened, plus a residual connection: add[p, co] (RESIDUAL 1), or
 // a projected skip connection sum_ci add[p, ci] skip_w[ci, co] + skip_b[co] over `cin2` channels
-// (`residual` 2: a residual block's 1x1 skip convolution, fused). Weights are pre-transposed at
+// (RESIDUAL 2: a residual block's 1x1 skip convolution, fused). Weights are pre-transposed at
 // load to [K*K*Cin, Cout].
 // Each invocation computes 4 output pixels x 4 output channels in registers. `main` handles any
-// channel counts; `main_vec4` (Cin and Cout multiples of 4) reads 4 input channels and a 4x4 weight
-// block per load, a quarter of the loads per multiply-add.
+// channel counts; `main_vec4` (Cin, Cout and any Cin2 multiples of 4) reads 4 input channels and a
+// 4x4 weight block per load, a quarter of the loads per multiply-add.
 
 override KSIZE: u32 = 3u;
 override STRIDE: u32 = 1u;
 // 1: the input is read as if upsampled 2x (nearest): h and w are the upsampled sizes, and pixel
 // (iy, ix) comes from (iy / 2, ix / 2) of the stored image, so no upsampled copy is made.
 override UPSAMPLE: u32 = 0u;
+// What is added to the output: 0 nothing, 1 `add`, 2 the projected skip connection (see above).
+// A constant, so each pipeline carries only its own epilogue.
+override RESIDUAL: u32 = 0u;
 
 struct Params {
     n: u32, h: u32, w: u32, cin: u32,
-    ho: u32, wo: u32, cout: u32, residual: u32,
-    cin2: u32, _p0: u32, _p1: u32, _p2: u32,
+    ho: u32, wo: u32, cout: u32, cin2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -31,21 +33,49 @@ struct Params {
 // The same buffers seen as vec4 by `main_vec4` (WGSL allows aliased bindings across entry points).
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> wt4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> add4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> skip_w4: array<vec4<f32>>;
 
 
-/// The projected skip connection (`residual` 2) for output pixels pix0..pix0+3 and channels cols.
+/// The projected skip connection (RESIDUAL 2) for output pixels pix0..pix0+3 and channels cols:
+/// each weight row is loaded once for the four pixels, as in the main loop.
 fn skip_block(pix0: u32, cols: array<u32, 4>, npix: u32) -> array<vec4<f32>, 4> {
+    var rows: array<u32, 4>;
+    for (var i = 0u; i < 4u; i++) { rows[i] = min(pix0 + i, npix - 1u) * p.cin2; }
     var acc: array<vec4<f32>, 4>;
-    let b = vec4<f32>(skip_b[cols[0]], skip_b[cols[1]], skip_b[cols[2]], skip_b[cols[3]]);
-    for (var i = 0u; i < 4u; i++) {
-        let row = min(pix0 + i, npix - 1u) * p.cin2;
-        var s = vec4<f32>(0.0);
-        for (var ci = 0u; ci < p.cin2; ci++) {
-            let wr = ci * p.cout;
-            s += add[row + ci] * vec4<f32>(skip_w[wr + cols[0]], skip_w[wr + cols[1]], skip_w[wr + cols[2]], skip_w[wr + cols[3]]);
-        }
-        acc[i] = s + b;
+    for (var ci = 0u; ci < p.cin2; ci++) {
+        let wr = ci * p.cout;
+        let wv = vec4<f32>(skip_w[wr + cols[0]], skip_w[wr + cols[1]], skip_w[wr + cols[2]], skip_w[wr + cols[3]]);
+        acc[0] += add[rows[0] + ci] * wv;
+        acc[1] += add[rows[1] + ci] * wv;
+        acc[2] += add[rows[2] + ci] * wv;
+        acc[3] += add[rows[3] + ci] * wv;
     }
+    let b = vec4<f32>(skip_b[cols[0]], skip_b[cols[1]], skip_b[cols[2]], skip_b[cols[3]]);
+    for (var i = 0u; i < 4u; i++) { acc[i] += b; }
+    return acc;
+}
+
+/// `skip_block` for `main_vec4` (cin2 and cout multiples of 4): 4x4 weight blocks and 4 input
+/// channels per load.
+fn skip_block4(pix0: u32, co4: u32, npix: u32) -> array<vec4<f32>, 4> {
+    let cin24 = p.cin2 / 4u;
+    let cout4 = p.cout / 4u;
+    var rows: array<u32, 4>;
+    for (var i = 0u; i < 4u; i++) { rows[i] = min(pix0 + i, npix - 1u) * cin24; }
+    var acc: array<vec4<f32>, 4>;
+    var wr = co4;
+    for (var c4 = 0u; c4 < cin24; c4++) {
+        let w = mat4x4<f32>(skip_w4[wr], skip_w4[wr + cout4], skip_w4[wr + 2u * cout4], skip_w4[wr + 3u * cout4]);
+        wr += 4u * cout4;
+        acc[0] += w * add4[rows[0] + c4];
+        acc[1] += w * add4[rows[1] + c4];
+        acc[2] += w * add4[rows[2] + c4];
+        acc[3] += w * add4[rows[3] + c4];
+    }
+    let c0 = co4 * 4u;
+    let b = vec4<f32>(skip_b[c0], skip_b[c0 + 1u], skip_b[c0 + 2u], skip_b[c0 + 3u]);
+    for (var i = 0u; i < 4u; i++) { acc[i] += b; }
     return acc;
 }
 
@@ -99,7 +129,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     var skip: array<vec4<f32>, 4>;
-    if (p.residual == 2u) { skip = skip_block(pix0, cols, npix); }
+    if (RESIDUAL == 2u) { skip = skip_block(pix0, cols, npix); }
     for (var i = 0u; i < 4u; i++) {
         let q = pix0 + i;
         if (q >= npix) { break; }
@@ -108,8 +138,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (co >= p.cout) { break; }
             let o = q * p.cout + co;
             var v = acc[i][j] + bias[co];
-            if (p.residual == 1u) { v += add[o]; }
-            if (p.residual == 2u) { v += skip[i][j]; }
+            if (RESIDUAL == 1u) { v += add[o]; }
+            if (RESIDUAL == 2u) { v += skip[i][j]; }
             out[o] = v;
         }
     }
@@ -150,18 +180,16 @@ fn main_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let b = vec4<f32>(bias[co0], bias[co0 + 1u], bias[co0 + 2u], bias[co0 + 3u]);
     var skip: array<vec4<f32>, 4>;
-    if (p.residual == 2u) {
-        skip = skip_block(pix0, array<u32, 4>(co0, co0 + 1u, co0 + 2u, co0 + 3u), npix);
+    if (RESIDUAL == 2u) {
+        skip = skip_block4(pix0, gid.x, npix);
     }
     for (var i = 0u; i < 4u; i++) {
         let q = pix0 + i;
         if (q >= npix) { break; }
         let o = q * p.cout + co0;
         var v = acc[i] + b;
-        if (p.residual == 1u) {
-            v += vec4<f32>(add[o], add[o + 1u], add[o + 2u], add[o + 3u]);
-        }
-        if (p.residual == 2u) { v += skip[i]; }
+        if (RESIDUAL == 1u) { v += add4[o / 4u]; }
+        if (RESIDUAL == 2u) { v += skip[i]; }
         out[o] = v.x;
         out[o + 1u] = v.y;
         out[o + 2u] = v.z;

@@ -40,12 +40,8 @@ pub struct ConvParams {
     pub ho: u32,
     pub wo: u32,
     pub cout: u32,
-    /// 0: none, 1: `add` added, 2: `add` projected by the skip weights and added.
-    pub residual: u32,
+    /// Channels of the skip connection's input (`residual` 2).
     pub cin2: u32,
-    pub _p0: u32,
-    pub _p1: u32,
-    pub _p2: u32,
 }
 
 /// `matmul.wgsl`'s `Params`: the sizes, each operand's view (offset, batch, row and column
@@ -181,12 +177,14 @@ use Binding::{Read, ReadWrite, Uniform};
 pub enum Kernel {
     Matmul,
     /// `vec4`: the entry point for channel counts that are multiples of 4; `upsample`: the
-    /// input read as if upsampled 2x.
+    /// input read as if upsampled 2x; `residual`: 0 nothing added, 1 a tensor, 2 a 1x1
+    /// convolution of a second input.
     Conv2d {
         ksize: u32,
         stride: u32,
         vec4: bool,
         upsample: bool,
+        residual: u32,
     },
     GroupNorm,
     Attention,
@@ -238,12 +236,14 @@ impl Kernel {
                 ksize,
                 stride,
                 upsample,
+                residual,
                 ..
             } => {
                 vec![
                     ("KSIZE", ksize as f64),
                     ("STRIDE", stride as f64),
                     ("UPSAMPLE", upsample as u32 as f64),
+                    ("RESIDUAL", residual as f64),
                 ]
             }
             _ => vec![],

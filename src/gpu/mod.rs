@@ -475,14 +475,10 @@ impl Gpu {
             ho: u(ho),
             wo: u(wo),
             cout: u(cout),
-            residual: code,
             cin2: u(cin2),
-            _p0: 0,
-            _p1: 0,
-            _p2: 0,
         };
         let groups = [(cout as u32).div_ceil(32), pix_groups as u32, 1];
-        let vec4 = cin % 4 == 0 && cout % 4 == 0;
+        let vec4 = cin % 4 == 0 && cout % 4 == 0 && cin2 % 4 == 0;
         let [a, sw, sb] = inputs;
         self.dispatch(
             Kernel::Conv2d {
@@ -490,6 +486,7 @@ impl Gpu {
                 stride: spec.stride as u32,
                 vec4,
                 upsample: upsampled,
+                residual: code,
             },
             &params,
             &[Some(x), Some(w), Some(bias), a, sw, sb],
@@ -981,11 +978,16 @@ impl Backend for Gpu {
         Ok(out)
     }
 
-    /// One fused dispatch where the scores fit the kernel's workgroup memory.
+    /// One fused dispatch where the scores fit the kernel's workgroup memory and c is a multiple
+    /// of 4.
     fn attend(&mut self, qkv: &GpuTensor, [n, h, w, c]: [usize; 4]) -> Result<GpuTensor> {
         let hw = h * w;
         ops::check_same("attend", &qkv.shape, &[n, h, w, 3 * c])?;
-        if hw > kernels::ATTENTION_MAX_TOKENS || hw as u64 > MAX_GROUPS || n as u64 > MAX_GROUPS {
+        if hw > kernels::ATTENTION_MAX_TOKENS
+            || hw as u64 > MAX_GROUPS
+            || n as u64 > MAX_GROUPS
+            || c % 4 != 0
+        {
             return attend_by_parts(self, qkv, [n, h, w, c]);
         }
         let out = self.alloc(vec![n, h, w, c])?;
