@@ -35,6 +35,10 @@ pub struct FastCpu {
     outputs: Vec<Rc<Vec<f32>>>,
 }
 
+/// Products with at most this many rows skip `matrixmultiply` (whose packing of b costs more
+/// than the product, and allocates b-sized scratch).
+const SMALL_M: usize = 8;
+
 /// `c[m, n] += alpha a b` with strided operands (`c` row-major, `n` wide).
 #[allow(clippy::too_many_arguments)]
 fn gemm(
@@ -49,6 +53,18 @@ fn gemm(
     assert!(m * n <= c.len());
     assert!((m - 1) * rsa + (k - 1) * csa < a.len());
     assert!((k - 1) * rsb + (n - 1) * csb < b.len());
+    if m <= SMALL_M && csb == 1 {
+        // A few rows (the time embedding's layers): rows of b added in place, nothing packed,
+        // so no scratch the size of b.
+        for (r, row) in c.chunks_exact_mut(n).take(m).enumerate() {
+            for kk in 0..k {
+                let av = alpha * a[r * rsa + kk * csa];
+                let brow = &b[kk * rsb..kk * rsb + n];
+                row.iter_mut().zip(brow).for_each(|(o, &bv)| *o += av * bv);
+            }
+        }
+        return;
+    }
     // SAFETY: the asserts keep every element the product touches inside its slice.
     unsafe {
         matrixmultiply::sgemm(
