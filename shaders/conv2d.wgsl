@@ -22,19 +22,23 @@ struct Params {
     ho: u32, wo: u32, cout: u32, cin2: u32,
 }
 
+// The weights' storage type: f32, or f16 in the shader-f16 variant (`kernels.rs` swaps this line
+// and enables f16); every weight load converts to f32, so accumulation stays f32.
+alias W = f32;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<W>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> add: array<f32>;
-@group(0) @binding(5) var<storage, read> skip_w: array<f32>;
+@group(0) @binding(5) var<storage, read> skip_w: array<W>;
 @group(0) @binding(6) var<storage, read> skip_b: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 // The same buffers seen as vec4 by `main_vec4` (WGSL allows aliased bindings across entry points).
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> wt4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> wt4: array<vec4<W>>;
 @group(0) @binding(4) var<storage, read> add4: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> skip_w4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> skip_w4: array<vec4<W>>;
 
 
 /// The projected skip connection (RESIDUAL 2) for output pixels pix0..pix0+3 and channels cols:
@@ -45,7 +49,7 @@ fn skip_block(pix0: u32, cols: array<u32, 4>, npix: u32) -> array<vec4<f32>, 4> 
     var acc: array<vec4<f32>, 4>;
     for (var ci = 0u; ci < p.cin2; ci++) {
         let wr = ci * p.cout;
-        let wv = vec4<f32>(skip_w[wr + cols[0]], skip_w[wr + cols[1]], skip_w[wr + cols[2]], skip_w[wr + cols[3]]);
+        let wv = vec4<f32>(f32(skip_w[wr + cols[0]]), f32(skip_w[wr + cols[1]]), f32(skip_w[wr + cols[2]]), f32(skip_w[wr + cols[3]]));
         acc[0] += add[rows[0] + ci] * wv;
         acc[1] += add[rows[1] + ci] * wv;
         acc[2] += add[rows[2] + ci] * wv;
@@ -66,7 +70,7 @@ fn skip_block4(pix0: u32, co4: u32, npix: u32) -> array<vec4<f32>, 4> {
     var acc: array<vec4<f32>, 4>;
     var wr = co4;
     for (var c4 = 0u; c4 < cin24; c4++) {
-        let w = mat4x4<f32>(skip_w4[wr], skip_w4[wr + cout4], skip_w4[wr + 2u * cout4], skip_w4[wr + 3u * cout4]);
+        let w = mat4x4<f32>(vec4<f32>(skip_w4[wr]), vec4<f32>(skip_w4[wr + cout4]), vec4<f32>(skip_w4[wr + 2u * cout4]), vec4<f32>(skip_w4[wr + 3u * cout4]));
         wr += 4u * cout4;
         acc[0] += w * add4[rows[0] + c4];
         acc[1] += w * add4[rows[1] + c4];
@@ -120,7 +124,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             let wrow0 = (ky * KSIZE + kx) * p.cin;
             for (var ci = 0u; ci < p.cin; ci++) {
                 let wr = (wrow0 + ci) * p.cout;
-                let wv = vec4<f32>(wt[wr + cols[0]], wt[wr + cols[1]], wt[wr + cols[2]], wt[wr + cols[3]]);
+                let wv = vec4<f32>(f32(wt[wr + cols[0]]), f32(wt[wr + cols[1]]), f32(wt[wr + cols[2]]), f32(wt[wr + cols[3]]));
                 acc[0] += select(0.0, x[src[0] + ci], ok[0]) * wv;
                 acc[1] += select(0.0, x[src[1] + ci], ok[1]) * wv;
                 acc[2] += select(0.0, x[src[2] + ci], ok[2]) * wv;
@@ -169,7 +173,7 @@ fn main_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
             // Row of weight block (ky, kx, ci) for output channels co0..co0+3, in vec4 units.
             var wr = (ky * KSIZE + kx) * p.cin * cout4 + gid.x;
             for (var c4 = 0u; c4 < cin4; c4++) {
-                let w = mat4x4<f32>(wt4[wr], wt4[wr + cout4], wt4[wr + 2u * cout4], wt4[wr + 3u * cout4]);
+                let w = mat4x4<f32>(vec4<f32>(wt4[wr]), vec4<f32>(wt4[wr + cout4]), vec4<f32>(wt4[wr + 2u * cout4]), vec4<f32>(wt4[wr + 3u * cout4]));
                 wr += 4u * cout4;
                 acc[0] += w * select(zero, x4[src[0] + c4], ok[0]);
                 acc[1] += w * select(zero, x4[src[1] + c4], ok[1]);

@@ -11,9 +11,13 @@ struct Params {
     has_bias: u32, scale: f32, has_add: u32, silu: u32,
 }
 
+// b's storage type: f32, or f16 in the shader-f16 variant for weights (`kernels.rs` swaps this
+// line and enables f16); loads convert to f32, so accumulation stays f32.
+alias W = f32;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<W>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> add: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
@@ -35,7 +39,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var kk = 0u; kk < p.k; kk++) {
         let ka = kk * p.a_cs;
         let kb = kk * p.b_rs;
-        let bv = vec4<f32>(b[bcol[0] + kb], b[bcol[1] + kb], b[bcol[2] + kb], b[bcol[3] + kb]);
+        let bv = vec4<f32>(f32(b[bcol[0] + kb]), f32(b[bcol[1] + kb]), f32(b[bcol[2] + kb]), f32(b[bcol[3] + kb]));
         acc[0] += a[arow[0] + ka] * bv;
         acc[1] += a[arow[1] + ka] * bv;
         acc[2] += a[arow[2] + ka] * bv;

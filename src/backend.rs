@@ -16,6 +16,13 @@ pub trait Backend {
 
     fn shape(t: &Self::Tensor) -> &[usize];
     fn upload(&mut self, data: &[f32], shape: &[usize]) -> Result<Self::Tensor>;
+    /// A network's weights (convolution kernels, linear layers): only ever read as the `w` of
+    /// [`Backend::conv2d`] and the `b` of [`Backend::matmul`]. A backend may store them more
+    /// compactly (the GPU: f16 where the device has shader-f16; the shipped weights are f16, so
+    /// nothing is lost).
+    fn upload_weights(&mut self, data: &[f32], shape: &[usize]) -> Result<Self::Tensor> {
+        self.upload(data, shape)
+    }
     /// Copies a tensor's values to the host (waits for all recorded work).
     async fn read(&mut self, t: &Self::Tensor) -> Result<Vec<f32>>;
     /// Waits until the work recorded so far has run (on the web this yields to the event loop, so

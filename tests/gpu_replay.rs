@@ -136,3 +136,44 @@ fn paced_runs_match_the_cpu_reference() {
         eprintln!("{}: max |gpu - cpu| = {d:.2e}", method.name());
     }
 }
+
+/// Weights stored as f16 (where the device has shader-f16) give the f32 path's results bit for
+/// bit: the shipped weights are f16, and every load converts to f32 before the f32 arithmetic.
+#[test]
+fn f16_weights_match_f32_weights_exactly() {
+    let Some(mut half) = common::gpu_or_skip() else {
+        return;
+    };
+    if half.set_half_weights(true).is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI's adapter (lavapipe) has shader-f16"
+        );
+        eprintln!("skipping: the adapter has no shader-f16");
+        return;
+    }
+    let mut full = common::gpu_or_skip().unwrap();
+    full.set_half_weights(false).unwrap();
+    for (name, model, _) in common::MODELS {
+        let h = Network::load(&mut half, model).unwrap();
+        let f = Network::load(&mut full, model).unwrap();
+        let n = 3;
+        let mut shape = vec![n];
+        shape.extend(h.config.sample_shape());
+        let per: usize = shape[1..].iter().product();
+        let x: Vec<f32> = (0..n * per).map(|i| (i as f32 * 0.37).sin()).collect();
+        let t = [0.2f32, 0.5, 0.9];
+        let labels = [0f32, 1.0, 2.0];
+        let run = |be: &mut Gpu, net: &Network<Gpu>| {
+            let x = be.upload(&x, &shape).unwrap();
+            let t = be.upload(&t, &[n]).unwrap();
+            let l = be.upload(&labels, &[n]).unwrap();
+            let e = net.forward(be, &x, &t, &l).unwrap();
+            pollster::block_on(be.read(&e)).unwrap()
+        };
+        let (eh, ef) = (run(&mut half, &h), run(&mut full, &f));
+        assert_eq!(eh, ef, "{name}: f16 and f32 weights differ");
+        eprintln!("{name}: f16 weights, {} values identical to f32", eh.len());
+    }
+    assert!(half.memory().bytes < full.memory().bytes);
+}

@@ -5,19 +5,26 @@
 
 mod common;
 
-use scorelab::gpu::kernels::{PARAMS_SIZES, SHADERS};
+use scorelab::gpu::kernels::{shader_source, PARAMS_SIZES, SHADERS};
 
 #[test]
 fn every_shader_parses_and_validates() {
-    for (name, source) in SHADERS {
-        let module = naga::front::wgsl::parse_str(source)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    let variants = SHADERS
+        .iter()
+        .map(|(name, _)| (*name, false))
+        .chain([("conv2d", true), ("matmul", true)]);
+    for (name, half) in variants {
+        let source = shader_source(name, half);
+        let module = naga::front::wgsl::parse_str(&source)
+            .unwrap_or_else(|e| panic!("{name} (f16 {half}): {}", e.emit_to_string(&source)));
+        let caps = if half {
+            naga::valid::Capabilities::SHADER_FLOAT16
+        } else {
+            naga::valid::Capabilities::empty()
+        };
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name} (f16 {half}): {e:?}"));
     }
 }
 

@@ -43,10 +43,12 @@ impl GpuContext {
             .await
             .map_err(|e| Error::Gpu(format!("no WebGPU adapter available ({e})")))?;
         let info = adapter.get_info();
+        // f16 storage for the weights where the adapter has it (see `Gpu::half_weights`).
+        let required_features = adapter.features() & wgpu::Features::SHADER_F16;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("scorelab"),
-                required_features: wgpu::Features::empty(),
+                required_features,
                 required_limits: wgpu::Limits::default(),
                 experimental_features: wgpu::ExperimentalFeatures::default(),
                 memory_hints: wgpu::MemoryHints::Performance,

@@ -172,10 +172,13 @@ pub enum Binding {
 
 use Binding::{Read, ReadWrite, Uniform};
 
-/// One compute pipeline: a shader entry point specialised by its override constants.
+/// One compute pipeline: a shader entry point specialised by its override constants. `half`:
+/// the weights (conv `wt`, matmul `b`) are stored as f16 (the shader-f16 variant of the file).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    Matmul,
+    Matmul {
+        half: bool,
+    },
     /// `vec4`: the entry point for channel counts that are multiples of 4; `upsample`: the
     /// input read as if upsampled 2x; `residual`: 0 nothing added, 1 a tensor, 2 a 1x1
     /// convolution of a second input.
@@ -185,6 +188,7 @@ pub enum Kernel {
         vec4: bool,
         upsample: bool,
         residual: u32,
+        half: bool,
     },
     GroupNorm,
     Attention,
@@ -195,7 +199,7 @@ pub enum Kernel {
 impl Kernel {
     fn file(&self) -> &'static str {
         match self {
-            Kernel::Matmul => "matmul",
+            Kernel::Matmul { .. } => "matmul",
             Kernel::Conv2d { .. } => "conv2d",
             Kernel::GroupNorm => "group_norm",
             Kernel::Attention => "attention",
@@ -206,7 +210,7 @@ impl Kernel {
 
     fn entry(&self) -> &'static str {
         match self {
-            Kernel::Matmul
+            Kernel::Matmul { .. }
             | Kernel::GroupNorm
             | Kernel::Attention
             | Kernel::Conv2d { vec4: false, .. } => "main",
@@ -250,9 +254,17 @@ impl Kernel {
         }
     }
 
+    /// Whether this pipeline reads f16 weights.
+    fn half(&self) -> bool {
+        matches!(
+            self,
+            Kernel::Matmul { half: true } | Kernel::Conv2d { half: true, .. }
+        )
+    }
+
     pub fn bindings(&self) -> &'static [Binding] {
         match self {
-            Kernel::Matmul => &[Uniform, Read, Read, Read, Read, ReadWrite],
+            Kernel::Matmul { .. } => &[Uniform, Read, Read, Read, Read, ReadWrite],
             Kernel::Conv2d { .. } => &[Uniform, Read, Read, Read, Read, Read, Read, ReadWrite],
             Kernel::GroupNorm => &[Uniform, Read, Read, Read, Read, ReadWrite],
             Kernel::Attention => &[Uniform, Read, ReadWrite],
@@ -260,6 +272,22 @@ impl Kernel {
             Kernel::Sampler(_) => &[Uniform, Read, Read, Read, Read, Read, ReadWrite],
         }
     }
+}
+
+/// A shader's text; with `half`, its shader-f16 variant: f16 enabled and the weights' storage
+/// type alias `W` switched to f16 (only `conv2d` and `matmul` have one).
+pub fn shader_source(file: &str, half: bool) -> String {
+    let src = SHADERS
+        .iter()
+        .find(|(n, _)| *n == file)
+        .expect("every kernel names an embedded shader")
+        .1;
+    if !half {
+        return src.to_string();
+    }
+    const F32: &str = "alias W = f32;";
+    assert!(src.contains(F32), "{file} has no f16 variant");
+    format!("enable f16;\n{}", src.replacen(F32, "alias W = f16;", 1))
 }
 
 pub struct Pipeline {
@@ -270,7 +298,8 @@ pub struct Pipeline {
 /// Compiles each shader module and each pipeline once per device.
 #[derive(Default)]
 pub struct PipelineCache {
-    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    /// By file and whether it is the shader-f16 variant.
+    modules: HashMap<(&'static str, bool), wgpu::ShaderModule>,
     pipelines: HashMap<Kernel, Rc<Pipeline>>,
 }
 
@@ -280,12 +309,9 @@ impl PipelineCache {
             return p.clone();
         }
         let file = kernel.file();
-        let module = self.modules.entry(file).or_insert_with(|| {
-            let src = SHADERS
-                .iter()
-                .find(|(n, _)| *n == file)
-                .expect("every kernel names an embedded shader")
-                .1;
+        let half = kernel.half();
+        let module = self.modules.entry((file, half)).or_insert_with(|| {
+            let src = shader_source(file, half);
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(file),
                 source: wgpu::ShaderSource::Wgsl(src.into()),

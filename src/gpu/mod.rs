@@ -102,11 +102,13 @@ impl Drop for Slot {
     }
 }
 
-/// A tensor in a GPU storage buffer (f32, row-major in its shape).
+/// A tensor in a GPU storage buffer (f32, or f16 for weights, row-major in its shape).
 #[derive(Clone)]
 pub struct GpuTensor {
     slot: Rc<Slot>,
     shape: Vec<usize>,
+    /// Stored as f16 (weights on a device with shader-f16; see [`Backend::upload_weights`]).
+    half: bool,
 }
 
 impl GpuTensor {
@@ -170,6 +172,9 @@ pub struct Gpu {
     in_flight: VecDeque<InFlight>,
     /// The last submit, if no step boundary has claimed it yet.
     unpaced: Option<wgpu::SubmissionIndex>,
+    /// Weights stored as f16 (the device has shader-f16): half the memory and bandwidth, the
+    /// same results, since the shipped weights are f16 and every load converts to f32.
+    half_weights: bool,
 }
 
 /// What a convolution adds to its output (see `conv2d.wgsl`).
@@ -228,7 +233,6 @@ impl Gpu {
             wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         );
         Gpu {
-            ctx,
             pipelines: PipelineCache::default(),
             pool: Pool::new(POOL_MAX_FREE_BYTES),
             pending: Vec::new(),
@@ -243,7 +247,30 @@ impl Gpu {
             recording: None,
             in_flight: VecDeque::new(),
             unpaced: None,
+            half_weights: ctx.device.features().contains(wgpu::Features::SHADER_F16),
+            ctx,
         }
+    }
+
+    /// Whether weights uploaded from now on are stored as f16.
+    pub fn half_weights(&self) -> bool {
+        self.half_weights
+    }
+
+    /// Stores weights uploaded from now on as f16 (where the device allows) or f32: the f32 path
+    /// is the reference the f16 one is tested against.
+    pub fn set_half_weights(&mut self, on: bool) -> Result<()> {
+        if on
+            && !self
+                .ctx
+                .device
+                .features()
+                .contains(wgpu::Features::SHADER_F16)
+        {
+            return Err(Error::Gpu("this device has no shader-f16".into()));
+        }
+        self.half_weights = on;
+        Ok(())
     }
 
     pub fn context(&self) -> &Rc<GpuContext> {
@@ -281,6 +308,7 @@ impl Gpu {
                 pool: pool.clone(),
             }),
             shape,
+            half: false,
         }
     }
 
@@ -448,6 +476,11 @@ impl Gpu {
                 w: sw,
                 bias: sb,
             } => {
+                if sw.half != w.half {
+                    return Err(Error::Gpu(
+                        "a convolution and its skip projection store their weights alike".into(),
+                    ));
+                }
                 let one = Conv2d {
                     ksize: 1,
                     stride: 1,
@@ -487,6 +520,7 @@ impl Gpu {
                 vec4,
                 upsample: upsampled,
                 residual: code,
+                half: w.half,
             },
             &params,
             &[Some(x), Some(w), Some(bias), a, sw, sb],
@@ -545,7 +579,7 @@ impl Gpu {
             spec.batch as u32,
         ];
         self.dispatch(
-            Kernel::Matmul,
+            Kernel::Matmul { half: b.half },
             &params,
             &[Some(a), Some(b), bias, add],
             &[&out],
@@ -721,7 +755,40 @@ impl Backend for Gpu {
         self.alloc_init(data, shape.to_vec())
     }
 
+    fn upload_weights(&mut self, data: &[f32], shape: &[usize]) -> Result<GpuTensor> {
+        if !self.half_weights {
+            return self.upload(data, shape);
+        }
+        check_upload(data.len(), shape)?;
+        if self.recording.is_some() {
+            return Err(Error::Gpu(
+                "weights are uploaded at load, not inside an evaluation".into(),
+            ));
+        }
+        let mut contents: Vec<u8> = data
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        let bytes = (contents.len().max(1) as u64).next_multiple_of(16);
+        contents.resize(bytes as usize, 0);
+        self.pool.borrow_mut().created(bytes);
+        let buffer = self
+            .ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("f16 weights"),
+                contents: &contents,
+                usage: TENSOR_USAGE,
+            });
+        let mut t = Self::tensor(&self.pool, buffer, shape.to_vec());
+        t.half = true;
+        Ok(t)
+    }
+
     async fn read(&mut self, t: &GpuTensor) -> Result<Vec<f32>> {
+        if t.half {
+            return Err(Error::Gpu("f16 weights are not read back".into()));
+        }
         let bytes = (t.len() * 4) as u64;
         // Taken out while in use: a read that fails leaves it mapped, and it is then dropped.
         let staging = match self.staging.take() {
@@ -844,6 +911,7 @@ impl Backend for Gpu {
         Ok(GpuTensor {
             slot: t.slot.clone(),
             shape: shape.to_vec(),
+            half: t.half,
         })
     }
 
@@ -898,6 +966,7 @@ impl Backend for Gpu {
         let up = GpuTensor {
             slot: x.slot.clone(),
             shape: vec![n, 2 * h, 2 * wd, c],
+            half: x.half,
         };
         self.conv_with(&up, w, bias, Residual::None, spec, true)
     }

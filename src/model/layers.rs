@@ -84,7 +84,7 @@ impl<B: Backend> Linear<B> {
 
     pub fn upload(be: &mut B, wt: &[f32], b: &[f32], cin: usize, cout: usize) -> Result<Self> {
         Ok(Linear {
-            w: be.upload(wt, &[cin, cout])?,
+            w: be.upload_weights(wt, &[cin, cout])?,
             b: be.upload(b, &[cout])?,
         })
     }
@@ -139,7 +139,7 @@ impl<B: Backend> Conv<B> {
         }
         let b = src.take(&format!("{name}.bias"), &[cout])?;
         Ok(Conv {
-            w: be.upload(&wt, &[ksize * ksize * cin, cout])?,
+            w: be.upload_weights(&wt, &[ksize * ksize * cin, cout])?,
             b: be.upload(&b, &[cout])?,
             spec: Conv2d { ksize, stride },
         })
