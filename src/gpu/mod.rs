@@ -175,6 +175,8 @@ pub struct Gpu {
     /// Weights stored as f16 (the device has shader-f16): half the memory and bandwidth, the
     /// same results, since the shipped weights are f16 and every load converts to f32.
     half_weights: bool,
+    /// The device's limits, read once (on the web each read crosses into JS).
+    limits: wgpu::Limits,
 }
 
 /// What a convolution adds to its output (see `conv2d.wgsl`).
@@ -248,6 +250,7 @@ impl Gpu {
             in_flight: VecDeque::new(),
             unpaced: None,
             half_weights: ctx.device.features().contains(wgpu::Features::SHADER_F16),
+            limits: ctx.device.limits(),
             ctx,
         }
     }
@@ -333,18 +336,20 @@ impl Gpu {
     /// filled at creation.
     fn alloc_init(&mut self, data: &[f32], shape: Vec<usize>) -> Result<GpuTensor> {
         check_upload(data.len(), &shape)?;
-        if self.recording.is_some() {
-            return Err(Error::Gpu(
-                "an upload inside a recorded evaluation would be replayed stale".into(),
-            ));
-        }
+        self.check_not_recording()?;
         let bytes = self.checked_bytes(&shape)?;
         let reused = self.pool.borrow_mut().take(bytes);
         if let Some(buffer) = reused {
             self.stage_upload(&buffer, bytemuck::cast_slice(data));
             return Ok(Self::tensor(&self.pool, buffer, shape));
         }
-        let mut contents = bytemuck::cast_slice::<f32, u8>(data).to_vec();
+        Ok(self.created_with(bytemuck::cast_slice(data).to_vec(), shape))
+    }
+
+    /// A new pooled tensor buffer filled at creation with `contents` (zero-padded to a 16-byte
+    /// multiple).
+    fn created_with(&mut self, mut contents: Vec<u8>, shape: Vec<usize>) -> GpuTensor {
+        let bytes = (contents.len().max(1) as u64).next_multiple_of(16);
         contents.resize(bytes as usize, 0);
         self.pool.borrow_mut().created(bytes);
         let buffer = self
@@ -355,7 +360,17 @@ impl Gpu {
                 contents: &contents,
                 usage: TENSOR_USAGE,
             });
-        Ok(Self::tensor(&self.pool, buffer, shape))
+        Self::tensor(&self.pool, buffer, shape)
+    }
+
+    /// Uploads belong outside recorded evaluations: a replay would not repeat them.
+    fn check_not_recording(&self) -> Result<()> {
+        match self.recording {
+            Some(_) => Err(Error::Gpu(
+                "an upload inside a recorded evaluation would be replayed stale".into(),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Writes `data` to the start of `dst` in order with the recorded work: small uploads ride in
@@ -387,7 +402,7 @@ impl Gpu {
     fn checked_bytes(&self, shape: &[usize]) -> Result<u64> {
         let len: usize = shape.iter().product();
         let bytes = (len.max(1) * 4).next_multiple_of(16) as u64;
-        let limit = self.ctx.device.limits().max_storage_buffer_binding_size;
+        let limit = self.limits.max_storage_buffer_binding_size;
         if bytes > limit {
             return Err(Error::Gpu(format!("tensor {shape:?} needs {bytes} bytes, over the device's {limit}-byte binding limit; use a smaller batch")));
         }
@@ -396,7 +411,7 @@ impl Gpu {
 
     /// Offsets of uniform blocks in one buffer must be multiples of this.
     fn uniform_alignment(&self) -> usize {
-        self.ctx.device.limits().min_uniform_buffer_offset_alignment as usize
+        self.limits.min_uniform_buffer_offset_alignment as usize
     }
 
     /// Records one dispatch of `kernel` with a uniform block and buffer bindings in layout order:
@@ -760,27 +775,12 @@ impl Backend for Gpu {
             return self.upload(data, shape);
         }
         check_upload(data.len(), shape)?;
-        if self.recording.is_some() {
-            return Err(Error::Gpu(
-                "weights are uploaded at load, not inside an evaluation".into(),
-            ));
-        }
-        let mut contents: Vec<u8> = data
+        self.check_not_recording()?;
+        let contents = data
             .iter()
             .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
             .collect();
-        let bytes = (contents.len().max(1) as u64).next_multiple_of(16);
-        contents.resize(bytes as usize, 0);
-        self.pool.borrow_mut().created(bytes);
-        let buffer = self
-            .ctx
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("f16 weights"),
-                contents: &contents,
-                usage: TENSOR_USAGE,
-            });
-        let mut t = Self::tensor(&self.pool, buffer, shape.to_vec());
+        let mut t = self.created_with(contents, shape.to_vec());
         t.half = true;
         Ok(t)
     }

@@ -130,7 +130,6 @@ impl Recorder {
             .collect();
         Plan {
             owner,
-            shapes: inputs.iter().map(|t| t.shape.clone()).collect(),
             inputs,
             output,
             dispatches,
@@ -144,7 +143,6 @@ impl Recorder {
 /// `output` out (callers may hold outputs of several replays at once).
 pub(super) struct Plan {
     owner: u64,
-    shapes: Vec<Vec<usize>>,
     pub(super) inputs: Vec<GpuTensor>,
     pub(super) output: GpuTensor,
     pub(super) dispatches: Vec<Dispatch>,
@@ -156,8 +154,8 @@ pub(super) struct Plan {
 impl Plan {
     pub(super) fn matches(&self, owner: u64, shapes: &[&[usize]]) -> bool {
         self.owner == owner
-            && self.shapes.len() == shapes.len()
-            && self.shapes.iter().zip(shapes).all(|(a, b)| a == b)
+            && self.inputs.len() == shapes.len()
+            && self.inputs.iter().zip(shapes).all(|(t, s)| t.shape == *s)
     }
 
     pub(super) fn owner(&self) -> u64 {

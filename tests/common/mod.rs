@@ -599,6 +599,22 @@ pub fn sweep() -> Vec<Case> {
     ]
 }
 
+/// A convolution's seeded input `[n, h, w, cin]`, weights `[k*k*cin, cout]` and bias, as every
+/// convolution case draws them.
+fn conv_inputs<B: Backend>(
+    randn: &mut impl FnMut(&mut B, &[usize], f32) -> Result<B::Tensor>,
+    be: &mut B,
+    [n, h, w, cin]: [usize; 4],
+    ksize: usize,
+    cout: usize,
+) -> Result<(B::Tensor, B::Tensor, B::Tensor)> {
+    Ok((
+        randn(be, &[n, h, w, cin], 1.0)?,
+        randn(be, &[ksize * ksize * cin, cout], 0.3)?,
+        randn(be, &[cout], 0.5)?,
+    ))
+}
+
 impl Case {
     fn seed(&self) -> u64 {
         format!("{self:?}")
@@ -627,9 +643,7 @@ impl Case {
                 ksize,
                 stride,
             } => {
-                let x = randn(be, &[n, h, w, cin], 1.0)?;
-                let wt = randn(be, &[ksize * ksize * cin, cout], 0.3)?;
-                let b = randn(be, &[cout], 0.5)?;
+                let (x, wt, b) = conv_inputs(&mut randn, be, [n, h, w, cin], ksize, cout)?;
                 be.conv2d(&x, &wt, &b, Conv2d { ksize, stride })?
             }
             Case::ConvSkip {
@@ -640,9 +654,7 @@ impl Case {
                 cin2,
                 cout,
             } => {
-                let x = randn(be, &[n, h, w, cin], 1.0)?;
-                let wt = randn(be, &[9 * cin, cout], 0.3)?;
-                let b = randn(be, &[cout], 0.5)?;
+                let (x, wt, b) = conv_inputs(&mut randn, be, [n, h, w, cin], 3, cout)?;
                 let sx = randn(be, &[n, h, w, cin2], 1.0)?;
                 let sw = randn(be, &[cin2, cout], 0.3)?;
                 let sb = randn(be, &[cout], 0.5)?;
@@ -660,9 +672,7 @@ impl Case {
                 )?
             }
             Case::UpsampleConv { n, h, w, cin, cout } => {
-                let x = randn(be, &[n, h, w, cin], 1.0)?;
-                let wt = randn(be, &[9 * cin, cout], 0.3)?;
-                let b = randn(be, &[cout], 0.5)?;
+                let (x, wt, b) = conv_inputs(&mut randn, be, [n, h, w, cin], 3, cout)?;
                 be.upsample_conv2d(
                     &x,
                     &wt,
@@ -681,9 +691,7 @@ impl Case {
                 cout,
                 ksize,
             } => {
-                let x = randn(be, &[n, h, w, cin], 1.0)?;
-                let wt = randn(be, &[ksize * ksize * cin, cout], 0.3)?;
-                let b = randn(be, &[cout], 0.5)?;
+                let (x, wt, b) = conv_inputs(&mut randn, be, [n, h, w, cin], ksize, cout)?;
                 let add = randn(be, &[n, h, w, cout], 1.0)?;
                 be.conv2d_add(&x, &wt, &b, &add, Conv2d { ksize, stride: 1 })?
             }
