@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::error::{finite, Error, Result};
 use crate::model::{ModelConfig, Network};
-use crate::sampler::edit::{self, DensityGrid, InpaintMethod, Likelihood, LikelihoodOptions};
+use crate::sampler::edit::{self, DensityGrid, Likelihood, LikelihoodOptions};
+use crate::sampler::inverse::Enforce;
 use crate::sampler::{self, Guided, OdeSolver, Progress, SamplerOptions, VpSchedule};
 
 /// A sampling request; every field has a default.
@@ -42,7 +43,7 @@ impl Default for SampleRequest {
 #[serde(default, deny_unknown_fields)]
 pub struct EditRequest {
     pub sampler: SamplerOptions,
-    pub method: InpaintMethod,
+    pub method: Enforce,
     pub seed: u32,
     pub class: Option<usize>,
     pub guidance: f32,
@@ -56,7 +57,7 @@ impl Default for EditRequest {
                 steps: Some(100),
                 ..Default::default()
             },
-            method: InpaintMethod::Replace,
+            method: Enforce::Replace,
             seed: 0,
             class: None,
             guidance: 1.0,

@@ -3,8 +3,9 @@
 
 use scorelab::rng::Rng;
 use scorelab::sampler::edit::{
-    inpaint, log_likelihood, slerp, DensityGrid, InpaintMethod, LikelihoodOptions, Probe,
+    inpaint, log_likelihood, slerp, DensityGrid, LikelihoodOptions, Probe,
 };
+use scorelab::sampler::inverse::Enforce;
 use scorelab::sampler::{GaussianMixture, Method, SamplerOptions, Silent, VpSchedule};
 use scorelab::{Backend, Cpu};
 
@@ -121,7 +122,7 @@ fn density_grid_matches_the_exact_log_density() {
 /// Inpaints the second coordinate given the first (x0 = 1.4, where the exact conditional
 /// p(x1 | x0) is essentially one component, N(1.0, 0.25)); returns |mean error| and the variance
 /// ratio. Known coordinates must come back exactly.
-fn conditional_error(method: InpaintMethod, opts: SamplerOptions) -> (f64, f64) {
+fn conditional_error(method: Enforce, opts: SamplerOptions) -> (f64, f64) {
     let mut gm = mixture();
     let x0 = 1.4f32;
     let n = 2000;
@@ -178,9 +179,9 @@ fn repaint_follows_the_conditional_better_than_replacement() {
         steps: Some(200),
         ..Default::default()
     };
-    let (replace_err, _) = conditional_error(InpaintMethod::Replace, ddpm.clone());
+    let (replace_err, _) = conditional_error(Enforce::Replace, ddpm.clone());
     let (repaint_err, repaint_var) = conditional_error(
-        InpaintMethod::Repaint {
+        Enforce::Repaint {
             jump: 10,
             resample: 10,
         },
@@ -196,7 +197,7 @@ fn repaint_follows_the_conditional_better_than_replacement() {
     );
     // The other samplers run the same loop; known values come back exactly.
     conditional_error(
-        InpaintMethod::Replace,
+        Enforce::Replace,
         SamplerOptions {
             method: Method::Ddim,
             steps: Some(50),
@@ -204,7 +205,7 @@ fn repaint_follows_the_conditional_better_than_replacement() {
         },
     );
     conditional_error(
-        InpaintMethod::Repaint {
+        Enforce::Repaint {
             jump: 5,
             resample: 2,
         },
@@ -264,7 +265,7 @@ fn repaint_progress_ends_at_its_total() {
             &mut mixture(),
             &SCHEDULE,
             &opts,
-            InpaintMethod::Repaint {
+            Enforce::Repaint {
                 jump: 3,
                 resample: 2,
             },

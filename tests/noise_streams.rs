@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use scorelab::ops::{Conv2d, GroupNorm, Matmul};
-use scorelab::sampler::edit::{inpaint, log_likelihood, InpaintMethod, LikelihoodOptions, Probe};
+use scorelab::sampler::edit::{inpaint, log_likelihood, LikelihoodOptions, Probe};
+use scorelab::sampler::inverse::Enforce;
 use scorelab::sampler::{sample, GaussianMixture, Method, SamplerOptions, Silent, VpSchedule};
 use scorelab::{Backend, Cpu, CpuTensor, Result};
 
@@ -184,10 +185,10 @@ fn every_draw_of_an_edit_is_new_noise() {
     let known: Vec<f32> = vec![0.8, 0.0, -0.9, 0.0];
     let mask = [1.0f32, 0.0];
     for (name, how) in [
-        ("replace", InpaintMethod::Replace),
+        ("replace", Enforce::Replace),
         (
             "repaint",
-            InpaintMethod::Repaint {
+            Enforce::Repaint {
                 jump: 3,
                 resample: 4,
             },

@@ -372,7 +372,7 @@ fn impossible_parameters_are_refused() {
     }
     assert!(Method::parse("ddim").is_ok() && Method::parse("dpm").is_err());
     // The longest DDIM walk visits every time of the chain once.
-    let grid = time_grid(&SCHEDULE, Method::Ddim, 999).unwrap();
+    let grid = time_grid(&SCHEDULE, Method::Ddim, 999, 1.0).unwrap();
     assert!(grid.windows(2).all(|w| w[1] < w[0]) && grid[999] == SCHEDULE.t_eps);
 }
 
@@ -388,7 +388,10 @@ fn time_grids_end_on_t_eps() {
     ] {
         for k in [1, 3, 7, 12, 20, 49, 333] {
             assert_eq!(
-                *time_grid(&SCHEDULE, method, k).unwrap().last().unwrap(),
+                *time_grid(&SCHEDULE, method, k, 1.0)
+                    .unwrap()
+                    .last()
+                    .unwrap(),
                 SCHEDULE.t_eps,
                 "{method:?} {k}"
             );

@@ -1,196 +1,58 @@
-//! Editing and measuring with a score model: inpainting (replacement and RePaint), colorization
-//! (inpainting in an orthonormal colour basis), probability-flow encoding and decoding, spherical
-//! interpolation of latents, and likelihood in bits/dim.
+//! Editing and measuring with a score model: inpainting and colorization (two measurements of
+//! [`inverse`]), probability-flow encoding and decoding, spherical interpolation of latents, and
+//! likelihood in bits/dim.
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::ops::Conv2d;
 
+use super::inverse::{self, Enforce, Measurement, Operator, Start};
 use super::{
-    param, time_grid, Denoiser, Method, NoiseKey, OdeSolver, Progress, Role, Run, SamplerOptions,
-    VpSchedule,
+    param, Denoiser, NoiseKey, OdeSolver, Progress, Role, Run, SamplerOptions, VpSchedule,
 };
 
-/// How known pixels are enforced.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", tag = "kind")]
-pub enum InpaintMethod {
-    /// After every step the known region is replaced by a forward-noised copy of the data
-    /// (Song et al. 2021).
-    Replace,
-    /// RePaint (Lugmayr et al. 2022): as Replace, but every `jump` steps the sample is noised
-    /// back up `jump` steps and re-denoised, `resample` times, which harmonises the boundary.
-    Repaint { jump: usize, resample: usize },
-}
-
 /// Fills the unknown part of `known` (mask 1 = keep, 0 = fill, soft values blend; one mask of the
-/// shape of one sample for the whole batch). `method` is ddpm, ddim, pc (with its predictor) or
-/// any single-step sampler. Known pixels (mask 1) are reproduced exactly.
+/// shape of one sample for the whole batch): the mask operator of [`inverse`]. Projection
+/// (`replace`, `repaint`) reproduces the known pixels exactly.
 #[allow(clippy::too_many_arguments)]
 pub async fn inpaint<B: Backend, D: Denoiser<B>, P: Progress>(
     be: &mut B,
     den: &mut D,
     s: &VpSchedule,
     opts: &SamplerOptions,
-    how: InpaintMethod,
+    how: Enforce,
     known: &B::Tensor,
     mask: &B::Tensor,
     seed: u32,
     progress: &mut P,
 ) -> Result<B::Tensor> {
-    opts.validate()?;
-    let (predictor, corrector) = match opts.method {
-        Method::Pc => (opts.predictor, true),
-        m @ (Method::Ddpm | Method::Ddim | Method::Euler | Method::Heun | Method::Sde) => {
-            (m, false)
-        }
-        m => {
-            return param(
-                "sampler",
-                format!(
-                    "{} cannot inpaint; use ddpm, ddim, euler, heun, sde or pc",
-                    m.name()
-                ),
-            )
-        }
-    };
-    let (jump, resample) = match how {
-        InpaintMethod::Replace => (1, 1),
-        InpaintMethod::Repaint { jump, resample } => {
-            if !(1..=50).contains(&jump) || !(1..=20).contains(&resample) {
-                return param(
-                    "repaint",
-                    format!("jump {jump} and resample {resample} must be 1..=50 and 1..=20"),
-                );
-            }
-            (jump, resample)
-        }
-    };
     let shape = B::shape(known).to_vec();
-    let k = opts.steps();
-    let grid = time_grid(s, predictor, k)?;
-    let total = k * resample; // every step is taken `resample` times, the last block too
-    let x = be.randn(&shape, seed, NoiseKey::START.stream()?)?;
-    let mut run = Run::new(be, den, progress, *s, shape, seed, total);
-    let mut x = x;
-    let mut draw = 0usize; // numbers every step taken, for distinct noise streams
-    let mut i = 0;
-    while i < k {
-        let block = jump.min(k - i);
-        for r in 0..resample {
-            for j in i..i + block {
-                x = run
-                    .single_step(predictor, opts.eta, &x, grid[j], grid[j + 1], draw)
-                    .await?;
-                if corrector {
-                    x = run
-                        .correct(x, grid[j + 1], opts.snr, opts.corrector_steps, draw)
-                        .await?;
-                }
-                // Known region: the data noised to the new time.
-                let (a, sg) = (s.alpha(grid[j + 1]), s.sigma(grid[j + 1]));
-                let z = run.noise(Role::Known, draw, 0)?;
-                let noised = run.be.axpby(known, &z, a as f32, sg as f32)?;
-                x = run.be.blend(&x, &noised, mask)?;
-                draw += 1;
-                run.end_step(grid[j + 1], draw as f64 / total as f64, &x)
-                    .await?;
-            }
-            if r + 1 < resample {
-                // Back up: x_t = (alpha_t / alpha_s) x_s + sqrt(1 - (alpha_t / alpha_s)^2) z.
-                let (t, sn) = (grid[i], grid[i + block]);
-                let ratio = s.alpha(t) / s.alpha(sn);
-                let z = run.noise(Role::Renoise, draw, 0)?;
-                x = run.be.axpby(
-                    &x,
-                    &z,
-                    ratio as f32,
-                    (1.0 - ratio * ratio).max(0.0).sqrt() as f32,
-                )?;
-            }
-        }
-        i += block;
-    }
-    let x0 = run.denoise(&x, s.t_eps).await?;
-    run.be.blend(&x0, known, mask)
+    let m = Measurement::new(be, Operator::Mask, shape[shape.len() - 1], Some(mask), 0.0)?;
+    let y = m.apply(be, known)?;
+    inverse::solve(
+        be,
+        den,
+        s,
+        opts,
+        Start::Noise,
+        Some((&m, &y, how)),
+        &shape,
+        seed,
+        progress,
+    )
+    .await
 }
 
-/// An orthonormal colour basis whose first axis is luminance (the mean of r, g, b, normalised):
-/// rows are (1,1,1)/sqrt3, (1,-1,0)/sqrt2, (1,1,-2)/sqrt6. As a 1x1 convolution weight
-/// `[cin = 3, cout = 3]` it maps rgb to (luma, chroma1, chroma2); its transpose maps back.
-pub fn colour_basis() -> [[f32; 3]; 3] {
-    let (a, b, c) = (1.0 / 3f32.sqrt(), 1.0 / 2f32.sqrt(), 1.0 / 6f32.sqrt());
-    [[a, a, a], [b, -b, 0.0], [c, c, -2.0 * c]]
-}
-
-/// A denoiser in the colour basis: converts to rgb, asks the inner denoiser, converts eps back.
-/// (The VP SDE is isotropic, so an orthonormal change of basis commutes with it.)
-pub struct InBasis<'a, B: Backend, D> {
-    pub inner: &'a mut D,
-    to_rgb: B::Tensor,
-    from_rgb: B::Tensor,
-    zero: B::Tensor,
-}
-
-impl<'a, B: Backend, D: Denoiser<B>> InBasis<'a, B, D> {
-    pub fn new(be: &mut B, inner: &'a mut D) -> Result<Self> {
-        let m = colour_basis();
-        // 1x1 conv weight [cin, cout]: out[o] = sum_i x[i] w[i][o].
-        let from_rgb: Vec<f32> = (0..3).flat_map(|i| (0..3).map(move |o| m[o][i])).collect();
-        let to_rgb: Vec<f32> = (0..3).flat_map(|i| (0..3).map(move |o| m[i][o])).collect();
-        Ok(InBasis {
-            inner,
-            to_rgb: be.upload(&to_rgb, &[3, 3])?,
-            from_rgb: be.upload(&from_rgb, &[3, 3])?,
-            zero: be.upload(&[0.0; 3], &[3])?,
-        })
-    }
-
-    pub fn to_rgb(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
-        be.conv2d(
-            x,
-            &self.to_rgb,
-            &self.zero,
-            Conv2d {
-                ksize: 1,
-                stride: 1,
-            },
-        )
-    }
-
-    pub fn from_rgb(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
-        be.conv2d(
-            x,
-            &self.from_rgb,
-            &self.zero,
-            Conv2d {
-                ksize: 1,
-                stride: 1,
-            },
-        )
-    }
-}
-
-impl<B: Backend, D: Denoiser<B>> Denoiser<B> for InBasis<'_, B, D> {
-    async fn eps(&mut self, be: &mut B, x: &B::Tensor, t: f64) -> Result<B::Tensor> {
-        let rgb = self.to_rgb(be, x)?;
-        let e = self.inner.eps(be, &rgb, t).await?;
-        self.from_rgb(be, &e)
-    }
-}
-
-/// Colours grayscale images (`[n, h, w, 3]` with r = g = b, or any rgb image whose luminance
-/// should be kept): inpainting of the two chroma channels with the luminance channel known.
-/// The output's luminance equals the input's.
+/// Colours images (`[n, h, w, 3]`) keeping their luminance: the luminance operator of
+/// [`inverse`]. With projection the output's luminance equals the input's.
 #[allow(clippy::too_many_arguments)]
 pub async fn colorize<B: Backend, D: Denoiser<B>, P: Progress>(
     be: &mut B,
     den: &mut D,
     s: &VpSchedule,
     opts: &SamplerOptions,
-    how: InpaintMethod,
+    how: Enforce,
     gray: &B::Tensor,
     seed: u32,
     progress: &mut P,
@@ -202,14 +64,20 @@ pub async fn colorize<B: Backend, D: Denoiser<B>, P: Progress>(
             detail: format!("needs rgb images [n, h, w, 3], got {shape:?}"),
         });
     }
-    let mut basis = InBasis::new(be, den)?;
-    let known = basis.from_rgb(be, gray)?;
-    let mask: Vec<f32> = (0..shape[1] * shape[2])
-        .flat_map(|_| [1.0, 0.0, 0.0])
-        .collect();
-    let mask = be.upload(&mask, &shape[1..])?;
-    let y = inpaint(be, &mut basis, s, opts, how, &known, &mask, seed, progress).await?;
-    basis.to_rgb(be, &y)
+    let m = Measurement::new(be, Operator::Luminance, 3, None, 0.0)?;
+    let y = m.apply(be, gray)?;
+    inverse::solve(
+        be,
+        den,
+        s,
+        opts,
+        Start::Noise,
+        Some((&m, &y, how)),
+        &shape,
+        seed,
+        progress,
+    )
+    .await
 }
 
 /// Spherical interpolation between two latents (flattened samples), as in DDIM's interpolation.

@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use scorelab::lab::{EditRequest, OdeRequest, SampleRequest, Samples, Session};
 use scorelab::model::ModelConfig;
-use scorelab::sampler::edit::{InpaintMethod, LikelihoodOptions, Probe};
+use scorelab::sampler::edit::{LikelihoodOptions, Probe};
+use scorelab::sampler::inverse::Enforce;
 use scorelab::sampler::{Control, Method, Progress, SamplerOptions, Silent, StepInfo};
 use scorelab::{image, Backend, Cpu, Error, FastCpu, Gpu, GpuContext, Result};
 
@@ -144,8 +145,8 @@ struct EditArgs {
 impl EditArgs {
     fn request(&self, cfg: &ModelConfig) -> Result<EditRequest> {
         let method = match self.method.as_str() {
-            "replace" => InpaintMethod::Replace,
-            "repaint" => InpaintMethod::Repaint {
+            "replace" => Enforce::Replace,
+            "repaint" => Enforce::Repaint {
                 jump: self.jump,
                 resample: self.resample,
             },
