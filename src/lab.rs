@@ -9,7 +9,7 @@ use crate::backend::Backend;
 use crate::error::{finite, Error, Result};
 use crate::model::{ModelConfig, Network};
 use crate::sampler::edit::{self, DensityGrid, Likelihood, LikelihoodOptions};
-use crate::sampler::inverse::Enforce;
+use crate::sampler::inverse::{self, Enforce, Measurement, Operator, Start};
 use crate::sampler::{self, Guided, OdeSolver, Progress, SamplerOptions, VpSchedule};
 
 /// A sampling request; every field has a default.
@@ -66,6 +66,66 @@ impl Default for EditRequest {
 }
 
 /// Settings of the deterministic probability-flow transport (encode, decode, interpolate).
+/// An image-to-image task: what was measured, or how far to noise the image (SDEdit).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Task {
+    /// The measurement is the image averaged over `factor x factor` blocks (2 or 4).
+    Superres { factor: usize },
+    /// The measurement is the image plus Gaussian noise of std `noise` (model units, [-1, 1]).
+    Denoise { noise: f64 },
+    /// The measurement is the image blurred by a Gaussian of std `width` pixels (0.5 to 2).
+    Deblur { width: f64 },
+    /// SDEdit: the image (a sketch, say) noised to time `strength` in (0, 1] and denoised.
+    Sdedit { strength: f64 },
+}
+
+impl Task {
+    /// The measurement operator (SDEdit has none; its mask, if any, is a mask measurement).
+    fn operator(self) -> Option<Operator> {
+        match self {
+            Task::Superres { factor } => Some(Operator::Downsample { factor }),
+            Task::Denoise { .. } => Some(Operator::Identity),
+            Task::Deblur { width } => Some(Operator::Blur { width }),
+            Task::Sdedit { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestoreRequest {
+    pub task: Task,
+    pub sampler: SamplerOptions,
+    /// How the measurement is kept; `None` is the task's default: super-resolution `replace`,
+    /// deblurring `gradient`, denoising a start at the time whose noise matches (no projection),
+    /// SDEdit nothing (or `replace` of the kept region when a mask is given).
+    pub method: Option<Enforce>,
+    /// The measurement's noise std for super-resolution and deblurring (denoising's is the task's).
+    pub noise: f64,
+    pub seed: u32,
+    pub class: Option<usize>,
+    pub guidance: f32,
+}
+
+impl Default for RestoreRequest {
+    fn default() -> Self {
+        RestoreRequest {
+            task: Task::Superres { factor: 2 },
+            sampler: SamplerOptions {
+                method: sampler::Method::Ddpm,
+                steps: Some(100),
+                ..Default::default()
+            },
+            method: None,
+            noise: 0.0,
+            seed: 0,
+            class: None,
+            guidance: 1.0,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OdeRequest {
@@ -286,15 +346,7 @@ impl<B: Backend> Session<B> {
         progress: &mut impl Progress,
     ) -> Result<Samples> {
         let (net, shape) = Self::checked_batch(&self.models, model, "images", images)?;
-        if mask.len() != net.config.sample_len() || mask.iter().any(|m| !(0.0..=1.0).contains(m)) {
-            return Err(Error::Param {
-                name: "mask".into(),
-                detail: format!(
-                    "needs {} values in [0, 1] (one sample)",
-                    net.config.sample_len()
-                ),
-            });
-        }
+        check_mask(net, mask)?;
         let s = VpSchedule::from_config(&net.config.sde);
         let known = self.be.upload(images, &shape)?;
         let m = self.be.upload(mask, &shape[1..])?;
@@ -314,6 +366,175 @@ impl<B: Backend> Session<B> {
         Ok(Samples {
             values: finite(self.be.read(&x).await?, || "the edit".into())?,
             n: shape[0],
+            shape: shape[1..].to_vec(),
+        })
+    }
+
+    /// The measurement a task takes of clean `images`: `A x` plus Gaussian noise drawn from
+    /// `seed` (denoising: the task's; super-resolution and deblurring: `noise`). SDEdit's is the
+    /// image itself.
+    pub async fn measure(
+        &mut self,
+        model: &str,
+        task: Task,
+        noise: f64,
+        images: &[f32],
+        seed: u32,
+    ) -> Result<Samples> {
+        let (_, shape) = Self::checked_batch(&self.models, model, "images", images)?;
+        let x = self.be.upload(images, &shape)?;
+        let noise = match task {
+            Task::Denoise { noise } => noise,
+            Task::Sdedit { .. } => 0.0,
+            _ => noise,
+        };
+        let y = match task.operator() {
+            None => x,
+            Some(op) => {
+                let m = Measurement::new(&mut self.be, op, &shape[1..], None, noise)?;
+                m.apply(&mut self.be, &x)?
+            }
+        };
+        let shape_y = B::shape(&y).to_vec();
+        let mut rng = crate::rng::Rng::new(seed as u64 ^ 0x00be_a5ed);
+        let values = self
+            .be
+            .read(&y)
+            .await?
+            .into_iter()
+            .map(|v| (v as f64 + noise * rng.normal()) as f32)
+            .collect();
+        Ok(Samples {
+            values,
+            n: shape_y[0],
+            shape: shape_y[1..].to_vec(),
+        })
+    }
+
+    /// Restores images from their measurement `y` (super-resolution: `[n, h / f, w / f, c]`,
+    /// otherwise the model's image shape), or turns images into samples by SDEdit. `mask` (one
+    /// sample, 1 = keep) is for SDEdit only.
+    pub async fn restore(
+        &mut self,
+        model: &str,
+        req: &RestoreRequest,
+        y: &[f32],
+        mask: Option<&[f32]>,
+        progress: &mut impl Progress,
+    ) -> Result<Samples> {
+        let net = Self::find(&self.models, model)?;
+        let sample = net.config.sample_shape();
+        let (h, w, c) = (sample[0], sample[1], sample[2]);
+        let (mh, mw) = match req.task {
+            Task::Superres { factor } if factor == 2 || factor == 4 => (h / factor, w / factor),
+            Task::Superres { factor } => {
+                return Err(Error::Param {
+                    name: "factor".into(),
+                    detail: format!("{factor} must be 2 or 4"),
+                })
+            }
+            _ => (h, w),
+        };
+        let per = mh * mw * c;
+        if y.is_empty() || !y.len().is_multiple_of(per) {
+            return Err(Error::Param {
+                name: "y".into(),
+                detail: format!(
+                    "{} values are not a whole number of {mh}x{mw}x{c} measurements",
+                    y.len()
+                ),
+            });
+        }
+        let shape = Self::batch_shape(net, y.len() / per)?;
+        let n = shape[0];
+        let yt = self.be.upload(y, &[n, mh, mw, c])?;
+        let s = VpSchedule::from_config(&net.config.sde);
+        let mask_t = match mask {
+            Some(m) if matches!(req.task, Task::Sdedit { .. }) => {
+                check_mask(net, m)?;
+                Some(self.be.upload(m, &shape[1..])?)
+            }
+            Some(_) => {
+                return Err(Error::Param {
+                    name: "mask".into(),
+                    detail: "only SDEdit keeps a painted region".into(),
+                })
+            }
+            None => None,
+        };
+        let (start, operator, noise, default) = match req.task {
+            Task::Sdedit { strength } => (
+                Start::Noised {
+                    t: strength,
+                    image: &yt,
+                },
+                mask_t.as_ref().map(|_| Operator::Mask),
+                0.0,
+                Enforce::Replace,
+            ),
+            Task::Denoise { noise } => match req.method {
+                None => (Start::Noisy { noise, image: &yt }, None, noise, Enforce::Replace),
+                Some(Enforce::Gradient { .. }) => {
+                    (Start::Noise, Some(Operator::Identity), noise, Enforce::Replace)
+                }
+                Some(_) => {
+                    return Err(Error::Param {
+                        name: "method".into(),
+                        detail: "denoising has nothing to project onto (the measurement is the whole noisy image): leave the method unset to start at the matching noise level, or use gradient".into(),
+                    })
+                }
+            },
+            Task::Superres { factor } => (
+                Start::Noise,
+                Some(Operator::Downsample { factor }),
+                req.noise,
+                Enforce::Replace,
+            ),
+            Task::Deblur { width } => (
+                Start::Noise,
+                Some(Operator::Blur { width }),
+                req.noise,
+                Enforce::Gradient { scale: 1.0 },
+            ),
+        };
+        let measurement = match operator {
+            Some(op) => Some(Measurement::new(
+                &mut self.be,
+                op,
+                &shape[1..],
+                mask_t.as_ref(),
+                noise,
+            )?),
+            None => None,
+        };
+        // SDEdit's kept region is measured from the image itself.
+        let kept = match (&measurement, req.task) {
+            (Some(m), Task::Sdedit { .. }) => Some(m.apply(&mut self.be, &yt)?),
+            _ => None,
+        };
+        let measured = measurement.as_ref().map(|m| {
+            (
+                m,
+                kept.as_ref().unwrap_or(&yt),
+                req.method.unwrap_or(default),
+            )
+        });
+        let mut den = Guided::new(&mut self.be, net, &vec![req.class; n], req.guidance)?;
+        let x = inverse::solve(
+            &mut self.be,
+            &mut den,
+            &s,
+            &req.sampler,
+            start,
+            measured,
+            &shape,
+            req.seed,
+            progress,
+        )
+        .await?;
+        Ok(Samples {
+            values: finite(self.be.read(&x).await?, || "the restoration".into())?,
+            n,
             shape: shape[1..].to_vec(),
         })
     }
@@ -464,4 +685,18 @@ impl<B: Backend> Session<B> {
         let mut den = Guided::new(&mut self.be, net, &vec![class; grid.size * grid.size], 1.0)?;
         grid.log_density(&mut self.be, &mut den, &s, progress).await
     }
+}
+
+/// A mask of one sample's shape with values in [0, 1].
+fn check_mask<B: Backend>(net: &Network<B>, mask: &[f32]) -> Result<()> {
+    if mask.len() != net.config.sample_len() || mask.iter().any(|m| !(0.0..=1.0).contains(m)) {
+        return Err(Error::Param {
+            name: "mask".into(),
+            detail: format!(
+                "needs {} values in [0, 1] (one sample)",
+                net.config.sample_len()
+            ),
+        });
+    }
+    Ok(())
 }

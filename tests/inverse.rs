@@ -104,7 +104,7 @@ fn every_adjoint_is_the_transpose() {
         Operator::Blur { width: 2.0 },
         Operator::Identity,
     ] {
-        let m = Measurement::new(&mut be, op, 3, Some(&mask), 0.0).unwrap();
+        let m = Measurement::new(&mut be, op, &shape[1..], Some(&mask), 0.0).unwrap();
         let x = be.upload(&random(len, &mut rng), &shape).unwrap();
         let ax = m.apply(&mut be, &x).unwrap();
         let u_shape = Cpu::shape(&ax).to_vec();
@@ -136,6 +136,47 @@ fn every_adjoint_is_the_transpose() {
 }
 
 #[test]
+fn the_blur_solve_converges_where_it_is_well_posed() {
+    // (r2 A A^T + sigma_y^2 I) v = b, with sigma_y = 0.5: Richardson's residual contracts at
+    // least by 1 - sigma_y^2 / d per iteration (d bounds the largest eigenvalue).
+    let mut be = Cpu;
+    let mut rng = Rng::new(4);
+    let shape = [1, 12, 12, 1];
+    let m = Measurement::new(
+        &mut be,
+        Operator::Blur { width: 1.0 },
+        &shape[1..],
+        None,
+        0.5,
+    )
+    .unwrap();
+    let b = be.upload(&random(144, &mut rng), &shape).unwrap();
+    let v = m.solve_normal(&mut be, &b, 0.8).unwrap();
+    let at = m.adjoint(&mut be, &v).unwrap();
+    let aat = m.apply(&mut be, &at).unwrap();
+    let lhs: Vec<f32> = aat
+        .data
+        .iter()
+        .zip(v.data.iter())
+        .map(|(a, v)| 0.8 * a + 0.25 * v)
+        .collect();
+    let err: f32 = lhs
+        .iter()
+        .zip(b.data.iter())
+        .map(|(l, b)| (l - b).powi(2))
+        .sum::<f32>()
+        .sqrt();
+    let norm: f32 = b.data.iter().map(|b| b * b).sum::<f32>().sqrt();
+    let d = 0.8 * m.gram() + 0.25;
+    let bound = (1.0 - 0.25 / d).powi(10) as f32;
+    assert!(err < bound * norm, "residual {err} of {norm}, bound {bound}");
+    // The blur keeps a constant image (rows normalised: no frame at the border).
+    let ones = be.upload(&[0.7; 144], &shape).unwrap();
+    let blurred = m.apply(&mut be, &ones).unwrap();
+    assert!(blurred.data.iter().all(|v| (v - 0.7).abs() < 1e-5));
+}
+
+#[test]
 fn projection_reproduces_the_measurement_and_samples_the_rest_from_the_prior() {
     // N(mu, I) on 4x4 images, measured by 4x downsampling (one value): the projection keeps the
     // measured direction exactly and the other 15 directions are independent of it under this
@@ -146,7 +187,14 @@ fn projection_reproduces_the_measurement_and_samples_the_rest_from_the_prior() {
     let mut gm = unit_gaussian(&mu);
     let n = 1500;
     let shape = [n, 4, 4, 1];
-    let m = Measurement::new(&mut be, Operator::Downsample { factor: 4 }, 1, None, 0.0).unwrap();
+    let m = Measurement::new(
+        &mut be,
+        Operator::Downsample { factor: 4 },
+        &shape[1..],
+        None,
+        0.0,
+    )
+    .unwrap();
     let y = be.upload(&vec![0.4; n], &[n, 1, 1, 1]).unwrap();
     let x = block_on(solve(
         &mut be,
@@ -182,7 +230,14 @@ fn gradient_method_samples_the_exact_posterior_of_gaussian_data() {
     let mu = [0.5, -0.3, 0.2, 0.1];
     let mut gm = unit_gaussian(&mu);
     let (n, sy, y0) = (3000, 0.2, 0.6);
-    let m = Measurement::new(&mut be, Operator::Downsample { factor: 2 }, 1, None, sy).unwrap();
+    let m = Measurement::new(
+        &mut be,
+        Operator::Downsample { factor: 2 },
+        &[2, 2, 1],
+        None,
+        sy,
+    )
+    .unwrap();
     let y = be.upload(&vec![y0 as f32; n], &[n, 1, 1, 1]).unwrap();
     let x = block_on(solve(
         &mut be,
@@ -291,7 +346,7 @@ fn sdedit_keeps_a_painted_mask_and_changes_the_rest() {
     let image = be.upload(&random(n * 16, &mut rng), &shape).unwrap();
     let keep: Vec<f32> = (0..16).map(|i| (i < 8) as u8 as f32).collect();
     let mask = be.upload(&keep, &shape[1..]).unwrap();
-    let m = Measurement::new(&mut be, Operator::Mask, 1, Some(&mask), 0.0).unwrap();
+    let m = Measurement::new(&mut be, Operator::Mask, &shape[1..], Some(&mask), 0.0).unwrap();
     let y = m.apply(&mut be, &image).unwrap();
     let x = block_on(solve(
         &mut be,
@@ -337,7 +392,7 @@ fn impossible_requests_say_what_is_wrong() {
     assert!(err(Measurement::<Cpu>::new(
         &mut be,
         Operator::Downsample { factor: 3 },
-        1,
+        &shape[1..],
         None,
         0.0
     ))
@@ -345,7 +400,7 @@ fn impossible_requests_say_what_is_wrong() {
     assert!(err(Measurement::<Cpu>::new(
         &mut be,
         Operator::Luminance,
-        1,
+        &shape[1..],
         None,
         0.0
     ))
@@ -353,12 +408,19 @@ fn impossible_requests_say_what_is_wrong() {
     assert!(err(Measurement::<Cpu>::new(
         &mut be,
         Operator::Blur { width: 5.0 },
-        1,
+        &shape[1..],
         None,
         0.0
     ))
     .contains("width"));
-    let blur = Measurement::new(&mut be, Operator::Blur { width: 1.0 }, 1, None, 0.0).unwrap();
+    let blur = Measurement::new(
+        &mut be,
+        Operator::Blur { width: 1.0 },
+        &shape[1..],
+        None,
+        0.0,
+    )
+    .unwrap();
     let y = be.upload(&[0.0; 16], &shape).unwrap();
     let e = err(block_on(solve(
         &mut be,

@@ -28,7 +28,7 @@ pub async fn inpaint<B: Backend, D: Denoiser<B>, P: Progress>(
     progress: &mut P,
 ) -> Result<B::Tensor> {
     let shape = B::shape(known).to_vec();
-    let m = Measurement::new(be, Operator::Mask, shape[shape.len() - 1], Some(mask), 0.0)?;
+    let m = Measurement::new(be, Operator::Mask, &shape[1..], Some(mask), 0.0)?;
     let y = m.apply(be, known)?;
     inverse::solve(
         be,
@@ -64,7 +64,7 @@ pub async fn colorize<B: Backend, D: Denoiser<B>, P: Progress>(
             detail: format!("needs rgb images [n, h, w, 3], got {shape:?}"),
         });
     }
-    let m = Measurement::new(be, Operator::Luminance, 3, None, 0.0)?;
+    let m = Measurement::new(be, Operator::Luminance, &shape[1..], None, 0.0)?;
     let y = m.apply(be, gray)?;
     inverse::solve(
         be,

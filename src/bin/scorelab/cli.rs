@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use scorelab::lab::{EditRequest, OdeRequest, SampleRequest, Samples, Session};
+use scorelab::lab::{
+    EditRequest, OdeRequest, RestoreRequest, SampleRequest, Samples, Session, Task,
+};
 use scorelab::model::ModelConfig;
 use scorelab::sampler::edit::{LikelihoodOptions, Probe};
 use scorelab::sampler::inverse::Enforce;
@@ -128,38 +130,66 @@ struct EditArgs {
     sampler: SamplerArgs,
     #[command(flatten)]
     condition: Condition,
-    /// Known-region enforcement: replace, or repaint (resampling that harmonises the boundary)
-    #[arg(long, default_value = "replace")]
-    method: String,
+    /// How the measurement is kept: replace (projection: exact), repaint (projection with
+    /// resampling that harmonises the boundary) or gradient (likelihood gradient, any sampler,
+    /// approximate) [default: replace; deblur: gradient; denoise: start at the matching noise level]
+    #[arg(long)]
+    method: Option<String>,
     /// repaint: jump length in steps
     #[arg(long, default_value_t = 10)]
     jump: usize,
     /// repaint: resamplings per jump
     #[arg(long, default_value_t = 5)]
     resample: usize,
+    /// gradient: scale of the likelihood gradient in (0, 2) (1 = exact for unit-variance
+    /// Gaussian data); given alone, it selects the gradient method
+    #[arg(long)]
+    scale: Option<f64>,
     /// Seed of the first variation
     #[arg(long, default_value_t = 0)]
     seed: u32,
 }
 
 impl EditArgs {
-    fn request(&self, cfg: &ModelConfig) -> Result<EditRequest> {
-        let method = match self.method.as_str() {
+    /// The chosen method, `None` when not given.
+    fn method(&self) -> Result<Option<Enforce>> {
+        let Some(name) = &self.method else {
+            return Ok(self.scale.map(|scale| Enforce::Gradient { scale }));
+        };
+        Ok(Some(match name.as_str() {
             "replace" => Enforce::Replace,
             "repaint" => Enforce::Repaint {
                 jump: self.jump,
                 resample: self.resample,
             },
+            "gradient" => Enforce::Gradient {
+                scale: self.scale.unwrap_or(1.0),
+            },
             other => {
                 return Err(Error::Param {
                     name: "method".into(),
-                    detail: format!("{other:?}: use replace or repaint"),
+                    detail: format!("{other:?}: use replace, repaint or gradient"),
                 })
             }
-        };
+        }))
+    }
+
+    fn request(&self, cfg: &ModelConfig) -> Result<EditRequest> {
         Ok(EditRequest {
             sampler: self.sampler.options("ddpm", Some(100))?,
-            method,
+            method: self.method()?.unwrap_or(Enforce::Replace),
+            seed: self.seed,
+            class: parse_class(cfg, &self.condition.class)?,
+            guidance: self.condition.guidance,
+        })
+    }
+
+    fn restore_request(&self, cfg: &ModelConfig, task: Task, noise: f64) -> Result<RestoreRequest> {
+        Ok(RestoreRequest {
+            task,
+            sampler: self.sampler.options("ddpm", Some(100))?,
+            method: self.method()?,
+            noise,
             seed: self.seed,
             class: parse_class(cfg, &self.condition.class)?,
             guidance: self.condition.guidance,
@@ -196,6 +226,22 @@ impl OdeArgs {
             guidance: self.condition.guidance,
         })
     }
+}
+
+#[derive(clap::Args)]
+struct RestoreInput {
+    /// The image (PNG at the model's size): measured by the command, unless --measured
+    #[arg(long)]
+    image: PathBuf,
+    /// The image is the measurement itself (super-resolution: a PNG of the model's size / factor;
+    /// denoising: a noisy image; deblurring: a blurred one)
+    #[arg(long)]
+    measured: bool,
+    /// Number of variations
+    #[arg(long, default_value_t = 4)]
+    n: usize,
+    #[arg(long, default_value = "restored.png")]
+    out: PathBuf,
 }
 
 /// Which part of the image `inpaint` fills when no mask file is given.
@@ -273,6 +319,70 @@ enum Command {
         n: usize,
         #[arg(long, default_value = "colorized.png")]
         out: PathBuf,
+    },
+    /// Super-resolution: restore an image from its mean over factor x factor blocks; writes
+    /// [image, measurement, variations...] and prints each variation's PSNR and ||A x - y||
+    #[command(after_help = sampler_list())]
+    Superres {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        edit: EditArgs,
+        #[command(flatten)]
+        input: RestoreInput,
+        /// Downsampling factor: 2 or 4
+        #[arg(long, default_value_t = 4)]
+        factor: usize,
+        /// Std of the measurement's noise (model units: images span [-1, 1])
+        #[arg(long, default_value_t = 0.0)]
+        noise: f64,
+    },
+    /// Denoising: restore an image from a copy with Gaussian noise of a known std; writes
+    /// [image, noisy, variations...]
+    #[command(after_help = sampler_list())]
+    Denoise {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        edit: EditArgs,
+        #[command(flatten)]
+        input: RestoreInput,
+        /// Std of the noise (model units: images span [-1, 1])
+        #[arg(long, default_value_t = 0.2)]
+        noise: f64,
+    },
+    /// Deblurring: restore an image from a Gaussian blur of it; writes [image, blurred, variations...]
+    #[command(after_help = sampler_list())]
+    Deblur {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        edit: EditArgs,
+        #[command(flatten)]
+        input: RestoreInput,
+        /// Blur std in pixels, 0.5 to 2
+        #[arg(long, default_value_t = 1.0)]
+        width: f64,
+        /// Std of the measurement's noise (model units)
+        #[arg(long, default_value_t = 0.0)]
+        noise: f64,
+    },
+    /// SDEdit: noise an image (a sketch, say) to a strength in (0, 1] and denoise it into a
+    /// sample; writes [image, variations...]
+    #[command(after_help = sampler_list())]
+    Sdedit {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        edit: EditArgs,
+        #[command(flatten)]
+        input: RestoreInput,
+        /// How far to noise the image: 0 keeps it, 1 is pure noise
+        #[arg(long, default_value_t = 0.5)]
+        strength: f64,
+        /// Mask PNG at the model's size: white = keep exactly, black = free
+        #[arg(long)]
+        mask: Option<PathBuf>,
     },
     /// Encode images to their probability-flow latents and decode them back; prints the PSNR of
     /// each reconstruction and writes [image, latent, reconstruction] rows
@@ -532,6 +642,87 @@ fn region_mask(cfg: &ModelConfig, region: Region) -> Vec<f32> {
         .collect()
 }
 
+/// The image-to-image commands: reads (and unless `--measured`, measures) the image, restores
+/// `n` variations, prints their PSNR against the image and their distance to the measurement,
+/// and writes [image, measurement, variations...] (the measurement upscaled to the image size).
+async fn restore<B: Backend>(
+    lab: &mut Session<B>,
+    cfg: &ModelConfig,
+    edit: &EditArgs,
+    input: &RestoreInput,
+    task: Task,
+    noise: f64,
+    mask: Option<Vec<f32>>,
+) -> Result<()> {
+    let req = edit.restore_request(cfg, task, noise)?;
+    let (h, w, c) = (cfg.data.height, cfg.data.width, cfg.data.channels);
+    let factor = match task {
+        Task::Superres { factor } => factor,
+        _ => 1,
+    };
+    let (clean, y) = if input.measured {
+        let (rgba, iw, ih) = read_png(&input.image)?;
+        if factor == 0 || (iw, ih) != (w / factor, h / factor) {
+            return Err(io_error(
+                "image",
+                &input.image,
+                format!(
+                    "is {iw}x{ih}: the measurement must be {}x{}",
+                    w / factor.max(1),
+                    h / factor.max(1)
+                ),
+            ));
+        }
+        (None, image::from_rgba(&rgba, c))
+    } else {
+        let x = read_one_image(&input.image, cfg)?;
+        let y = lab.measure(MODEL, task, noise, &x, req.seed).await?.values;
+        (Some(x), y)
+    };
+    let n = input.n;
+    let batch: Vec<f32> = y.iter().copied().cycle().take(n * y.len()).collect();
+    let bar = &mut Bar::new();
+    let s = lab
+        .restore(MODEL, &req, &batch, mask.as_deref(), bar)
+        .await?;
+    bar.done(&format!("{n} results"));
+    let per = cfg.sample_len();
+    if !matches!(task, Task::Sdedit { .. }) {
+        let again = lab.measure(MODEL, task, 0.0, &s.values, 0).await?.values;
+        let rms: Vec<String> = again
+            .chunks(y.len())
+            .map(|ax| {
+                let se: f64 = ax
+                    .iter()
+                    .zip(&y)
+                    .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+                    .sum();
+                format!("{:.2e}", (se / y.len() as f64).sqrt())
+            })
+            .collect();
+        eprintln!("rms of A x - y: {}", rms.join(" "));
+    }
+    if let Some(x) = &clean {
+        let psnr: Vec<String> = s
+            .values
+            .chunks(per)
+            .map(|r| format!("{:.2}", image::psnr(x, r)))
+            .collect();
+        eprintln!("PSNR against the image (dB): {}", psnr.join(" "));
+    }
+    // The measurement at the image's size (nearest neighbour).
+    let mw = w / factor;
+    let shown: Vec<f32> = (0..h * w * c)
+        .map(|i| {
+            let (p, ch) = (i / c, i % c);
+            y[((p / w / factor) * mw + (p % w) / factor) * c + ch]
+        })
+        .collect();
+    let row = [clean.unwrap_or_default(), shown, s.values].concat();
+    let cols = row.len() / per;
+    write_samples(&input.out, cfg, &row, cols)
+}
+
 /// Draws `req` on `threads` fast CPU sessions at once, each a contiguous share of the samples
 /// with their own seeds (sample i uses seed + i). Noise is keyed per sample and each sample's
 /// forward pass is computed whole in one session, so the result equals one session's bit for bit.
@@ -692,6 +883,83 @@ async fn execute<B: Backend>(
                 .fold(0f32, f32::max);
             eprintln!("largest luminance change: {luma_err:.2e}");
             write_samples(&out, &cfg, &[gray, s.values].concat(), n + 1)
+        }
+        Command::Superres {
+            edit,
+            input,
+            factor,
+            noise,
+            ..
+        } => {
+            restore(
+                &mut lab,
+                &cfg,
+                &edit,
+                &input,
+                Task::Superres { factor },
+                noise,
+                None,
+            )
+            .await
+        }
+        Command::Denoise {
+            edit, input, noise, ..
+        } => {
+            restore(
+                &mut lab,
+                &cfg,
+                &edit,
+                &input,
+                Task::Denoise { noise },
+                0.0,
+                None,
+            )
+            .await
+        }
+        Command::Deblur {
+            edit,
+            input,
+            width,
+            noise,
+            ..
+        } => {
+            restore(
+                &mut lab,
+                &cfg,
+                &edit,
+                &input,
+                Task::Deblur { width },
+                noise,
+                None,
+            )
+            .await
+        }
+        Command::Sdedit {
+            edit,
+            input,
+            strength,
+            mask,
+            ..
+        } => {
+            let mask = match mask {
+                Some(path) => Some(
+                    read_one_image(&path, &cfg)?
+                        .iter()
+                        .map(|&v| if v > 0.0 { 1.0 } else { 0.0 })
+                        .collect(),
+                ),
+                None => None,
+            };
+            restore(
+                &mut lab,
+                &cfg,
+                &edit,
+                &input,
+                Task::Sdedit { strength },
+                0.0,
+                mask,
+            )
+            .await
         }
         Command::Roundtrip {
             ode,
@@ -895,6 +1163,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sample { common, .. }
         | Command::Inpaint { common, .. }
         | Command::Colorize { common, .. }
+        | Command::Superres { common, .. }
+        | Command::Denoise { common, .. }
+        | Command::Deblur { common, .. }
+        | Command::Sdedit { common, .. }
         | Command::Roundtrip { common, .. }
         | Command::Interpolate { common, .. }
         | Command::Likelihood { common, .. }
