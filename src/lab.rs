@@ -424,7 +424,12 @@ impl<B: Backend> Session<B> {
     ) -> Result<Samples> {
         let net = Self::find(&self.models, model)?;
         let sample = net.config.sample_shape();
-        let (h, w, c) = (sample[0], sample[1], sample[2]);
+        let [h, w, c] = sample[..] else {
+            return Err(Error::Param {
+                name: "model".into(),
+                detail: format!("{model} is not an image model: restoring works on images"),
+            });
+        };
         let (mh, mw) = match req.task {
             Task::Superres { factor } if factor == 2 || factor == 4 => (h / factor, w / factor),
             Task::Superres { factor } => {

@@ -14,7 +14,7 @@ use wasm_bindgen::prelude::*;
 use crate::error::Error;
 use crate::fast::FastCpu;
 use crate::gpu::{AdapterReport, Gpu, GpuContext};
-use crate::lab::{EditRequest, OdeRequest, SampleRequest, Samples, Session};
+use crate::lab::{EditRequest, OdeRequest, RestoreRequest, SampleRequest, Samples, Session, Task};
 use crate::sampler::edit::{DensityGrid, LikelihoodOptions};
 use crate::sampler::{Control, Method, Progress, StepInfo};
 
@@ -244,9 +244,27 @@ export interface EpsOptions {
   class?: number | null;
   guidance?: number;
 }
+/** How a measurement is kept: projection (`replace`, `repaint`: the result measures exactly
+ *  the given measurement) or the likelihood gradient (`gradient`, any sampler, approximate). */
+export type Enforce = { kind: 'replace' } | { kind: 'repaint'; jump: number; resample: number } | { kind: 'gradient'; scale: number };
 export interface EditOptions {
   sampler?: SamplerOptions;
-  method?: { kind: 'replace' } | { kind: 'repaint'; jump?: number; resample?: number };
+  method?: Enforce;
+  seed?: number;
+  class?: number | null;
+  guidance?: number;
+}
+/** An image-to-image task: super-resolution from block means, denoising (noise std in model
+ *  units), deblurring (Gaussian blur std in pixels), or SDEdit (noise to `strength`, denoise). */
+export type Task = { kind: 'superres'; factor: 2 | 4 } | { kind: 'denoise'; noise: number } | { kind: 'deblur'; width: number } | { kind: 'sdedit'; strength: number };
+export interface RestoreOptions {
+  task?: Task;
+  sampler?: SamplerOptions;
+  /** null: the task's own (superres replace, deblur gradient, denoise a start at the matching
+   *  noise level, sdedit nothing or replace of the kept region). */
+  method?: Enforce | null;
+  /** The measurement's noise std (superres, deblur). */
+  noise?: number;
   seed?: number;
   class?: number | null;
   guidance?: number;
@@ -621,6 +639,58 @@ impl Lab {
             callback: &progress,
         };
         let out = with_session!(self, s => s.colorize(&model, &req, &images, &mut p).await.map_err(js_err)?);
+        samples_to_js(&out)
+    }
+
+    /// The measurement a task takes of clean images (`A x` plus its noise drawn from `seed`;
+    /// super-resolution's is smaller, `shape` says). `noise` is for superres and deblur.
+    #[wasm_bindgen(unchecked_return_type = "Samples")]
+    pub async fn measure(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Task")] task: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number")] noise: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array")] images: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number")] seed: JsValue,
+    ) -> Result<JsValue, JsError> {
+        let model = arg::text("model", &model)?;
+        let task: Task = from_js("task", task)?;
+        let (noise, images, seed) = (
+            arg::number("noise", &noise)?,
+            arg::f32s("images", &images)?,
+            arg::uint("seed", &seed)?,
+        );
+        let out = with_session!(self, s => s.measure(&model, task, noise, &images, seed).await.map_err(js_err)?);
+        samples_to_js(&out)
+    }
+
+    /// Restores images from measurements `y` (super-resolution: `[n, h / f, w / f, c]`, else
+    /// whole images), or turns images into samples by SDEdit; `mask` (one sample, 1 = keep, or
+    /// null) is SDEdit's kept region.
+    #[wasm_bindgen(unchecked_return_type = "Samples")]
+    pub async fn restore(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "string")] model: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array")] y: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array | null")] mask: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "RestoreOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ProgressCallback")] progress: JsValue,
+    ) -> Result<JsValue, JsError> {
+        let (model, progress) = (
+            arg::text("model", &model)?,
+            arg::function("progress", &progress)?,
+        );
+        let y = arg::f32s("y", &y)?;
+        let mask = if mask.is_null() || mask.is_undefined() {
+            None
+        } else {
+            Some(arg::f32s("mask", &mask)?)
+        };
+        let req: RestoreRequest = from_js("restore options", options)?;
+        let mut p = JsProgress {
+            callback: &progress,
+        };
+        let out = with_session!(self, s => s.restore(&model, &req, &y, mask.as_deref(), &mut p).await.map_err(js_err)?);
         samples_to_js(&out)
     }
 

@@ -2,6 +2,8 @@
 //! Inverse problems against closed forms: a linear measurement of Gaussian data has a Gaussian
 //! (of a mixture, a mixture) posterior, so sample moments can be checked without a trained model.
 
+mod common;
+
 use scorelab::rng::Rng;
 use scorelab::sampler::inverse::{solve, Enforce, Measurement, Operator, Start};
 use scorelab::sampler::{GaussianMixture, Method, SamplerOptions, Silent, VpSchedule};
@@ -169,7 +171,10 @@ fn the_blur_solve_converges_where_it_is_well_posed() {
     let norm: f32 = b.data.iter().map(|b| b * b).sum::<f32>().sqrt();
     let d = 0.8 * m.gram() + 0.25;
     let bound = (1.0 - 0.25 / d).powi(10) as f32;
-    assert!(err < bound * norm, "residual {err} of {norm}, bound {bound}");
+    assert!(
+        err < bound * norm,
+        "residual {err} of {norm}, bound {bound}"
+    );
     // The blur keeps a constant image (rows normalised: no frame at the border).
     let ones = be.upload(&[0.7; 144], &shape).unwrap();
     let blurred = m.apply(&mut be, &ones).unwrap();
@@ -283,12 +288,12 @@ fn denoising_from_the_matching_time_samples_the_mixture_posterior() {
     for k in 0..2 {
         let mut logw = gm.weights[k].ln();
         let (mut mean, mut var) = (vec![], vec![]);
-        for j in 0..2 {
+        for (j, yj) in y0.iter().enumerate() {
             let (m, v) = (gm.means[k][j], gm.vars[k][j]);
             let c = v + sy * sy;
-            logw -= 0.5 * ((y0[j] - m).powi(2) / c + (2.0 * std::f64::consts::PI * c).ln());
+            logw -= 0.5 * ((yj - m).powi(2) / c + (2.0 * std::f64::consts::PI * c).ln());
             let pv = 1.0 / (1.0 / v + 1.0 / (sy * sy));
-            mean.push(pv * (m / v + y0[j] / (sy * sy)));
+            mean.push(pv * (m / v + yj / (sy * sy)));
             var.push(pv);
         }
         comps.push((logw, mean, var));
@@ -477,4 +482,73 @@ fn impossible_requests_say_what_is_wrong() {
         &mut Silent,
     )));
     assert!(e.contains("annealed"), "{e}");
+}
+
+#[test]
+fn gpu_measurements_match_the_cpu() {
+    // Every operator's A, A^T, projection and normal-equation solve on the GPU against the CPU
+    // reference (the blur's weights above 1 go through the blend kernel).
+    let Some(mut gpu) = common::gpu_or_skip() else {
+        return;
+    };
+    let mut cpu = Cpu;
+    let mut rng = Rng::new(8);
+    let shape = [2, 8, 8, 3];
+    let x = random(2 * 8 * 8 * 3, &mut rng);
+    let t = random(2 * 8 * 8 * 3, &mut rng);
+    let mask: Vec<f32> = (0..8 * 8 * 3)
+        .map(|i| ((i / 3) % 4 != 0) as u8 as f32)
+        .collect();
+    let close = |what: String, a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (i, (a, b)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 + 1e-5 * b.abs(),
+                "{what}[{i}]: gpu {a} vs cpu {b}"
+            );
+        }
+    };
+    for op in [
+        Operator::Mask,
+        Operator::Luminance,
+        Operator::Downsample { factor: 2 },
+        Operator::Downsample { factor: 4 },
+        Operator::Blur { width: 1.5 },
+        Operator::Identity,
+    ] {
+        let results = |be: &mut Cpu| -> Vec<Vec<f32>> {
+            let mt = be.upload(&mask, &shape[1..]).unwrap();
+            let m = Measurement::new(be, op, &shape[1..], Some(&mt), 0.3).unwrap();
+            let (xt, tt) = (
+                be.upload(&x, &shape).unwrap(),
+                be.upload(&t, &shape).unwrap(),
+            );
+            let ax = m.apply(be, &xt).unwrap();
+            let atax = m.adjoint(be, &ax).unwrap();
+            let solved = m.solve_normal(be, &ax, 0.5).unwrap();
+            let mut out = vec![ax.data.to_vec(), atax.data.to_vec(), solved.data.to_vec()];
+            if !matches!(op, Operator::Blur { .. }) {
+                out.push(m.project(be, &xt, &tt).unwrap().data.to_vec());
+            }
+            out
+        };
+        let want = results(&mut cpu);
+        let mt = gpu.upload(&mask, &shape[1..]).unwrap();
+        let m = Measurement::new(&mut gpu, op, &shape[1..], Some(&mt), 0.3).unwrap();
+        let (xt, tt) = (
+            gpu.upload(&x, &shape).unwrap(),
+            gpu.upload(&t, &shape).unwrap(),
+        );
+        let ax = m.apply(&mut gpu, &xt).unwrap();
+        let atax = m.adjoint(&mut gpu, &ax).unwrap();
+        let solved = m.solve_normal(&mut gpu, &ax, 0.5).unwrap();
+        let mut got = vec![ax, atax, solved];
+        if !matches!(op, Operator::Blur { .. }) {
+            got.push(m.project(&mut gpu, &xt, &tt).unwrap());
+        }
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            let g = block_on(gpu.read(g)).unwrap();
+            close(format!("{op:?} result {k}"), &g, w);
+        }
+    }
 }

@@ -302,6 +302,56 @@ async fn the_wasm_api_names_every_wrong_argument() {
         ),
         "parameter images",
     );
+    check(
+        "restore on points",
+        message(
+            lab.restore(
+                s("toy"),
+                f32s(&[0.0; 2]),
+                JsValue::NULL,
+                obj("{}"),
+                noop.clone(),
+            )
+            .await,
+        ),
+        "not an image model",
+    );
+    check(
+        "restore unknown key",
+        message(
+            lab.restore(
+                s("toy"),
+                f32s(&[0.0; 2]),
+                JsValue::NULL,
+                obj(r#"{"tsk": 1}"#),
+                noop.clone(),
+            )
+            .await,
+        ),
+        "tsk",
+    );
+    check(
+        "restore mask type",
+        message(
+            lab.restore(s("toy"), f32s(&[0.0; 2]), s("all"), obj("{}"), noop.clone())
+                .await,
+        ),
+        "parameter mask",
+    );
+    check(
+        "measure task kind",
+        message(
+            lab.measure(
+                s("toy"),
+                obj(r#"{"kind": "zoom"}"#),
+                n(0.0),
+                f32s(&[0.0; 2]),
+                n(0.0),
+            )
+            .await,
+        ),
+        "zoom",
+    );
     let array = Array::of2(&n(1.0), &s("a"));
     check(
         "transport values entry",

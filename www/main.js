@@ -3,6 +3,7 @@ import { LabClient } from './lab.js';
 import { drawImage, drawPoints, tileCanvases, vpSigma } from './draw.js';
 import { setupCompare } from './compare.js';
 import { setupInpaint, setupInterpolate } from './edit.js';
+import { setupRestore } from './restore.js';
 
 const $ = (id) => document.getElementById(id);
 const client = new LabClient();
@@ -398,6 +399,7 @@ function selectTab(name) {
     $(b.getAttribute('aria-controls')).hidden = !on;
   });
   if (name === 'inpaint' && !$('ip-canvas').dataset.loaded && state.inpaint) state.inpaint.load();
+  if (name === 'restore' && !$('ed-canvas').dataset.loaded && state.restore) state.restore.load();
   if (name === 'playground') redrawField();
 }
 
@@ -482,6 +484,7 @@ async function start() {
     lastGenerated: (model) => (state.last && state.last.model === model && !state.last.points ? state.last.values.slice(0, state.last.per) : null),
   };
   state.inpaint = setupInpaint(ctx);
+  state.restore = setupRestore(ctx);
   setupInterpolate(ctx);
   state.compare = setupCompare(ctx);
   $('generate').disabled = false;

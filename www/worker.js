@@ -239,6 +239,12 @@ const ops = {
   async colorize({ model, images, options, previewEvery }, id) {
     return labFor(model).colorize(model, images, options, progressFor(id, { previewEvery }));
   },
+  async measure({ model, task, noise, images, seed }) {
+    return labFor(model).measure(model, task, noise ?? 0, images, seed ?? 0);
+  },
+  async restore({ model, y, mask, options, previewEvery }, id) {
+    return labFor(model).restore(model, y, mask ?? null, options, progressFor(id, { previewEvery }));
+  },
   async transport({ model, values, encode, options }, id) {
     return labFor(model).transport(model, values, encode, options, progressFor(id, {}));
   },

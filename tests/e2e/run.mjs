@@ -543,6 +543,77 @@ await test('paint a mask and inpaint: known pixels kept, the hole filled', async
   await page.close();
 });
 
+await test('sketch a digit and SDEdit it: results follow the drawing, on a clean background', async () => {
+  const page = await openPage();
+  await page.click('#tab-restore');
+  await page.waitForSelector('#ed-canvas[data-loaded="digits:example"]', { timeout: 120_000 });
+  await page.selectOption('#ed-source', 'sketch');
+  await page.waitForSelector('#ed-canvas[data-loaded="digits:sketch"]', { timeout: 120_000 });
+  const box = await page.$eval('#ed-canvas', (c) => { const r = c.getBoundingClientRect(); return { x: r.left, y: r.top, w: r.width, h: r.height }; });
+  // A "7": a bar across the top, then a stroke down to the lower left.
+  const stroke = async (points) => {
+    await page.mouse.move(box.x + box.w * points[0][0], box.y + box.h * points[0][1]);
+    await page.mouse.down();
+    for (const [u, v] of points.slice(1)) await page.mouse.move(box.x + box.w * u, box.y + box.h * v, { steps: 8 });
+    await page.mouse.up();
+  };
+  await stroke([[0.28, 0.25], [0.72, 0.25], [0.45, 0.8]]);
+  await page.fill('#ed-steps', '40');
+  await page.fill('#ed-n', '3');
+  await page.click('#ed-run');
+  await page.waitForSelector('#ed-results[data-done]', { timeout: 600_000 });
+  const r = await page.evaluate(() => {
+    const small = (c) => { const o = new OffscreenCanvas(32, 32); const g = o.getContext('2d'); g.drawImage(c, 0, 0, 32, 32); const d = g.getImageData(0, 0, 32, 32).data; return Array.from({ length: 1024 }, (_, i) => d[i * 4]); };
+    const sketch = small(document.getElementById('ed-canvas'));
+    const corr = (a, b) => { const m = (v) => v.reduce((s, x) => s + x, 0) / v.length; const ma = m(a), mb = m(b); let n = 0, da = 0, db = 0; for (let i = 0; i < a.length; i++) { n += (a[i] - ma) * (b[i] - mb); da += (a[i] - ma) ** 2; db += (b[i] - mb) ** 2; } return n / Math.sqrt(da * db); };
+    const results = [...document.querySelectorAll('#ed-results canvas')].map(small);
+    // Corners (4x4 pixels each) are background in a digit: dark.
+    const corner = (v) => Math.max(...[0, 28].flatMap((y0) => [0, 28].flatMap((x0) => Array.from({ length: 16 }, (_, i) => v[(y0 + (i >> 2)) * 32 + x0 + (i & 3)]))));
+    return { n: results.length, corr: results.map((v) => corr(v, sketch)), corners: results.map(corner), text: document.getElementById('ed-status').textContent };
+  });
+  console.log(`     SDEdit of a sketched 7: correlation with the sketch ${r.corr.map((c) => c.toFixed(2)).join(', ')}; ${r.text}`);
+  assert(r.n === 3, `three variations, got ${r.n}`);
+  assert(r.corr.every((c) => c > 0.2), `results follow the sketch: ${r.corr}`);
+  assert(r.corners.every((c) => c < 60), `dark corners: ${r.corners}`);
+  await page.screenshot({ path: path.join(SHOTS, 'restore-sdedit.png'), fullPage: true });
+  await page.close();
+});
+
+await test('upload an 8x8 image and restore it 4x: 32x32 results that average back to it exactly', async () => {
+  const page = await openPage();
+  await page.click('#tab-restore');
+  await page.waitForSelector('#ed-canvas[data-loaded="digits:example"]', { timeout: 120_000 });
+  // An 8x8 PNG: example 3 of the data set, averaged down in the browser.
+  const png = await page.evaluate(async () => {
+    const img = await createImageBitmap(await (await fetch('examples/digits.png')).blob());
+    const c = document.createElement('canvas'); c.width = 8; c.height = 8;
+    const g = c.getContext('2d'); g.imageSmoothingQuality = 'high';
+    g.drawImage(img, 96, 0, 32, 32, 0, 0, 8, 8);
+    return c.toDataURL('image/png').split(',')[1];
+  });
+  await page.selectOption('#ed-task', 'superres');
+  await page.selectOption('#ed-factor', '4');
+  await page.selectOption('#ed-source', 'upload');
+  await page.setInputFiles('#ed-upload', { name: 'small.png', mimeType: 'image/png', buffer: Buffer.from(png, 'base64') });
+  await page.waitForSelector('#ed-canvas[data-loaded="digits:upload"]', { timeout: 120_000 });
+  await page.fill('#ed-steps', '30');
+  await page.fill('#ed-n', '2');
+  await page.click('#ed-run');
+  await page.waitForSelector('#ed-results[data-done]', { timeout: 600_000 });
+  const r = await page.evaluate(() => ({
+    sizes: [...document.querySelectorAll('#ed-results canvas')].map((c) => `${c.width}x${c.height}`),
+    measured: `${document.getElementById('ed-measured').width}x${document.getElementById('ed-measured').height}`,
+    rms: document.getElementById('ed-results').dataset.rms.split(',').map(Number),
+    text: document.getElementById('ed-status').textContent,
+  }));
+  console.log(`     4x from 8x8: ${r.text}`);
+  assert(r.sizes.join() === '32x32,32x32' && r.measured === '8x8', `sizes ${JSON.stringify(r)}`);
+  assert(r.rms.every((d) => d < 1e-5), `projection keeps the measurement: ${r.rms}`);
+  assert(r.text.includes('projection: exact'), r.text);
+  await page.screenshot({ path: path.join(SHOTS, 'restore-superres.png'), fullPage: true });
+  await page.close();
+});
+
 await test('bits/dim of a data set example on the Inpaint tab', async () => {
   const page = await openPage();
   await page.click('#tab-inpaint');
@@ -725,7 +796,7 @@ const failed = results.filter((r) => !r.ok);
 console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
 // The README's pictures are these screenshots of the current page, refreshed by a full passing run.
 if (!failed.length && !process.env.ONLY) {
-  const docs = { 'first-visit.png': 'generate-digits.png', 'compare.png': 'compare.png', 'inpaint.png': 'inpaint.png', 'interpolate-examples.png': 'interpolate.png', 'playground-density-0.png': 'playground.png' };
+  const docs = { 'first-visit.png': 'generate-digits.png', 'compare.png': 'compare.png', 'inpaint.png': 'inpaint.png', 'restore-sdedit.png': 'restore.png', 'interpolate-examples.png': 'interpolate.png', 'playground-density-0.png': 'playground.png' };
   for (const [shot, doc] of Object.entries(docs)) fs.copyFileSync(path.join(SHOTS, shot), path.join(ROOT, 'docs', doc));
   console.log(`copied ${Object.keys(docs).length} screenshots to docs/ for the README`);
 }

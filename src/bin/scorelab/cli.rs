@@ -230,16 +230,18 @@ impl OdeArgs {
 
 #[derive(clap::Args)]
 struct RestoreInput {
-    /// The image (PNG at the model's size): measured by the command, unless --measured
+    /// The images: a PNG at the model's size, a grid written by `sample`, or a float32 .npy
+    /// `[k, h, w, c]` (values in [-1, 1]); measured by the command unless --measured
     #[arg(long)]
     image: PathBuf,
-    /// The image is the measurement itself (super-resolution: a PNG of the model's size / factor;
-    /// denoising: a noisy image; deblurring: a blurred one)
+    /// The image is the measurement itself (super-resolution: a PNG of the model's size / factor
+    /// or a .npy `[k, h / f, w / f, c]`; denoising: a noisy image; deblurring: a blurred one)
     #[arg(long)]
     measured: bool,
-    /// Number of variations
+    /// Variations of each image
     #[arg(long, default_value_t = 4)]
     n: usize,
+    /// Output: a PNG of rows [image, measurement, variations...], or a .npy of the variations
     #[arg(long, default_value = "restored.png")]
     out: PathBuf,
 }
@@ -642,9 +644,10 @@ fn region_mask(cfg: &ModelConfig, region: Region) -> Vec<f32> {
         .collect()
 }
 
-/// The image-to-image commands: reads (and unless `--measured`, measures) the image, restores
-/// `n` variations, prints their PSNR against the image and their distance to the measurement,
-/// and writes [image, measurement, variations...] (the measurement upscaled to the image size).
+/// The image-to-image commands: reads (and unless `--measured`, measures) the images, restores
+/// `n` variations of each, prints their PSNR against the images and their distance to the
+/// measurement, and writes them: as rows [image, measurement (at the image size), variations...]
+/// to a PNG, or as the variations alone, `[k n, h, w, c]`, to a `.npy` file.
 async fn restore<B: Backend>(
     lab: &mut Session<B>,
     cfg: &ModelConfig,
@@ -657,70 +660,199 @@ async fn restore<B: Backend>(
     let req = edit.restore_request(cfg, task, noise)?;
     let (h, w, c) = (cfg.data.height, cfg.data.width, cfg.data.channels);
     let factor = match task {
-        Task::Superres { factor } => factor,
+        Task::Superres { factor } if factor == 2 || factor == 4 => factor,
+        Task::Superres { factor } => {
+            return Err(Error::Param {
+                name: "factor".into(),
+                detail: format!("{factor} must be 2 or 4"),
+            })
+        }
         _ => 1,
     };
+    let (mh, mw) = (h / factor, w / factor);
+    let npy = |p: &Path| p.extension().is_some_and(|e| e == "npy");
     let (clean, y) = if input.measured {
-        let (rgba, iw, ih) = read_png(&input.image)?;
-        if factor == 0 || (iw, ih) != (w / factor, h / factor) {
-            return Err(io_error(
-                "image",
-                &input.image,
-                format!(
-                    "is {iw}x{ih}: the measurement must be {}x{}",
-                    w / factor.max(1),
-                    h / factor.max(1)
-                ),
-            ));
-        }
-        (None, image::from_rgba(&rgba, c))
+        let y = if npy(&input.image) {
+            let (values, shape) = read_npy(&input.image)?;
+            if shape.len() != 4 || shape[1..] != [mh, mw, c] {
+                return Err(io_error(
+                    "image",
+                    &input.image,
+                    format!("has shape {shape:?}: the measurements must be [k, {mh}, {mw}, {c}]"),
+                ));
+            }
+            values
+        } else {
+            let (rgba, iw, ih) = read_png(&input.image)?;
+            if (iw, ih) != (mw, mh) {
+                return Err(io_error(
+                    "image",
+                    &input.image,
+                    format!("is {iw}x{ih}: the measurement must be {mw}x{mh}"),
+                ));
+            }
+            image::from_rgba(&rgba, c)
+        };
+        (None, y)
     } else {
-        let x = read_one_image(&input.image, cfg)?;
+        let x = if npy(&input.image) {
+            let (values, shape) = read_npy(&input.image)?;
+            if shape.len() != 4 || shape[1..] != [h, w, c] {
+                return Err(io_error(
+                    "image",
+                    &input.image,
+                    format!("has shape {shape:?}: the images must be [k, {h}, {w}, {c}]"),
+                ));
+            }
+            values
+        } else {
+            read_images(std::slice::from_ref(&input.image), cfg)?
+        };
         let y = lab.measure(MODEL, task, noise, &x, req.seed).await?.values;
         (Some(x), y)
     };
-    let n = input.n;
-    let batch: Vec<f32> = y.iter().copied().cycle().take(n * y.len()).collect();
+    let (per, m) = (h * w * c, mh * mw * c);
+    let (k, n) = (y.len() / m, input.n);
+    // Each measurement n times, image-major.
+    let batch: Vec<f32> = y.chunks(m).flat_map(|yi| yi.repeat(n)).collect();
     let bar = &mut Bar::new();
     let s = lab
         .restore(MODEL, &req, &batch, mask.as_deref(), bar)
         .await?;
-    bar.done(&format!("{n} results"));
-    let per = cfg.sample_len();
+    bar.done(&format!("{} results", k * n));
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let show = |v: &[f64], digits: usize| -> String {
+        if v.len() <= 8 {
+            v.iter()
+                .map(|d| format!("{d:.digits$e}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            format!("mean {:.digits$e} over {}", mean(v), v.len())
+        }
+    };
     if !matches!(task, Task::Sdedit { .. }) {
         let again = lab.measure(MODEL, task, 0.0, &s.values, 0).await?.values;
-        let rms: Vec<String> = again
-            .chunks(y.len())
-            .map(|ax| {
+        let rms: Vec<f64> = again
+            .chunks(m)
+            .zip(batch.chunks(m))
+            .map(|(ax, yi)| {
                 let se: f64 = ax
                     .iter()
-                    .zip(&y)
+                    .zip(yi)
                     .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
                     .sum();
-                format!("{:.2e}", (se / y.len() as f64).sqrt())
+                (se / m as f64).sqrt()
             })
             .collect();
-        eprintln!("rms of A x - y: {}", rms.join(" "));
+        eprintln!("rms of A x - y: {}", show(&rms, 2));
     }
     if let Some(x) = &clean {
-        let psnr: Vec<String> = s
+        let psnr: Vec<f64> = s
             .values
             .chunks(per)
-            .map(|r| format!("{:.2}", image::psnr(x, r)))
+            .enumerate()
+            .map(|(i, r)| image::psnr(&x[i / n * per..][..per], r))
             .collect();
-        eprintln!("PSNR against the image (dB): {}", psnr.join(" "));
+        if psnr.len() <= 8 {
+            eprintln!(
+                "PSNR against the image (dB): {}",
+                psnr.iter()
+                    .map(|d| format!("{d:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        } else {
+            eprintln!(
+                "PSNR against the image: mean {:.2} dB over {}",
+                mean(&psnr),
+                psnr.len()
+            );
+        }
     }
-    // The measurement at the image's size (nearest neighbour).
-    let mw = w / factor;
-    let shown: Vec<f32> = (0..h * w * c)
-        .map(|i| {
-            let (p, ch) = (i / c, i % c);
-            y[((p / w / factor) * mw + (p % w) / factor) * c + ch]
-        })
+    if npy(&input.out) {
+        return write_npy(&input.out, &s.values, &[k * n, h, w, c]);
+    }
+    // Rows of [image, measurement at the image's size (nearest neighbour), variations...].
+    let mut rows = Vec::new();
+    for i in 0..k {
+        let yi = &y[i * m..][..m];
+        if let Some(x) = &clean {
+            rows.extend_from_slice(&x[i * per..][..per]);
+        }
+        rows.extend((0..per).map(|j| {
+            let (p, ch) = (j / c, j % c);
+            yi[((p / w / factor) * mw + (p % w) / factor) * c + ch]
+        }));
+        rows.extend_from_slice(&s.values[i * n * per..][..n * per]);
+    }
+    let cols = rows.len() / per / k;
+    write_samples(&input.out, cfg, &rows, cols)
+}
+
+/// Reads a little-endian f32 `.npy` file (C order): its values and shape.
+fn read_npy(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
+    let bytes = std::fs::read(path).map_err(|e| io_error("image", path, e))?;
+    let bad = |why: &str| io_error("image", path, format!("is not a float32 .npy file: {why}"));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("no .npy magic"));
+    }
+    let (len_at, start) = if bytes[6] == 1 { (8, 10) } else { (8, 12) };
+    let header_len = if bytes[6] == 1 {
+        u16::from_le_bytes([bytes[len_at], bytes[len_at + 1]]) as usize
+    } else {
+        u32::from_le_bytes(bytes[len_at..len_at + 4].try_into().expect("4 bytes")) as usize
+    };
+    let header = std::str::from_utf8(
+        bytes
+            .get(start..start + header_len)
+            .ok_or_else(|| bad("short header"))?,
+    )
+    .map_err(|_| bad("header is not text"))?;
+    if !header.contains("'descr': '<f4'") || header.contains("'fortran_order': True") {
+        return Err(bad("needs dtype <f4 in C order"));
+    }
+    let dims = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .ok_or_else(|| bad("no shape"))?;
+    let shape: Vec<usize> = dims
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse().map_err(|_| bad("shape is not numbers")))
+        .collect::<Result<_>>()?;
+    let data = &bytes[start + header_len..];
+    if data.len() != shape.iter().product::<usize>() * 4 {
+        return Err(bad("data length does not match the shape"));
+    }
+    let values: Vec<f32> = data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
         .collect();
-    let row = [clean.unwrap_or_default(), shown, s.values].concat();
-    let cols = row.len() / per;
-    write_samples(&input.out, cfg, &row, cols)
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(bad("non-finite values"));
+    }
+    Ok((values, shape))
+}
+
+/// Writes f32 values as a `.npy` file of the given shape.
+fn write_npy(path: &Path, values: &[f32], shape: &[usize]) -> Result<()> {
+    let dims: String = shape.iter().map(|d| format!("{d},")).collect();
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}), }}");
+    // Magic, version, length, header: padded with spaces to a multiple of 64, ending in a newline.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, bytes).map_err(|e| io_error("out", path, e))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 /// Draws `req` on `threads` fast CPU sessions at once, each a contiguous share of the samples
