@@ -346,3 +346,107 @@ fn clear_errors() {
         "parameter rtol: 1e-300",
     );
 }
+
+#[test]
+fn restore_commands_keep_their_measurements_and_read_and_write_npy() {
+    let digit = tmp("cli-restore-digit.png");
+    let cpu = ["--backend", "cpu", "--model", DIGITS];
+    let with = |cmd: &str, rest: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [cmd]
+            .iter()
+            .chain(cpu.iter())
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(rest.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    run(with(
+        "sample",
+        &[
+            "--n",
+            "1",
+            "--seed",
+            "4",
+            "--sampler",
+            "ddpm",
+            "--steps",
+            "20",
+            "--out",
+            &digit,
+        ],
+    ));
+    // Super-resolution by projection reproduces the measurement (float precision).
+    let out = run(with(
+        "superres",
+        &[
+            "--image",
+            &digit,
+            "--factor",
+            "2",
+            "--n",
+            "2",
+            "--steps",
+            "10",
+            "--out",
+            &tmp("cli-sr.png"),
+        ],
+    ));
+    let rms = numbers_after(&out, "rms of A x - y:");
+    assert!(!rms.is_empty() && rms.iter().all(|r| *r < 1e-5), "{out}");
+    // Results as .npy, read back as the images of another command.
+    let npy = tmp("cli-dn.npy");
+    run(with(
+        "denoise",
+        &[
+            "--image", &digit, "--noise", "0.3", "--n", "3", "--steps", "20", "--out", &npy,
+        ],
+    ));
+    let bytes = std::fs::read(&npy).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    assert_eq!(
+        bytes.len() % 64,
+        (3 * 32 * 32 * 4) % 64,
+        "header padded to 64 bytes"
+    );
+    let out = run(with(
+        "sdedit",
+        &[
+            "--image",
+            &npy,
+            "--strength",
+            "0.3",
+            "--n",
+            "1",
+            "--steps",
+            "20",
+            "--out",
+            &tmp("cli-sd.png"),
+        ],
+    ));
+    assert!(out.contains("3 results"), "{out}");
+    // What cannot be done is said.
+    let fail = |args: Vec<String>, needle: &str| {
+        fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), needle)
+    };
+    fail(
+        with("superres", &["--image", &digit, "--factor", "3"]),
+        "2 or 4",
+    );
+    fail(
+        with("deblur", &["--image", &digit, "--method", "replace"]),
+        "gradient",
+    );
+    fail(
+        with("denoise", &["--image", &digit, "--method", "replace"]),
+        "nothing to project",
+    );
+    fail(
+        with("superres", &["--image", &digit, "--measured"]),
+        "the measurement must be 8x8",
+    );
+    fail(
+        with("denoise", &["--image", &digit, "--noise", "0.0001"]),
+        "noise",
+    );
+}

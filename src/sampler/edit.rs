@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 
-use super::inverse::{self, Enforce, Measurement, Operator, Start};
+use super::inverse::{self, Enforce, Measurement, Operator};
 use super::{
     param, Denoiser, NoiseKey, OdeSolver, Progress, Role, Run, SamplerOptions, VpSchedule,
 };
@@ -27,21 +27,8 @@ pub async fn inpaint<B: Backend, D: Denoiser<B>, P: Progress>(
     seed: u32,
     progress: &mut P,
 ) -> Result<B::Tensor> {
-    let shape = B::shape(known).to_vec();
-    let m = Measurement::new(be, Operator::Mask, &shape[1..], Some(mask), 0.0)?;
-    let y = m.apply(be, known)?;
-    inverse::solve(
-        be,
-        den,
-        s,
-        opts,
-        Start::Noise,
-        Some((&m, &y, how)),
-        &shape,
-        seed,
-        progress,
-    )
-    .await
+    let m = Measurement::new(be, Operator::Mask, &B::shape(known)[1..], Some(mask), 0.0)?;
+    inverse::keep(be, den, s, opts, how, &m, known, seed, progress).await
 }
 
 /// Colours images (`[n, h, w, 3]`) keeping their luminance: the luminance operator of
@@ -57,27 +44,8 @@ pub async fn colorize<B: Backend, D: Denoiser<B>, P: Progress>(
     seed: u32,
     progress: &mut P,
 ) -> Result<B::Tensor> {
-    let shape = B::shape(gray).to_vec();
-    if shape.len() != 4 || shape[3] != 3 {
-        return Err(Error::Shape {
-            op: "colorize",
-            detail: format!("needs rgb images [n, h, w, 3], got {shape:?}"),
-        });
-    }
-    let m = Measurement::new(be, Operator::Luminance, &shape[1..], None, 0.0)?;
-    let y = m.apply(be, gray)?;
-    inverse::solve(
-        be,
-        den,
-        s,
-        opts,
-        Start::Noise,
-        Some((&m, &y, how)),
-        &shape,
-        seed,
-        progress,
-    )
-    .await
+    let m = Measurement::new(be, Operator::Luminance, &B::shape(gray)[1..], None, 0.0)?;
+    inverse::keep(be, den, s, opts, how, &m, gray, seed, progress).await
 }
 
 /// Spherical interpolation between two latents (flattened samples), as in DDIM's interpolation.

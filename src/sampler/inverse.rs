@@ -13,8 +13,9 @@
 //!   `d x0_hat / d x_t = alpha_t I` exactly: `alpha_t A^T (sigma_t^2 A A^T + sigma_y^2 I)^-1
 //!   (y - A x0_hat)`. It moves x0_hat to the posterior mean of that model (without noise: onto
 //!   the measurement), one evaluation per call, any operator, any sampler; consistency is
-//!   approximate. For the blur the inverse is a few Richardson iterations. (The network's own Jacobian, by finite differences, was tried:
-//!   near t = 1 it is divided by alpha ~ 0.006 and its errors made every digit run diverge.)
+//!   approximate. For the blur the inverse is a few Richardson iterations. (The network's own
+//!   Jacobian, by finite differences, was tried: near t = 1 it is divided by alpha ~ 0.006, and
+//!   its errors made every digit run diverge.)
 
 use serde::{Deserialize, Serialize};
 
@@ -42,13 +43,6 @@ pub enum Enforce {
     Gradient { scale: f64 },
 }
 
-impl Enforce {
-    /// Whether the result satisfies `A x = y` exactly.
-    pub fn exact(self) -> bool {
-        !matches!(self, Enforce::Gradient { .. })
-    }
-}
-
 /// The linear operators, as requests name them.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
@@ -60,7 +54,8 @@ pub enum Operator {
     /// The mean of every `factor x factor` block (super-resolution; factor 2 or 4).
     Downsample { factor: usize },
     /// A Gaussian blur of std `width` pixels (0.5 to 2, in steps of passes of a 3x3 binomial
-    /// filter: `sqrt(passes / 2)`), zero beyond the border (deblurring).
+    /// filter: `sqrt(passes / 2)`); each output is the weighted mean of the pixels inside the
+    /// image (deblurring).
     Blur { width: f64 },
     /// The image itself (denoising).
     Identity,
@@ -103,33 +98,27 @@ fn blur_passes(width: f64) -> usize {
     (2.0 * width * width).round().max(1.0) as usize
 }
 
-/// The 1-D blur of `passes` binomial passes over `n` pixels with zero padding, rows normalised
-/// to sum 1, as a dense matrix (the 2-D blur is its product along the two axes).
-fn blur_1d(n: usize, passes: usize) -> Vec<Vec<f64>> {
+/// The 1-D blur of `passes` binomial passes over `n` pixels with zero padding, as a dense
+/// matrix (the 2-D blur is its product along the two axes).
+fn binomial_1d(n: usize, passes: usize) -> Vec<Vec<f64>> {
     let mut m: Vec<Vec<f64>> = (0..n)
         .map(|i| (0..n).map(|j| (i == j) as u8 as f64).collect())
         .collect();
     for _ in 0..passes {
-        m = (0..n)
+        let at = |m: &[Vec<f64>], k: isize, j: usize| {
+            if (0..n as isize).contains(&k) {
+                m[k as usize][j]
+            } else {
+                0.0
+            }
+        };
+        m = (0..n as isize)
             .map(|i| {
                 (0..n)
-                    .map(|j| {
-                        let at = |k: isize| {
-                            if (0..n as isize).contains(&k) {
-                                m[k as usize][j]
-                            } else {
-                                0.0
-                            }
-                        };
-                        (at(i as isize - 1) + 2.0 * at(i as isize) + at(i as isize + 1)) / 4.0
-                    })
+                    .map(|j| (at(&m, i - 1, j) + 2.0 * at(&m, i, j) + at(&m, i + 1, j)) / 4.0)
                     .collect()
             })
             .collect();
-    }
-    for row in &mut m {
-        let sum: f64 = row.iter().sum();
-        row.iter_mut().for_each(|v| *v /= sum);
     }
     m
 }
@@ -138,7 +127,7 @@ fn blur_1d(n: usize, passes: usize) -> Vec<Vec<f64>> {
 const BLUR_ITERATIONS: usize = 10;
 
 impl<B: Backend> Measurement<B> {
-    /// The operator for images of one sample's shape `[h, w, c]`; `mask` (that shape, values
+    /// The operator for samples of shape `sample` (`[h, w, c]` but for a mask and the identity); `mask` (that shape, values
     /// in [0, 1]) is needed by [`Operator::Mask`] only. `noise` is sigma_y, in model units.
     pub fn new(
         be: &mut B,
@@ -150,11 +139,16 @@ impl<B: Backend> Measurement<B> {
         if !(0.0..=2.0).contains(&noise) {
             return param("noise", format!("{noise} must be in [0, 2]"));
         }
-        let [h, w, c] = sample[..] else {
-            return param(
-                "images",
-                format!("need one sample's shape [h, w, c], got {sample:?}"),
-            );
+        // A mask and the identity take samples of any shape; the others are convolutions.
+        let [h, w, c] = match (operator, sample) {
+            (_, &[h, w, c]) => [h, w, c],
+            (Operator::Mask | Operator::Identity, _) => [0, 0, 0],
+            _ => {
+                return param(
+                    "images",
+                    format!("{operator:?} needs images [h, w, c], got samples {sample:?}"),
+                )
+            }
         };
         let mut m = Measurement {
             operator,
@@ -208,37 +202,23 @@ impl<B: Backend> Measurement<B> {
                 let kernel = [1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0].map(|v| v / 16.0);
                 m.forward = Some(be.upload(&depthwise(&kernel, 3, c), &[9 * c, c])?);
                 m.zero_out = Some(be.upload(&vec![0.0; c], &[c])?);
-                // Row sums of the unnormalised blur are products of the 1-D ones.
-                let passes = blur_passes(width);
-                let ones = |n: usize| -> Vec<f64> {
-                    let mut v = vec![1.0; n];
-                    for _ in 0..passes {
-                        let at = |v: &[f64], k: isize| {
-                            if (0..n as isize).contains(&k) {
-                                v[k as usize]
-                            } else {
-                                0.0
-                            }
-                        };
-                        v = (0..n as isize)
-                            .map(|i| (at(&v, i - 1) + 2.0 * at(&v, i) + at(&v, i + 1)) / 4.0)
-                            .collect();
-                    }
-                    v
+                // Per axis: the row sums of the zero-padded blur (its response to ones), and
+                // the largest column sum once rows are normalised; the 2-D ones are products.
+                let axis = |n: usize| {
+                    let b = binomial_1d(n, blur_passes(width));
+                    let sums: Vec<f64> = b.iter().map(|row| row.iter().sum()).collect();
+                    let column_max = (0..n)
+                        .map(|j| (0..n).map(|i| b[i][j] / sums[i]).sum::<f64>())
+                        .fold(0.0, f64::max);
+                    (sums, column_max)
                 };
-                let (rh, rw) = (ones(h), ones(w));
+                let ((rh, ch), (rw, cw)) = (axis(h), axis(w));
                 let weights: Vec<f32> = (0..h * w * c)
                     .map(|i| (1.0 / (rh[i / c / w] * rw[i / c % w])) as f32)
                     .collect();
                 m.normalise = Some(be.upload(&weights, sample)?);
-                // ||A A^T|| <= ||A||_1 ||A||_inf = (largest column sum) x 1, per axis.
-                let column_max = |n: usize| {
-                    let b = blur_1d(n, passes);
-                    (0..n)
-                        .map(|j| (0..n).map(|i| b[i][j]).sum::<f64>())
-                        .fold(0.0, f64::max)
-                };
-                m.gram = column_max(h) * column_max(w);
+                // ||A A^T|| <= ||A||_1 ||A||_inf = (largest column sum) x 1.
+                m.gram = ch * cw;
             }
             Operator::Identity => {}
         }
@@ -291,29 +271,9 @@ impl<B: Backend> Measurement<B> {
                 let zero = be.axpby(x, x, 0.0, 0.0)?;
                 be.blend(&zero, x, Self::tensor(&self.forward))
             }
-            Operator::Luminance => be.conv2d(
-                x,
-                Self::tensor(&self.forward),
-                Self::tensor(&self.zero_out),
-                Conv2d {
-                    ksize: 1,
-                    stride: 1,
-                },
-            ),
+            Operator::Luminance => self.convolve(be, x, &self.forward, &self.zero_out, 1, 1, 1),
             Operator::Downsample { factor } => {
-                let mut y = x.clone();
-                for _ in 0..factor / 2 {
-                    y = be.conv2d(
-                        &y,
-                        Self::tensor(&self.forward),
-                        Self::tensor(&self.zero_out),
-                        Conv2d {
-                            ksize: 3,
-                            stride: 2,
-                        },
-                    )?;
-                }
-                Ok(y)
+                self.convolve(be, x, &self.forward, &self.zero_out, 3, 2, factor / 2)
             }
             Operator::Blur { width } => {
                 let b = self.blur(be, x, width)?;
@@ -325,16 +285,36 @@ impl<B: Backend> Measurement<B> {
 
     /// The unnormalised blur (zero padding): a symmetric matrix.
     fn blur(&self, be: &mut B, x: &B::Tensor, width: f64) -> Result<B::Tensor> {
+        self.convolve(
+            be,
+            x,
+            &self.forward,
+            &self.zero_out,
+            3,
+            1,
+            blur_passes(width),
+        )
+    }
+
+    /// `times` convolutions of x by `weight` (zero bias).
+    #[allow(clippy::too_many_arguments)]
+    fn convolve(
+        &self,
+        be: &mut B,
+        x: &B::Tensor,
+        weight: &Option<B::Tensor>,
+        zero: &Option<B::Tensor>,
+        ksize: usize,
+        stride: usize,
+        times: usize,
+    ) -> Result<B::Tensor> {
         let mut y = x.clone();
-        for _ in 0..blur_passes(width) {
+        for _ in 0..times {
             y = be.conv2d(
                 &y,
-                Self::tensor(&self.forward),
-                Self::tensor(&self.zero_out),
-                Conv2d {
-                    ksize: 3,
-                    stride: 1,
-                },
+                Self::tensor(weight),
+                Self::tensor(zero),
+                Conv2d { ksize, stride },
             )?;
         }
         Ok(y)
@@ -344,15 +324,7 @@ impl<B: Backend> Measurement<B> {
     pub fn adjoint(&self, be: &mut B, u: &B::Tensor) -> Result<B::Tensor> {
         match self.operator {
             Operator::Mask | Operator::Identity => self.apply(be, u),
-            Operator::Luminance => be.conv2d(
-                u,
-                Self::tensor(&self.back),
-                Self::tensor(&self.zero_in),
-                Conv2d {
-                    ksize: 1,
-                    stride: 1,
-                },
-            ),
+            Operator::Luminance => self.convolve(be, u, &self.back, &self.zero_in, 1, 1, 1),
             // Nearest-neighbour upsampling is 4 A^T per 2x stage.
             Operator::Downsample { factor } => {
                 let mut x = u.clone();
@@ -502,6 +474,35 @@ pub async fn solve<B: Backend, D: Denoiser<B>, P: Progress>(
             project_each_step(be, den, s, opts, how, m, y, x, t0, seed, progress).await
         }
     }
+}
+
+/// Samples from noise keeping what `m` measures of `image` (inpainting, colorization).
+#[allow(clippy::too_many_arguments)]
+pub async fn keep<B: Backend, D: Denoiser<B>, P: Progress>(
+    be: &mut B,
+    den: &mut D,
+    s: &VpSchedule,
+    opts: &SamplerOptions,
+    how: Enforce,
+    m: &Measurement<B>,
+    image: &B::Tensor,
+    seed: u32,
+    progress: &mut P,
+) -> Result<B::Tensor> {
+    let y = m.apply(be, image)?;
+    let shape = B::shape(image).to_vec();
+    solve(
+        be,
+        den,
+        s,
+        opts,
+        Start::Noise,
+        Some((m, &y, how)),
+        &shape,
+        seed,
+        progress,
+    )
+    .await
 }
 
 /// The projection methods' loop (see the module): `replace` and `repaint`.

@@ -673,15 +673,7 @@ async fn restore<B: Backend>(
     let npy = |p: &Path| p.extension().is_some_and(|e| e == "npy");
     let (clean, y) = if input.measured {
         let y = if npy(&input.image) {
-            let (values, shape) = read_npy(&input.image)?;
-            if shape.len() != 4 || shape[1..] != [mh, mw, c] {
-                return Err(io_error(
-                    "image",
-                    &input.image,
-                    format!("has shape {shape:?}: the measurements must be [k, {mh}, {mw}, {c}]"),
-                ));
-            }
-            values
+            read_npy_samples(&input.image, [mh, mw, c])?
         } else {
             let (rgba, iw, ih) = read_png(&input.image)?;
             if (iw, ih) != (mw, mh) {
@@ -696,15 +688,7 @@ async fn restore<B: Backend>(
         (None, y)
     } else {
         let x = if npy(&input.image) {
-            let (values, shape) = read_npy(&input.image)?;
-            if shape.len() != 4 || shape[1..] != [h, w, c] {
-                return Err(io_error(
-                    "image",
-                    &input.image,
-                    format!("has shape {shape:?}: the images must be [k, {h}, {w}, {c}]"),
-                ));
-            }
-            values
+            read_npy_samples(&input.image, [h, w, c])?
         } else {
             read_images(std::slice::from_ref(&input.image), cfg)?
         };
@@ -835,6 +819,20 @@ fn read_npy(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
         return Err(bad("non-finite values"));
     }
     Ok((values, shape))
+}
+
+/// The values of a `.npy` file of samples `[k, ..sample]` (any k).
+fn read_npy_samples(path: &Path, sample: [usize; 3]) -> Result<Vec<f32>> {
+    let (values, shape) = read_npy(path)?;
+    if shape.len() != 4 || shape[1..] != sample {
+        let [h, w, c] = sample;
+        return Err(io_error(
+            "image",
+            path,
+            format!("has shape {shape:?}: it must be [k, {h}, {w}, {c}]"),
+        ));
+    }
+    Ok(values)
 }
 
 /// Writes f32 values as a `.npy` file of the given shape.
