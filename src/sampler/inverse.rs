@@ -127,8 +127,9 @@ fn binomial_1d(n: usize, passes: usize) -> Vec<Vec<f64>> {
 const BLUR_ITERATIONS: usize = 10;
 
 impl<B: Backend> Measurement<B> {
-    /// The operator for samples of shape `sample` (`[h, w, c]` but for a mask and the identity); `mask` (that shape, values
-    /// in [0, 1]) is needed by [`Operator::Mask`] only. `noise` is sigma_y, in model units.
+    /// The operator for samples of shape `sample` (`[h, w, c]`, any shape for a mask and the
+    /// identity); `mask` (that shape, values in [0, 1]) is needed by [`Operator::Mask`] only.
+    /// `noise` is sigma_y, in model units.
     pub fn new(
         be: &mut B,
         operator: Operator,
