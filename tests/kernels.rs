@@ -61,7 +61,7 @@ fn gpu_kernels_match_cpu_reference() {
         return;
     };
     eprintln!("adapter: {:?}", gpu.context().report);
-    match pollster::block_on(common::run_sweep(&mut gpu)) {
+    match common::gpu_sweep(&mut gpu) {
         Ok(report) => report.iter().for_each(|l| eprintln!("{l}")),
         Err(failures) => panic!("GPU and CPU disagree:\n{failures}"),
     }

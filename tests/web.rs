@@ -23,7 +23,7 @@ pub async fn gpu() -> Gpu {
 async fn gpu_kernels_match_cpu_reference() {
     let mut gpu = gpu().await;
     web_sys::console::log_1(&format!("adapter: {:?}", gpu.context().report).into());
-    match common::run_sweep(&mut gpu).await {
+    match common::gpu_sweep_async(&mut gpu).await {
         Ok(report) => report
             .iter()
             .for_each(|l| web_sys::console::log_1(&l.into())),
@@ -570,13 +570,17 @@ fn since(
 
 /// The steady state of the GPU engine, counted on Chromium's WebGPU: a network evaluation makes
 /// no buffer and no bind group and is one submit; a sampler run without previews submits once
-/// per step and never lets the device run dry before its last step.
+/// per step and never lets the device run dry before its last step. Dispatches are counted with
+/// the kernels a hardware GPU gets (SwiftShader's own choice adds 2 per attention block).
 #[wasm_bindgen_test]
 async fn steady_state_evaluations_create_nothing_and_steps_do_not_drain() {
+    use scorelab::gpu::KernelChoices;
     use scorelab::lab::{SampleRequest, Session};
     use scorelab::sampler::{Method, SamplerOptions, Silent};
     count_webgpu_calls();
-    let mut s = Session::new(gpu().await);
+    let mut g = gpu().await;
+    g.set_kernels(KernelChoices::HARDWARE);
+    let mut s = Session::new(g);
     s.load_model("digits", common::MODELS[1].1).unwrap();
     let x = vec![0.25f32; 2 * 32 * 32];
     for batch in [1usize, 8] {

@@ -146,6 +146,35 @@ enum Command {
     Replay(Rc<Plan>),
 }
 
+/// The op variants the GPU backend chooses between where the faster one depends on the adapter,
+/// per adapter class. Software adapters' entries are measured (README, "GPU engine"); hardware
+/// GPUs get the variants that make fewer dispatches and less memory traffic, which is what their
+/// time goes to with networks this small (not measured here: no hardware GPU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelChoices {
+    /// Attention in one dispatch, the scores kept in workgroup memory, rather than two products
+    /// and a row softmax. On lavapipe 3.6 vs 2.2 ms (8x8 tokens, 64 channels); in Chromium on
+    /// SwiftShader whole runs 5-7 % slower (4 digits, DDPM 15).
+    pub fused_attention: bool,
+}
+
+impl KernelChoices {
+    pub const HARDWARE: KernelChoices = KernelChoices {
+        fused_attention: true,
+    };
+    pub const SOFTWARE: KernelChoices = KernelChoices {
+        fused_attention: false,
+    };
+
+    pub fn for_adapter(software: bool) -> KernelChoices {
+        if software {
+            KernelChoices::SOFTWARE
+        } else {
+            KernelChoices::HARDWARE
+        }
+    }
+}
+
 pub struct Gpu {
     ctx: Rc<GpuContext>,
     pipelines: PipelineCache,
@@ -177,6 +206,8 @@ pub struct Gpu {
     half_weights: bool,
     /// The device's limits, read once (on the web each read crosses into JS).
     limits: wgpu::Limits,
+    /// Which variant of an op to dispatch, by adapter class.
+    kernels: KernelChoices,
 }
 
 /// What a convolution adds to its output (see `conv2d.wgsl`).
@@ -251,6 +282,7 @@ impl Gpu {
             unpaced: None,
             half_weights: ctx.device.features().contains(wgpu::Features::SHADER_F16),
             limits: ctx.device.limits(),
+            kernels: KernelChoices::for_adapter(ctx.report.software),
             ctx,
         }
     }
@@ -274,6 +306,17 @@ impl Gpu {
         }
         self.half_weights = on;
         Ok(())
+    }
+
+    /// The op variants this backend dispatches.
+    pub fn kernels(&self) -> KernelChoices {
+        self.kernels
+    }
+
+    /// Dispatches other variants (for tests of every variant on any adapter); evaluations
+    /// recorded earlier keep the variants they were recorded with.
+    pub fn set_kernels(&mut self, kernels: KernelChoices) {
+        self.kernels = kernels;
     }
 
     pub fn context(&self) -> &Rc<GpuContext> {
@@ -1047,12 +1090,13 @@ impl Backend for Gpu {
         Ok(out)
     }
 
-    /// One fused dispatch where the scores fit the kernel's workgroup memory and c is a multiple
-    /// of 4.
+    /// One fused dispatch where the adapter class runs it faster, the scores fit the kernel's
+    /// workgroup memory and c is a multiple of 4.
     fn attend(&mut self, qkv: &GpuTensor, [n, h, w, c]: [usize; 4]) -> Result<GpuTensor> {
         let hw = h * w;
         ops::check_same("attend", &qkv.shape, &[n, h, w, 3 * c])?;
-        if hw > kernels::ATTENTION_MAX_TOKENS
+        if !self.kernels.fused_attention
+            || hw > kernels::ATTENTION_MAX_TOKENS
             || hw as u64 > MAX_GROUPS
             || n as u64 > MAX_GROUPS
             || c % 4 != 0

@@ -906,10 +906,48 @@ pub fn compare(
 /// Runs the whole sweep on a backend and on the CPU reference; returns one line per case or the
 /// failures (relative 1e-4, absolute 1e-5).
 pub async fn run_sweep<B: Backend>(be: &mut B) -> std::result::Result<Vec<String>, String> {
+    run_cases(be, sweep()).await
+}
+
+/// The sweep's attention cases: what a GPU backend's other attention variant is checked on.
+pub fn attention_cases() -> Vec<Case> {
+    sweep()
+        .into_iter()
+        .filter(|c| matches!(c, Case::Attention { .. }))
+        .collect()
+}
+
+/// A GPU backend's sweep: every case with the adapter's kernel choices, then the attention cases
+/// with the other attention variant, so both are checked on any adapter.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn gpu_sweep(gpu: &mut scorelab::Gpu) -> std::result::Result<Vec<String>, String> {
+    pollster::block_on(gpu_sweep_async(gpu))
+}
+
+pub async fn gpu_sweep_async(gpu: &mut scorelab::Gpu) -> std::result::Result<Vec<String>, String> {
+    let mut report = run_sweep(gpu).await?;
+    let chosen = gpu.kernels();
+    gpu.set_kernels(scorelab::gpu::KernelChoices {
+        fused_attention: !chosen.fused_attention,
+    });
+    let other = run_cases(gpu, attention_cases()).await;
+    gpu.set_kernels(chosen);
+    report.extend(
+        other?
+            .into_iter()
+            .map(|l| format!("{l} (fused attention {})", !chosen.fused_attention)),
+    );
+    Ok(report)
+}
+
+pub async fn run_cases<B: Backend>(
+    be: &mut B,
+    cases: Vec<Case>,
+) -> std::result::Result<Vec<String>, String> {
     let mut cpu = Cpu;
     let mut report = Vec::new();
     let mut failures = Vec::new();
-    for case in sweep() {
+    for case in cases {
         let what = format!("{case:?}");
         let want = case
             .run(&mut cpu)
