@@ -52,6 +52,9 @@ fn replays_match_the_unrecorded_forward_pass() {
     let shapes: [&[usize]; 3] = [&[3, 32, 32, 1], &[3], &[3]];
     let dispatches = gpu.planned_dispatches(net.id, &shapes).unwrap();
     eprintln!("digits: {dispatches} dispatches per recorded evaluation");
+    // Attention by parts (software adapters) is two more dispatches in each of 4 blocks.
+    let want = if gpu.kernels().fused_attention { 78 } else { 86 };
+    assert_eq!(dispatches, want, "{:?}", gpu.kernels());
     assert_eq!(gpu.memory().plans, 1);
 
     // Steady state: no new buffers however many evaluations follow.
