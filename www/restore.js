@@ -51,6 +51,7 @@ export function setupRestore(ctx) {
     const config = await loadModel(model);
     const shape = [config.data.height, config.data.width, config.data.channels];
     const [h, w, c] = shape;
+    ctx.fillClasses($('ed-class'), config);
     Object.assign(st, { model, shape, direct: null, keep: new Float32Array(h * w) });
     const source = $('ed-source').value;
     if (source === 'sketch') {
@@ -182,7 +183,8 @@ export function setupRestore(ctx) {
       }
       const ys = new Float32Array(y.values.length * n);
       for (let i = 0; i < n; i++) ys.set(y.values, i * y.values.length);
-      const options = { task: tk, sampler: { method: $('ed-sampler').value, steps: Number($('ed-steps').value) }, method: methodOptions(), noise, seed };
+      const cls = $('ed-class').value === '' ? null : Number($('ed-class').value);
+      const options = { task: tk, sampler: { method: $('ed-sampler').value, steps: Number($('ed-steps').value) }, method: methodOptions(), noise, seed, class: cls };
       const job = client.start('restore', { model, y: ys, mask, options, previewEvery: 0 }, (ev) => {
         if (ev.kind === 'step') status.textContent = `step ${ev.info.step}/${ev.info.total} · ${ev.info.evals} evaluations`;
       });

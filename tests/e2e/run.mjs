@@ -558,6 +558,7 @@ await test('sketch a digit and SDEdit it: results follow the drawing, on a clean
     await page.mouse.up();
   };
   await stroke([[0.28, 0.25], [0.72, 0.25], [0.45, 0.8]]);
+  await page.selectOption('#ed-class', '7');
   await page.fill('#ed-steps', '40');
   await page.fill('#ed-n', '3');
   await page.click('#ed-run');
@@ -573,7 +574,7 @@ await test('sketch a digit and SDEdit it: results follow the drawing, on a clean
   });
   console.log(`     SDEdit of a sketched 7: correlation with the sketch ${r.corr.map((c) => c.toFixed(2)).join(', ')}; ${r.text}`);
   assert(r.n === 3, `three variations, got ${r.n}`);
-  assert(r.corr.every((c) => c > 0.2), `results follow the sketch: ${r.corr}`);
+  assert(r.corr.every((c) => c > 0.6), `results follow the sketch: ${r.corr}`);
   assert(r.corners.every((c) => c < 60), `dark corners: ${r.corners}`);
   await page.screenshot({ path: path.join(SHOTS, 'restore-sdedit.png'), fullPage: true });
   await page.close();
