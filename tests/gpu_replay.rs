@@ -53,7 +53,11 @@ fn replays_match_the_unrecorded_forward_pass() {
     let dispatches = gpu.planned_dispatches(net.id, &shapes).unwrap();
     eprintln!("digits: {dispatches} dispatches per recorded evaluation");
     // Attention by parts (software adapters) is two more dispatches in each of 4 blocks.
-    let want = if gpu.kernels().fused_attention { 78 } else { 86 };
+    let want = if gpu.kernels().fused_attention {
+        78
+    } else {
+        86
+    };
     assert_eq!(dispatches, want, "{:?}", gpu.kernels());
     assert_eq!(gpu.memory().plans, 1);
 

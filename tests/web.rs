@@ -99,6 +99,70 @@ async fn samplers_match_the_native_reference() {
     }
 }
 
+/// Super-resolution and deblurring of a digit on WebGPU: the same results as the fast CPU
+/// backend in wasm, and projection reproduces the measurement.
+#[wasm_bindgen_test]
+async fn restoring_on_webgpu_matches_the_cpu() {
+    use scorelab::lab::{RestoreRequest, Session, Task};
+    use scorelab::sampler::{Method, SamplerOptions, Silent};
+    async fn run<B: scorelab::Backend>(be: B, task: Task) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let mut s = Session::new(be);
+        s.load_model("digits", common::MODELS[1].1).unwrap();
+        // A blob of ink on black: any image will do.
+        let x: Vec<f32> = (0..32 * 32)
+            .map(|i| {
+                if (i / 32usize).abs_diff(16) < 6 && (i % 32).abs_diff(14) < 3 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            })
+            .collect();
+        let y = s.measure("digits", task, 0.0, &x, 0).await.unwrap().values;
+        let req = RestoreRequest {
+            task,
+            sampler: SamplerOptions {
+                method: Method::Ddpm,
+                steps: Some(6),
+                ..Default::default()
+            },
+            seed: 2,
+            ..Default::default()
+        };
+        let out = s
+            .restore("digits", &req, &y, None, &mut Silent)
+            .await
+            .unwrap()
+            .values;
+        let again = s
+            .measure("digits", task, 0.0, &out, 0)
+            .await
+            .unwrap()
+            .values;
+        (out, y, again)
+    }
+    for task in [Task::Superres { factor: 4 }, Task::Deblur { width: 1.0 }] {
+        let (gpu_out, y, again) = run(gpu().await, task).await;
+        let (cpu_out, _, _) = run(scorelab::FastCpu::default(), task).await;
+        let diff = common::compare(&format!("{task:?}"), &gpu_out, &cpu_out, 0.0, 2e-3)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rms = (again
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f32>()
+            / y.len() as f32)
+            .sqrt();
+        web_sys::console::log_1(
+            &format!("{task:?}: webgpu vs cpu max |diff| {diff:.2e}, rms of A x - y {rms:.2e}")
+                .into(),
+        );
+        if let Task::Superres { .. } = task {
+            assert!(rms < 1e-5, "projection keeps the measurement: {rms}");
+        }
+    }
+}
+
 /// The loader's fuzz slice in the browser (32-bit sizes): mutated weights files load or are
 /// refused, never panic (a panic here fails the test), and nothing NaN comes back as a sample.
 #[wasm_bindgen_test]
