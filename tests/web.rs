@@ -635,7 +635,7 @@ fn since(
 /// The steady state of the GPU engine, counted on Chromium's WebGPU: a network evaluation makes
 /// no buffer and no bind group and is one submit; a sampler run without previews submits once
 /// per step and never lets the device run dry before its last step. Dispatches are counted with
-/// the kernels a hardware GPU gets (SwiftShader's own choice adds 2 per attention block).
+/// the fused attention a hardware GPU gets (SwiftShader's own choice adds 2 per attention block).
 #[wasm_bindgen_test]
 async fn steady_state_evaluations_create_nothing_and_steps_do_not_drain() {
     use scorelab::gpu::KernelChoices;
@@ -643,7 +643,10 @@ async fn steady_state_evaluations_create_nothing_and_steps_do_not_drain() {
     use scorelab::sampler::{Method, SamplerOptions, Silent};
     count_webgpu_calls();
     let mut g = gpu().await;
-    g.set_kernels(KernelChoices::HARDWARE);
+    g.set_kernels(KernelChoices {
+        fused_attention: true,
+        ..g.kernels()
+    });
     let mut s = Session::new(g);
     s.load_model("digits", common::MODELS[1].1).unwrap();
     let x = vec![0.25f32; 2 * 32 * 32];

@@ -179,13 +179,13 @@ pub enum Kernel {
     Matmul {
         half: bool,
     },
-    /// `vec4`: the entry point for channel counts that are multiples of 4; `upsample`: the
+    /// `entry`: which of the shader's entry points; `upsample`: the
     /// input read as if upsampled 2x; `residual`: 0 nothing added, 1 a tensor, 2 a 1x1
     /// convolution of a second input.
     Conv2d {
         ksize: u32,
         stride: u32,
-        vec4: bool,
+        entry: ConvEntry,
         upsample: bool,
         residual: u32,
         half: bool,
@@ -194,6 +194,17 @@ pub enum Kernel {
     Attention,
     Elementwise(Elementwise),
     Sampler(SamplerKernel),
+}
+
+/// The entry points of `conv2d.wgsl`, each a 32-pixel x 32-channel tile per workgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvEntry {
+    /// Any channel counts, 4x4 register blocks.
+    Scalar,
+    /// Channel counts that are multiples of 4: vec4 loads, 4x4 weight blocks.
+    Vec4,
+    /// Any channel counts, input and weight tiles staged in workgroup memory.
+    Tiled,
 }
 
 impl Kernel {
@@ -213,8 +224,18 @@ impl Kernel {
             Kernel::Matmul { .. }
             | Kernel::GroupNorm
             | Kernel::Attention
-            | Kernel::Conv2d { vec4: false, .. } => "main",
-            Kernel::Conv2d { vec4: true, .. } => "main_vec4",
+            | Kernel::Conv2d {
+                entry: ConvEntry::Scalar,
+                ..
+            } => "main",
+            Kernel::Conv2d {
+                entry: ConvEntry::Vec4,
+                ..
+            } => "main_vec4",
+            Kernel::Conv2d {
+                entry: ConvEntry::Tiled,
+                ..
+            } => "main_tiled",
             Kernel::Elementwise(e) => match e {
                 Elementwise::Silu => "silu",
                 Elementwise::Axpby => "axpby",

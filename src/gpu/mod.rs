@@ -19,8 +19,8 @@ use wgpu::util::DeviceExt;
 
 pub use context::{AdapterReport, GpuContext};
 use kernels::{
-    AttentionParams, ConvParams, Elementwise, ElementwiseParams, GroupNormParams, Kernel,
-    MatmulParams, PipelineCache, SamplerKernel, SamplerParams,
+    AttentionParams, ConvEntry, ConvParams, Elementwise, ElementwiseParams, GroupNormParams,
+    Kernel, MatmulParams, PipelineCache, SamplerKernel, SamplerParams,
 };
 use plan::{Plan, Recorder};
 
@@ -147,23 +147,31 @@ enum Command {
 }
 
 /// The op variants the GPU backend chooses between where the faster one depends on the adapter,
-/// per adapter class. Software adapters' entries are measured (README, "GPU engine"); hardware
-/// GPUs get the variants that make fewer dispatches and less memory traffic, which is what their
-/// time goes to with networks this small (not measured here: no hardware GPU).
+/// per adapter class. Software adapters' entries are measured (below and README, "GPU engine");
+/// hardware GPUs get the variants that make fewer dispatches and fewer storage reads, which is
+/// what their time goes to (not measured here: no hardware GPU was at hand).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelChoices {
     /// Attention in one dispatch, the scores kept in workgroup memory, rather than two products
     /// and a row softmax. On lavapipe 3.6 vs 2.2 ms (8x8 tokens, 64 channels); in Chromium on
     /// SwiftShader whole runs 5-7 % slower (4 digits, DDPM 15).
     pub fused_attention: bool,
+    /// Convolutions with input and weight tiles staged in workgroup memory (`main_tiled`: each
+    /// value read from storage once per workgroup) rather than each invocation reading its own
+    /// (`main`, `main_vec4`). On lavapipe a digits evaluation took, tiled against not, 526-581
+    /// vs 245-261 ms at batch 1 and 3,167-3,775 vs 1,172-1,770 ms at batch 8: software adapters
+    /// emulate the barriers and gain nothing from the reuse.
+    pub tiled_conv: bool,
 }
 
 impl KernelChoices {
     pub const HARDWARE: KernelChoices = KernelChoices {
         fused_attention: true,
+        tiled_conv: true,
     };
     pub const SOFTWARE: KernelChoices = KernelChoices {
         fused_attention: false,
+        tiled_conv: false,
     };
 
     pub fn for_adapter(software: bool) -> KernelChoices {
@@ -569,13 +577,19 @@ impl Gpu {
             cin2: u(cin2),
         };
         let groups = [(cout as u32).div_ceil(32), pix_groups as u32, 1];
-        let vec4 = cin % 4 == 0 && cout % 4 == 0 && cin2 % 4 == 0;
+        let entry = if self.kernels.tiled_conv {
+            ConvEntry::Tiled
+        } else if cin % 4 == 0 && cout % 4 == 0 && cin2 % 4 == 0 {
+            ConvEntry::Vec4
+        } else {
+            ConvEntry::Scalar
+        };
         let [a, sw, sb] = inputs;
         self.dispatch(
             Kernel::Conv2d {
                 ksize: spec.ksize as u32,
                 stride: spec.stride as u32,
-                vec4,
+                entry,
                 upsample: upsampled,
                 residual: code,
                 half: w.half,

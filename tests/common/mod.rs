@@ -909,16 +909,25 @@ pub async fn run_sweep<B: Backend>(be: &mut B) -> std::result::Result<Vec<String
     run_cases(be, sweep()).await
 }
 
-/// The sweep's attention cases: what a GPU backend's other attention variant is checked on.
-pub fn attention_cases() -> Vec<Case> {
+/// The sweep's cases that have variants by adapter class (convolutions, attention).
+pub fn variant_cases() -> Vec<Case> {
     sweep()
         .into_iter()
-        .filter(|c| matches!(c, Case::Attention { .. }))
+        .filter(|c| {
+            matches!(
+                c,
+                Case::Attention { .. }
+                    | Case::Conv { .. }
+                    | Case::ConvAdd { .. }
+                    | Case::ConvSkip { .. }
+                    | Case::UpsampleConv { .. }
+            )
+        })
         .collect()
 }
 
-/// A GPU backend's sweep: every case with the adapter's kernel choices, then the attention cases
-/// with the other attention variant, so both are checked on any adapter.
+/// A GPU backend's sweep: every case with the adapter's kernel choices, then the cases that have
+/// variants with the other choices, so every variant is checked on any adapter.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn gpu_sweep(gpu: &mut scorelab::Gpu) -> std::result::Result<Vec<String>, String> {
     pollster::block_on(gpu_sweep_async(gpu))
@@ -927,16 +936,14 @@ pub fn gpu_sweep(gpu: &mut scorelab::Gpu) -> std::result::Result<Vec<String>, St
 pub async fn gpu_sweep_async(gpu: &mut scorelab::Gpu) -> std::result::Result<Vec<String>, String> {
     let mut report = run_sweep(gpu).await?;
     let chosen = gpu.kernels();
-    gpu.set_kernels(scorelab::gpu::KernelChoices {
+    let other = scorelab::gpu::KernelChoices {
         fused_attention: !chosen.fused_attention,
-    });
-    let other = run_cases(gpu, attention_cases()).await;
+        tiled_conv: !chosen.tiled_conv,
+    };
+    gpu.set_kernels(other);
+    let more = run_cases(gpu, variant_cases()).await;
     gpu.set_kernels(chosen);
-    report.extend(
-        other?
-            .into_iter()
-            .map(|l| format!("{l} (fused attention {})", !chosen.fused_attention)),
-    );
+    report.extend(more?.into_iter().map(|l| format!("{l} ({other:?})")));
     Ok(report)
 }
 
