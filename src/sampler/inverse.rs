@@ -326,12 +326,8 @@ impl<B: Backend> Measurement<B> {
         match self.operator {
             Operator::Mask | Operator::Identity => self.apply(be, u),
             Operator::Luminance => self.convolve(be, u, &self.back, &self.zero_in, 1, 1, 1),
-            // Nearest-neighbour upsampling is 4 A^T per 2x stage.
             Operator::Downsample { factor } => {
-                let mut x = u.clone();
-                for _ in 0..factor / 2 {
-                    x = be.upsample2x(&x)?;
-                }
+                let x = Self::upsample(be, u, factor)?;
                 be.axpby(&x, &x, self.gram() as f32, 0.0)
             }
             // A = N B with B symmetric and N diagonal: A^T = B N.
@@ -357,12 +353,20 @@ impl<B: Backend> Measurement<B> {
                 "the blur has no stable pseudo-inverse, so it cannot be projected onto: use the gradient method".into(),
             );
         }
-        let x = self.adjoint(be, y)?;
-        if self.gram() == 1.0 {
-            Ok(x)
-        } else {
-            be.axpby(&x, &x, (1.0 / self.gram()) as f32, 0.0)
+        match self.operator {
+            Operator::Downsample { factor } => Self::upsample(be, y, factor),
+            // A A^T = I: A+ = A^T.
+            _ => self.adjoint(be, y),
         }
+    }
+
+    /// Nearest-neighbour upsampling by `factor`: `A+` of the block means (`A^T / c`).
+    fn upsample(be: &mut B, y: &B::Tensor, factor: usize) -> Result<B::Tensor> {
+        let mut x = y.clone();
+        for _ in 0..factor / 2 {
+            x = be.upsample2x(&x)?;
+        }
+        Ok(x)
     }
 
     /// `x + A+ A (target - x)`: x with its measured part taken from `target` (a soft mask blends).

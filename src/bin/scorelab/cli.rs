@@ -629,6 +629,61 @@ fn write_samples(out: &Path, cfg: &ModelConfig, values: &[f32], cols: usize) -> 
     write_png(out, &rgba, w, h)
 }
 
+/// A mask PNG at the model's size: 1 where it is not black (keep), 0 elsewhere.
+fn read_mask(path: &Path, cfg: &ModelConfig) -> Result<Vec<f32>> {
+    Ok(read_one_image(path, cfg)?
+        .iter()
+        .map(|&v| if v > 0.0 { 1.0 } else { 0.0 })
+        .collect())
+}
+
+impl Command {
+    /// A restoring command's arguments, task, measurement noise and kept-region mask file.
+    fn restoring(&self) -> Option<(&EditArgs, &RestoreInput, Task, f64, Option<&Path>)> {
+        match self {
+            Command::Superres {
+                edit,
+                input,
+                factor,
+                noise,
+                ..
+            } => Some((
+                edit,
+                input,
+                Task::Superres { factor: *factor },
+                *noise,
+                None,
+            )),
+            Command::Denoise {
+                edit, input, noise, ..
+            } => Some((edit, input, Task::Denoise { noise: *noise }, 0.0, None)),
+            Command::Deblur {
+                edit,
+                input,
+                width,
+                noise,
+                ..
+            } => Some((edit, input, Task::Deblur { width: *width }, *noise, None)),
+            Command::Sdedit {
+                edit,
+                input,
+                strength,
+                mask,
+                ..
+            } => Some((
+                edit,
+                input,
+                Task::Sdedit {
+                    strength: *strength,
+                },
+                0.0,
+                mask.as_deref(),
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// The mask (1 = keep, 0 = fill) of a region, one sample's shape.
 fn region_mask(cfg: &ModelConfig, region: Region) -> Vec<f32> {
     let (h, w, c) = (cfg.data.height, cfg.data.width, cfg.data.channels);
@@ -957,10 +1012,7 @@ async fn execute<B: Backend>(
             let req = edit.request(&cfg)?;
             let img = read_one_image(&image, &cfg)?;
             let mask = match mask {
-                Some(path) => read_one_image(&path, &cfg)?
-                    .iter()
-                    .map(|&v| if v > 0.0 { 1.0 } else { 0.0 })
-                    .collect(),
+                Some(path) => read_mask(&path, &cfg)?,
                 None => region_mask(&cfg, fill),
             };
             let batch: Vec<f32> = img.iter().copied().cycle().take(n * per).collect();
@@ -1014,82 +1066,16 @@ async fn execute<B: Backend>(
             eprintln!("largest luminance change: {luma_err:.2e}");
             write_samples(&out, &cfg, &[gray, s.values].concat(), n + 1)
         }
-        Command::Superres {
-            edit,
-            input,
-            factor,
-            noise,
-            ..
-        } => {
-            restore(
-                &mut lab,
-                &cfg,
-                &edit,
-                &input,
-                Task::Superres { factor },
-                noise,
-                None,
-            )
-            .await
-        }
-        Command::Denoise {
-            edit, input, noise, ..
-        } => {
-            restore(
-                &mut lab,
-                &cfg,
-                &edit,
-                &input,
-                Task::Denoise { noise },
-                0.0,
-                None,
-            )
-            .await
-        }
-        Command::Deblur {
-            edit,
-            input,
-            width,
-            noise,
-            ..
-        } => {
-            restore(
-                &mut lab,
-                &cfg,
-                &edit,
-                &input,
-                Task::Deblur { width },
-                noise,
-                None,
-            )
-            .await
-        }
-        Command::Sdedit {
-            edit,
-            input,
-            strength,
-            mask,
-            ..
-        } => {
+        c @ (Command::Superres { .. }
+        | Command::Denoise { .. }
+        | Command::Deblur { .. }
+        | Command::Sdedit { .. }) => {
+            let (edit, input, task, noise, mask) = c.restoring().expect("a restoring command");
             let mask = match mask {
-                Some(path) => Some(
-                    read_one_image(&path, &cfg)?
-                        .iter()
-                        .map(|&v| if v > 0.0 { 1.0 } else { 0.0 })
-                        .collect(),
-                ),
+                Some(path) => Some(read_mask(path, &cfg)?),
                 None => None,
             };
-            restore(
-                &mut lab,
-                &cfg,
-                &edit,
-                &input,
-                Task::Sdedit { strength },
-                0.0,
-                mask,
-            )
-            .await
+            restore(&mut lab, &cfg, edit, input, task, noise, mask).await
         }
         Command::Roundtrip {
             ode,
