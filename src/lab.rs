@@ -10,7 +10,7 @@ use crate::error::{finite, Error, Result};
 use crate::model::{ModelConfig, Network};
 use crate::sampler::edit::{self, DensityGrid, Likelihood, LikelihoodOptions};
 use crate::sampler::inverse::{self, Enforce, Measurement, Operator, Start};
-use crate::sampler::{self, Guided, OdeSolver, Progress, SamplerOptions, VpSchedule};
+use crate::sampler::{self, Guided, OdeSolver, Progress, SamplerOptions};
 
 /// A sampling request; every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -247,7 +247,7 @@ impl<B: Backend> Session<B> {
     ) -> Result<Samples> {
         let net = Self::find(&self.models, model)?;
         let shape = Self::batch_shape(net, req.n)?;
-        let schedule = VpSchedule::from_config(&net.config.sde);
+        let schedule = net.config.schedule();
         let mut den = Guided::new(&mut self.be, net, &vec![req.class; req.n], req.guidance)?;
         let x = sampler::sample(
             &mut self.be,
@@ -294,7 +294,7 @@ impl<B: Backend> Session<B> {
                 ),
             });
         }
-        let s = VpSchedule::from_config(&net.config.sde);
+        let s = net.config.schedule();
         if !(t >= s.t_eps && t <= 1.0) {
             return Err(Error::Param {
                 name: "t".into(),
@@ -347,7 +347,7 @@ impl<B: Backend> Session<B> {
     ) -> Result<Samples> {
         let (net, shape) = Self::checked_batch(&self.models, model, "images", images)?;
         check_mask(net, mask)?;
-        let s = VpSchedule::from_config(&net.config.sde);
+        let s = net.config.schedule();
         let known = self.be.upload(images, &shape)?;
         let m = self.be.upload(mask, &shape[1..])?;
         let mut den = Guided::new(&mut self.be, net, &vec![req.class; shape[0]], req.guidance)?;
@@ -453,7 +453,7 @@ impl<B: Backend> Session<B> {
         let shape = Self::batch_shape(net, y.len() / per)?;
         let n = shape[0];
         let yt = self.be.upload(y, &[n, mh, mw, c])?;
-        let s = VpSchedule::from_config(&net.config.sde);
+        let s = net.config.schedule();
         let mask_t = match mask {
             Some(m) if matches!(req.task, Task::Sdedit { .. }) => {
                 check_mask(net, m)?;
@@ -553,7 +553,7 @@ impl<B: Backend> Session<B> {
         progress: &mut impl Progress,
     ) -> Result<Samples> {
         let (net, shape) = Self::checked_batch(&self.models, model, "images", images)?;
-        let s = VpSchedule::from_config(&net.config.sde);
+        let s = net.config.schedule();
         let gray = self.be.upload(images, &shape)?;
         let mut den = Guided::new(&mut self.be, net, &vec![req.class; shape[0]], req.guidance)?;
         let x = edit::colorize(
@@ -586,7 +586,7 @@ impl<B: Backend> Session<B> {
     ) -> Result<(Samples, usize)> {
         let (net, shape) = Self::checked_batch(&self.models, model, "values", values)?;
         let solver = req.solver()?;
-        let s = VpSchedule::from_config(&net.config.sde);
+        let s = net.config.schedule();
         let x = self.be.upload(values, &shape)?;
         let mut den = Guided::new(&mut self.be, net, &vec![req.class; shape[0]], req.guidance)?;
         let (y, evals) =
@@ -662,7 +662,7 @@ impl<B: Backend> Session<B> {
         progress: &mut impl Progress,
     ) -> Result<Likelihood> {
         let (net, shape) = Self::checked_batch(&self.models, model, "values", values)?;
-        let s = VpSchedule::from_config(&net.config.sde);
+        let s = net.config.schedule();
         let x = self.be.upload(values, &shape)?;
         let mut den = Guided::new(&mut self.be, net, &vec![class; shape[0]], 1.0)?;
         edit::log_likelihood(&mut self.be, &mut den, &s, opts, &x, seed, progress).await
@@ -686,7 +686,7 @@ impl<B: Backend> Session<B> {
                 ),
             });
         }
-        let s = VpSchedule::from_config(&net.config.sde);
+        let s = net.config.schedule();
         let mut den = Guided::new(&mut self.be, net, &vec![class; grid.size * grid.size], 1.0)?;
         grid.log_density(&mut self.be, &mut den, &s, progress).await
     }

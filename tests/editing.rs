@@ -6,28 +6,48 @@ use scorelab::sampler::edit::{
     inpaint, log_likelihood, slerp, DensityGrid, LikelihoodOptions, Probe,
 };
 use scorelab::sampler::inverse::Enforce;
-use scorelab::sampler::{GaussianMixture, Method, SamplerOptions, Silent, VpSchedule};
+use scorelab::sampler::{GaussianMixture, Method, SamplerOptions, Schedule, Sde, Silent};
 use scorelab::{Backend, Cpu};
 
-const SCHEDULE: VpSchedule = VpSchedule {
-    beta_min: 0.1,
-    beta_max: 20.0,
-    t_eps: 1e-3,
-    discrete_steps: 1000,
-};
+const SCHEDULE: Schedule = Schedule::vp(0.1, 20.0, 1e-3, 1000);
 
 fn mixture() -> GaussianMixture {
+    mixture_on(SCHEDULE)
+}
+
+fn mixture_on(schedule: Schedule) -> GaussianMixture {
     GaussianMixture {
         weights: vec![0.5, 0.3, 0.2],
         means: vec![vec![-1.5, 0.5], vec![1.5, 1.0], vec![0.2, -1.8]],
         vars: vec![vec![0.16, 0.09], vec![0.04, 0.25], vec![0.09, 0.09]],
-        schedule: SCHEDULE,
+        schedule,
     }
 }
 
 #[test]
 fn likelihood_matches_the_exact_log_density() {
-    let mut gm = mixture();
+    likelihood_on(SCHEDULE, &[Probe::Exact, Probe::Rademacher]);
+}
+
+/// The same under sub-VP and VE, whose priors are N(0, I) and N(0, sigma_max^2 I).
+#[test]
+fn likelihood_under_subvp_and_ve() {
+    for sde in [
+        Sde::SubVp {
+            beta_min: 0.1,
+            beta_max: 20.0,
+        },
+        Sde::Ve {
+            sigma_min: 0.01,
+            sigma_max: 50.0,
+        },
+    ] {
+        likelihood_on(Schedule { sde, ..SCHEDULE }, &[Probe::Exact]);
+    }
+}
+
+fn likelihood_on(schedule: Schedule, probes: &[Probe]) {
+    let mut gm = mixture_on(schedule);
     let points = [[-1.5f32, 0.5], [1.4, 1.3], [0.0, -1.5], [-1.0, 0.9]];
     let reps = 48;
     let x: Vec<f32> = points
@@ -36,16 +56,18 @@ fn likelihood_matches_the_exact_log_density() {
         .collect();
     // The exact trace must land on the density; a Rademacher probe (one per copy of a point) only
     // on average, within three standard errors of its mean.
-    for probe in [Probe::Exact, Probe::Rademacher] {
+    for &probe in probes {
         let opts = LikelihoodOptions {
-            steps: 100,
+            steps: std::env::var("LSTEPS")
+                .map(|v| v.parse().unwrap())
+                .unwrap_or(100),
             probe,
             dequantize: false,
         };
         let mut cpu = Cpu;
         let res = pollster::block_on(async {
             let xt = cpu.upload(&x, &[points.len() * reps, 2]).unwrap();
-            log_likelihood(&mut cpu, &mut gm, &SCHEDULE, &opts, &xt, 3, &mut Silent)
+            log_likelihood(&mut cpu, &mut gm, &schedule, &opts, &xt, 3, &mut Silent)
                 .await
                 .unwrap()
         });
@@ -56,8 +78,8 @@ fn likelihood_matches_the_exact_log_density() {
                 / (reps - 1) as f64
                 / reps as f64)
                 .sqrt();
-            let exact = gm.log_density(&[p[0] as f64, p[1] as f64], SCHEDULE.t_eps);
-            eprintln!("{probe:?}, x = {p:?}: estimated log p {est:.4} (standard error {se:.4}), exact {exact:.4} ({} evaluations)", res.evals);
+            let exact = gm.log_density(&[p[0] as f64, p[1] as f64], schedule.t_eps);
+            eprintln!("{} {probe:?}, x = {p:?}: estimated log p {est:.4} (standard error {se:.4}), exact {exact:.4} ({} evaluations)", schedule.sde.name(), res.evals);
             assert!(
                 (est - exact).abs() < 0.02 + 3.0 * se,
                 "{probe:?}, x = {p:?}: {est} vs {exact}"

@@ -6,15 +6,10 @@ mod common;
 
 use scorelab::rng::Rng;
 use scorelab::sampler::inverse::{solve, Enforce, Measurement, Operator, Start};
-use scorelab::sampler::{GaussianMixture, Method, SamplerOptions, Silent, VpSchedule};
+use scorelab::sampler::{GaussianMixture, Method, SamplerOptions, Schedule, Silent};
 use scorelab::{Backend, Cpu};
 
-const SCHEDULE: VpSchedule = VpSchedule {
-    beta_min: 0.1,
-    beta_max: 20.0,
-    t_eps: 1e-3,
-    discrete_steps: 1000,
-};
+const SCHEDULE: Schedule = Schedule::vp(0.1, 20.0, 1e-3, 1000);
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     pollster::block_on(f)

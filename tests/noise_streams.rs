@@ -7,15 +7,10 @@ use std::collections::HashMap;
 use scorelab::ops::{Conv2d, GroupNorm, Matmul};
 use scorelab::sampler::edit::{inpaint, log_likelihood, LikelihoodOptions, Probe};
 use scorelab::sampler::inverse::Enforce;
-use scorelab::sampler::{sample, GaussianMixture, Method, SamplerOptions, Silent, VpSchedule};
+use scorelab::sampler::{sample, GaussianMixture, Method, SamplerOptions, Schedule, Silent};
 use scorelab::{Backend, Cpu, CpuTensor, Result};
 
-const SCHEDULE: VpSchedule = VpSchedule {
-    beta_min: 0.1,
-    beta_max: 20.0,
-    t_eps: 1e-3,
-    discrete_steps: 1000,
-};
+const SCHEDULE: Schedule = Schedule::vp(0.1, 20.0, 1e-3, 1000);
 
 /// The CPU backend, counting the draws of each (seed, stream).
 #[derive(Default)]

@@ -1,7 +1,11 @@
 // Drawing helpers shared by the page modules.
-export function vpSigma(sde, t) {
+
+/** sigma(t) of a model's SDE (src/sampler/schedule.rs): the std of x_t given x_0. */
+export function noiseStd(sde, t) {
+  if (sde.type === 've') return sde.sigma_min * Math.pow(sde.sigma_max / sde.sigma_min, t);
   const logAlpha = -t * t * (sde.beta_max - sde.beta_min) / 4 - t * sde.beta_min / 2;
-  return Math.sqrt(-Math.expm1(2 * logAlpha));
+  const oneMinusAlpha2 = -Math.expm1(2 * logAlpha);
+  return sde.type === 'subvp' ? oneMinusAlpha2 : Math.sqrt(oneMinusAlpha2);
 }
 
 export function toRgba(values, h, w, c) {

@@ -1,6 +1,6 @@
 // The page: controls, URL state, drawing. All computation happens in the worker (worker.js).
 import { LabClient } from './lab.js';
-import { drawImage, drawPoints, tileCanvases, vpSigma } from './draw.js';
+import { drawImage, drawPoints, tileCanvases, noiseStd } from './draw.js';
 import { setupCompare } from './compare.js';
 import { setupInpaint, setupInterpolate } from './edit.js';
 import { setupRestore } from './restore.js';
@@ -282,7 +282,7 @@ async function drawField() {
   }
   const cls = Number($('pg-class').value);
   const { values } = await client.call('eps', { model: 'toy2d', x: pts, t, options: { class: cls } });
-  const sigma = vpSigma(config.sde, t);
+  const sigma = noiseStd(config.sde, t);
   const ctx = $('pg-canvas').getContext('2d');
   ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, PG.size, PG.size);
   let maxNorm = 0;

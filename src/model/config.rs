@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::sampler::schedule::{Schedule, Sde};
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -67,10 +68,19 @@ pub enum Arch {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SdeConfig {
+    /// "vp", "subvp" or "ve" (see `sampler::schedule`).
     #[serde(rename = "type")]
     pub kind: String,
-    pub beta_min: f64,
-    pub beta_max: f64,
+    /// VP and sub-VP: the linear beta schedule's ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_max: Option<f64>,
+    /// VE: the geometric noise levels' ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma_min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma_max: Option<f64>,
     pub t_eps: f64,
     /// Length of the discrete chain the model was trained to match (DDPM/DDIM walk it).
     pub discrete_steps: usize,
@@ -142,6 +152,11 @@ impl ModelConfig {
         Ok(cfg)
     }
 
+    /// The SDE the model was trained on (checked when the config was parsed).
+    pub fn schedule(&self) -> Schedule {
+        Schedule::from_config(&self.sde).expect("the sde section was validated at parse")
+    }
+
     fn validate(&self) -> Result<()> {
         if self.parameterization != "eps" {
             return field_err(
@@ -152,22 +167,31 @@ impl ModelConfig {
                 ),
             );
         }
-        if self.sde.kind != "vp" {
-            return field_err(
-                "sde.type",
-                format!("{:?} is not supported (only \"vp\")", self.sde.kind),
-            );
-        }
         let s = &self.sde;
-        if !(s.beta_min > 0.0
-            && s.beta_max > s.beta_min
-            && s.beta_max <= 1e4
-            && s.t_eps > 0.0
-            && s.t_eps < 1.0)
-        {
+        let schedule = Schedule::from_config(s)?;
+        let sensible = match schedule.sde {
+            Sde::Vp { beta_min, beta_max } | Sde::SubVp { beta_min, beta_max } => {
+                beta_min > 0.0
+                    && beta_max > beta_min
+                    && beta_max <= 1e4
+                    && s.sigma_min.is_none()
+                    && s.sigma_max.is_none()
+            }
+            Sde::Ve {
+                sigma_min,
+                sigma_max,
+            } => {
+                sigma_min > 0.0
+                    && sigma_max > sigma_min
+                    && sigma_max <= 1e4
+                    && s.beta_min.is_none()
+                    && s.beta_max.is_none()
+            }
+        };
+        if !(sensible && s.t_eps > 0.0 && s.t_eps < 1.0) {
             return field_err(
                 "sde",
-                format!("needs 0 < beta_min < beta_max <= 10000 and 0 < t_eps < 1, got {s:?}"),
+                format!("needs 0 < beta_min < beta_max <= 10000 (vp, subvp) or 0 < sigma_min < sigma_max <= 10000 (ve), only those, and 0 < t_eps < 1, got {s:?}"),
             );
         }
         if !(2..=100_000).contains(&s.discrete_steps) {

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 use super::inverse::{self, Enforce, Measurement, Operator};
 use super::{
-    param, Denoiser, NoiseKey, OdeSolver, Progress, Role, Run, SamplerOptions, VpSchedule,
+    param, Denoiser, NoiseKey, OdeSolver, Progress, Role, Run, SamplerOptions, Schedule, Sde,
 };
 
 /// Fills the unknown part of `known` (mask 1 = keep, 0 = fill, soft values blend; one mask of the
@@ -19,7 +19,7 @@ use super::{
 pub async fn inpaint<B: Backend, D: Denoiser<B>, P: Progress>(
     be: &mut B,
     den: &mut D,
-    s: &VpSchedule,
+    s: &Schedule,
     opts: &SamplerOptions,
     how: Enforce,
     known: &B::Tensor,
@@ -37,7 +37,7 @@ pub async fn inpaint<B: Backend, D: Denoiser<B>, P: Progress>(
 pub async fn colorize<B: Backend, D: Denoiser<B>, P: Progress>(
     be: &mut B,
     den: &mut D,
-    s: &VpSchedule,
+    s: &Schedule,
     opts: &SamplerOptions,
     how: Enforce,
     gray: &B::Tensor,
@@ -149,7 +149,7 @@ pub struct Likelihood {
 pub async fn log_likelihood<B: Backend, D: Denoiser<B>, P: Progress>(
     be: &mut B,
     den: &mut D,
-    s: &VpSchedule,
+    s: &Schedule,
     opts: &LikelihoodOptions,
     x: &B::Tensor,
     seed: u32,
@@ -240,7 +240,15 @@ pub async fn log_likelihood<B: Backend, D: Denoiser<B>, P: Progress>(
     // near the data end). On a digit, 20 steps land within 0.3 bits/dim of 200 steps and 50 within
     // 0.05; a uniform grid is still 0.7 off at 200.
     let (t0, t1) = (s.t_eps, 1.0);
-    let grid = |k: usize| t0 + (t1 - t0) * (k as f64 / opts.steps as f64).powi(3);
+    // On VE, where log sigma is linear in t and the drift's rate ln(sigma_max / sigma_min) the
+    // same at every t, a uniform grid is the better one (exact mixture density at 100 steps:
+    // 0.004 vs 0.022 nats worst).
+    let power = if matches!(s.sde, Sde::Ve { .. }) {
+        1
+    } else {
+        3
+    };
+    let grid = |k: usize| t0 + (t1 - t0) * (k as f64 / opts.steps as f64).powi(power);
     let mut integral = vec![0f64; n];
     for k in 0..opts.steps {
         let (t, h) = (grid(k), grid(k + 1) - grid(k));
@@ -267,7 +275,8 @@ pub async fn log_likelihood<B: Backend, D: Denoiser<B>, P: Progress>(
                 .iter()
                 .map(|v| (*v as f64).powi(2))
                 .sum();
-            let prior = -0.5 * sq - 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
+            let var = s.prior_std().powi(2);
+            let prior = -0.5 * sq / var - 0.5 * d as f64 * (2.0 * std::f64::consts::PI * var).ln();
             prior + integral[i]
         })
         .collect();
@@ -325,7 +334,7 @@ impl DensityGrid {
         &self,
         be: &mut B,
         den: &mut D,
-        s: &VpSchedule,
+        s: &Schedule,
         progress: &mut P,
     ) -> Result<Likelihood> {
         if !self.range.is_finite() || self.range <= 0.0 || !(2..=128).contains(&self.size) {
@@ -347,21 +356,24 @@ impl DensityGrid {
     }
 }
 
-/// Encodes data to its probability-flow latent at t = 1 (`t_eps -> 1`) or decodes a latent
-/// (`1 -> t_eps`), deterministically.
+/// Encodes data to its probability-flow latent (`t_eps -> 1`, divided by the prior std) or
+/// decodes a latent (`1 -> t_eps`), deterministically.
 pub async fn ode_transport<B: Backend, D: Denoiser<B>, P: Progress>(
     be: &mut B,
     den: &mut D,
-    s: &VpSchedule,
+    s: &Schedule,
     x: B::Tensor,
     encode: bool,
     solver: OdeSolver,
     progress: &mut P,
 ) -> Result<(B::Tensor, usize)> {
-    let (t0, t1) = if encode {
-        (s.t_eps, 1.0)
+    // The latent is the unit-normal noise; x(1) is it times the prior std.
+    let p = s.prior_std() as f32;
+    if encode {
+        let (z, evals) = super::solve_ode(be, den, s, x, s.t_eps, 1.0, solver, 0, progress).await?;
+        Ok((be.axpby(&z, &z, 1.0 / p, 0.0)?, evals))
     } else {
-        (1.0, s.t_eps)
-    };
-    super::solve_ode(be, den, s, x, t0, t1, solver, 0, progress).await
+        let x1 = be.axpby(&x, &x, p, 0.0)?;
+        super::solve_ode(be, den, s, x1, 1.0, s.t_eps, solver, 0, progress).await
+    }
 }

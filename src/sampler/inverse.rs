@@ -25,7 +25,7 @@ use crate::ops::Conv2d;
 
 use super::{
     param, sample_from, time_grid, Denoiser, Method, NoiseKey, Progress, Role, Run, SamplerOptions,
-    VpSchedule,
+    Schedule,
 };
 
 /// How a measurement is kept during the reverse process.
@@ -402,7 +402,7 @@ pub struct MeasurementGuided<'a, B: Backend, D> {
     pub measurement: &'a Measurement<B>,
     pub y: &'a B::Tensor,
     pub scale: f64,
-    pub schedule: VpSchedule,
+    pub schedule: Schedule,
 }
 
 impl<B: Backend, D: Denoiser<B>> Denoiser<B> for MeasurementGuided<'_, B, D> {
@@ -426,7 +426,7 @@ impl<B: Backend, D: Denoiser<B>> Denoiser<B> for MeasurementGuided<'_, B, D> {
 pub async fn solve<B: Backend, D: Denoiser<B>, P: Progress>(
     be: &mut B,
     den: &mut D,
-    s: &VpSchedule,
+    s: &Schedule,
     opts: &SamplerOptions,
     start: Start<'_, B::Tensor>,
     measured: Option<(&Measurement<B>, &B::Tensor, Enforce)>,
@@ -436,7 +436,7 @@ pub async fn solve<B: Backend, D: Denoiser<B>, P: Progress>(
 ) -> Result<B::Tensor> {
     opts.validate()?;
     let (t0, x) = match start {
-        Start::Noise => (1.0, be.randn(shape, seed, NoiseKey::START.stream()?)?),
+        Start::Noise => (1.0, super::start_noise(be, s, shape, seed)?),
         Start::Noised { t, image } => {
             if !(t > s.t_eps && t <= 1.0) {
                 return param("strength", format!("{t} must be in ({}, 1]", s.t_eps));
@@ -448,14 +448,14 @@ pub async fn solve<B: Backend, D: Denoiser<B>, P: Progress>(
             )
         }
         Start::Noisy { noise, image } => {
-            let lo = s.ve_sigma(s.t_eps);
-            if !(noise > lo && noise <= s.ve_sigma(1.0)) {
+            let lo = s.noise_ratio(s.t_eps);
+            if !(noise > lo && noise <= s.noise_ratio(1.0)) {
                 return param(
                     "noise",
                     format!("{noise} must be above {lo:.4} (the model's smallest noise level)"),
                 );
             }
-            let t = s.t_from_ve_sigma(noise);
+            let t = s.t_from_noise_ratio(noise);
             (t, be.axpby(image, image, s.alpha(t) as f32, 0.0)?)
         }
     };
@@ -486,7 +486,7 @@ pub async fn solve<B: Backend, D: Denoiser<B>, P: Progress>(
 pub async fn keep<B: Backend, D: Denoiser<B>, P: Progress>(
     be: &mut B,
     den: &mut D,
-    s: &VpSchedule,
+    s: &Schedule,
     opts: &SamplerOptions,
     how: Enforce,
     m: &Measurement<B>,
@@ -515,7 +515,7 @@ pub async fn keep<B: Backend, D: Denoiser<B>, P: Progress>(
 async fn project_each_step<B: Backend, D: Denoiser<B>, P: Progress>(
     be: &mut B,
     den: &mut D,
-    s: &VpSchedule,
+    s: &Schedule,
     opts: &SamplerOptions,
     how: Enforce,
     m: &Measurement<B>,

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::rng::Rng;
 
 use super::denoiser::Denoiser;
-use super::schedule::VpSchedule;
+use super::schedule::Schedule;
 
 #[derive(Clone, Debug)]
 pub struct GaussianMixture {
@@ -15,7 +15,7 @@ pub struct GaussianMixture {
     pub means: Vec<Vec<f64>>,
     /// Per-dimension variances of each component.
     pub vars: Vec<Vec<f64>>,
-    pub schedule: VpSchedule,
+    pub schedule: Schedule,
 }
 
 impl GaussianMixture {

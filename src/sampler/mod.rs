@@ -22,7 +22,7 @@ use crate::error::{finite, Error, Result};
 pub use denoiser::{Denoiser, Guided};
 pub use mixture::GaussianMixture;
 pub use noise::{NoiseKey, Role};
-pub use schedule::VpSchedule;
+pub use schedule::{Schedule, Sde};
 
 /// The sampling methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,7 +175,7 @@ impl SamplerOptions {
 
     /// The steps of a run that starts at `t0`: the share of [`SamplerOptions::steps`] that
     /// `[t_eps, t0]` is of `[t_eps, 1]`, rounded up (SDEdit at strength 0.5 takes half the steps).
-    pub fn steps_from(&self, s: &VpSchedule, t0: f64) -> usize {
+    pub fn steps_from(&self, s: &Schedule, t0: f64) -> usize {
         let least = if self.method == Method::Dpm2m { 2 } else { 1 };
         let share = ((t0 - s.t_eps) / (1.0 - s.t_eps)).clamp(0.0, 1.0);
         ((self.steps() as f64 * share - 1e-9).ceil() as usize).max(least)
@@ -275,7 +275,7 @@ struct Run<'a, B: Backend, D, P> {
     be: &'a mut B,
     den: &'a mut D,
     progress: &'a mut P,
-    s: VpSchedule,
+    s: Schedule,
     shape: Vec<usize>,
     seed: u32,
     evals: usize,
@@ -291,7 +291,7 @@ impl<'a, B: Backend, D: Denoiser<B>, P: Progress> Run<'a, B, D, P> {
         be: &'a mut B,
         den: &'a mut D,
         progress: &'a mut P,
-        s: VpSchedule,
+        s: Schedule,
         shape: Vec<usize>,
         seed: u32,
         total: usize,
@@ -331,15 +331,15 @@ impl<'a, B: Backend, D: Denoiser<B>, P: Progress> Run<'a, B, D, P> {
             .combine3(x, eps, None, [(1.0 / a) as f32, (-s / a) as f32, 0.0])
     }
 
-    /// The probability-flow drift `dx/dt = -beta/2 (x - eps / sigma)`.
+    /// The probability-flow drift `dx/dt = f x - g^2 score / 2 = f x + g^2 eps / (2 sigma)`.
     async fn drift(&mut self, x: &B::Tensor, t: f64) -> Result<B::Tensor> {
         let e = self.eps(x, t).await?;
-        let b = self.s.beta(t);
+        let (f, g2) = (self.s.drift_coef(t), self.s.diffusion_sq(t));
         self.be.combine3(
             x,
             &e,
             None,
-            [(-0.5 * b) as f32, (0.5 * b / self.s.sigma(t)) as f32, 0.0],
+            [f as f32, (0.5 * g2 / self.s.sigma(t)) as f32, 0.0],
         )
     }
 
@@ -406,17 +406,19 @@ impl<'a, B: Backend, D: Denoiser<B>, P: Progress> Run<'a, B, D, P> {
         match method {
             Method::Ddpm | Method::Ddim => {
                 let e = self.eps(x, t).await?;
-                let (ab_t, ab_s) = (sc.alpha(t).powi(2), sc.alpha(s).powi(2));
-                // DDIM (Song et al. 2021, eq. 12): x_s = sqrt(ab_s) x0 + sqrt(1 - ab_s - var) eps + sqrt(var) z,
-                // var = eta^2 (1 - ab_s)/(1 - ab_t) (1 - ab_t/ab_s); DDPM's posterior variance is eta = 1.
-                // The DDPM posterior mean equals the eta = 1 DDIM mean, so one formula serves both.
+                // DDIM (Song et al. 2021, eq. 12) for marginals alpha x0 + sigma eps:
+                // x_s = alpha_s x0 + sqrt(sigma_s^2 - var) eps + sqrt(var) z with var = eta^2 times
+                // the DDPM posterior variance (sigma_s / sigma_t)^2 (sigma_t^2 - (alpha_t / alpha_s)^2 sigma_s^2)
+                // (on VP: eta^2 (1 - ab_s)/(1 - ab_t) (1 - ab_t/ab_s)). The DDPM posterior mean
+                // equals the eta = 1 DDIM mean, so one formula serves both.
                 let eta = if method == Method::Ddpm { 1.0 } else { eta };
-                let var = eta * eta * (1.0 - ab_s) / (1.0 - ab_t) * (1.0 - ab_t / ab_s);
-                let (sa_t, s_t) = (ab_t.sqrt(), (1.0 - ab_t).sqrt());
-                let dir = (1.0 - ab_s - var).max(0.0).sqrt();
-                // x0 = (x - s_t eps) / sa_t
-                let cx = ab_s.sqrt() / sa_t;
-                let ce = dir - ab_s.sqrt() * s_t / sa_t;
+                let (a_t, s_t, a_s, s_s) = (sc.alpha(t), sc.sigma(t), sc.alpha(s), sc.sigma(s));
+                let var =
+                    (eta * s_s / s_t).powi(2) * (s_t * s_t - (a_t / a_s * s_s).powi(2)).max(0.0);
+                let dir = (s_s * s_s - var).max(0.0).sqrt();
+                // x0 = (x - s_t eps) / a_t
+                let cx = a_s / a_t;
+                let ce = dir - a_s * s_t / a_t;
                 if var > 0.0 {
                     let z = self.noise(Role::Step, k, 0)?;
                     self.be
@@ -438,14 +440,14 @@ impl<'a, B: Backend, D: Denoiser<B>, P: Progress> Run<'a, B, D, P> {
                     .combine3(x, &d1, Some(&d2), [1.0, (h / 2.0) as f32, (h / 2.0) as f32])
             }
             Method::Sde => {
-                // x + (f - g^2 score) h + g sqrt(|h|) z with f = -beta x / 2, g^2 = beta, score = -eps / sigma.
+                // x + (f x - g^2 score) h + g sqrt(|h|) z with score = -eps / sigma.
                 let e = self.eps(x, t).await?;
-                let (b, h) = (sc.beta(t), s - t);
-                let cx = 1.0 - 0.5 * b * h;
-                let ce = b * h / sc.sigma(t);
+                let (g2, h) = (sc.diffusion_sq(t), s - t);
+                let cx = 1.0 + sc.drift_coef(t) * h;
+                let ce = g2 * h / sc.sigma(t);
                 if s <= sc.t_eps {
                     // The step onto t_eps returns its mean (score_sde's noise removal): its noise
-                    // sqrt(beta h) is far above sigma(t_eps), and the final denoising at t_eps
+                    // sqrt(g^2 h) is far above sigma(t_eps), and the final denoising at t_eps
                     // cannot take it out (20 steps left a third of digit backgrounds speckled).
                     return self.be.combine3(x, &e, None, [cx as f32, ce as f32, 0.0]);
                 }
@@ -454,7 +456,7 @@ impl<'a, B: Backend, D: Denoiser<B>, P: Progress> Run<'a, B, D, P> {
                     x,
                     &e,
                     Some(&z),
-                    [cx as f32, ce as f32, (b * -h).sqrt() as f32],
+                    [cx as f32, ce as f32, (g2 * -h).sqrt() as f32],
                 )
             }
             other => param(
@@ -465,7 +467,8 @@ impl<'a, B: Backend, D: Denoiser<B>, P: Progress> Run<'a, B, D, P> {
     }
 
     /// Langevin corrector steps at time t: `x + e score + sqrt(2 e) z` with `score = -eps / sigma`.
-    /// The step size is Song et al.'s `2 alpha (snr |z| / |score|)^2` (alpha = 1 - beta(t) / N) with
+    /// The step size is Song et al.'s `2 alpha (snr |z| / |score|)^2` (alpha = 1 - beta(t) / N on
+    /// VP and sub-VP, 1 on VE: `1 + 2 f(t) / N`) with
     /// the norms replaced by their expected values (`|z|^2 = d`, `|score|^2 = d / sigma^2`), i.e.
     /// `e = 2 alpha (snr sigma)^2`: per-sample norms are unstable in low dimension, and batch-mean
     /// norms would make a sample depend on the rest of its batch.
@@ -479,7 +482,7 @@ impl<'a, B: Backend, D: Denoiser<B>, P: Progress> Run<'a, B, D, P> {
     ) -> Result<B::Tensor> {
         let mut x = x;
         let sigma = self.s.sigma(t);
-        let alpha = 1.0 - self.s.beta(t) / self.s.discrete_steps as f64;
+        let alpha = 1.0 + 2.0 * self.s.drift_coef(t) / self.s.discrete_steps as f64;
         let e = 2.0 * alpha * (snr * sigma).powi(2);
         for j in 0..steps {
             let eps = self.eps(&x, t).await?;
@@ -512,7 +515,7 @@ pub fn check_tolerances(rtol: f64, atol: f64) -> Result<()> {
 /// The time grid of `k` steps from `t0` (1 unless the run starts from a noised image) to `t_eps`
 /// (k + 1 points). DDPM/DDIM grids are rounded to the discrete chain (`t = i / N`), so they are
 /// strided subsets of it; `t0` itself is kept, as the run's start was noised to it.
-pub fn time_grid(s: &VpSchedule, method: Method, k: usize, t0: f64) -> Result<Vec<f64>> {
+pub fn time_grid(s: &Schedule, method: Method, k: usize, t0: f64) -> Result<Vec<f64>> {
     let n = s.discrete_steps as f64;
     let grid: Vec<f64> = (0..=k)
         .map(|i| {
@@ -542,15 +545,30 @@ pub fn time_grid(s: &VpSchedule, method: Method, k: usize, t0: f64) -> Result<Ve
 pub async fn sample<B: Backend, D: Denoiser<B>, P: Progress>(
     be: &mut B,
     den: &mut D,
-    s: &VpSchedule,
+    s: &Schedule,
     opts: &SamplerOptions,
     shape: &[usize],
     seed: u32,
     progress: &mut P,
 ) -> Result<B::Tensor> {
     opts.validate()?;
-    let x = be.randn(shape, seed, NoiseKey::START.stream()?)?;
+    let x = start_noise(be, s, shape, seed)?;
     sample_from(be, den, s, opts, x, 1.0, seed, progress).await
+}
+
+/// A draw from the prior at t = 1: the unit-normal start noise of each sample's seed, times the
+/// SDE's prior std (the unit noise is the latent that encoding and interpolation work with).
+pub fn start_noise<B: Backend>(
+    be: &mut B,
+    s: &Schedule,
+    shape: &[usize],
+    seed: u32,
+) -> Result<B::Tensor> {
+    let z = be.randn(shape, seed, NoiseKey::START.stream()?)?;
+    match s.prior_std() {
+        1.0 => Ok(z),
+        p => be.axpby(&z, &z, p as f32, 0.0),
+    }
 }
 
 /// Runs the reverse process from `x` at time `t0` down to data. Below t = 1 the run takes the
@@ -559,7 +577,7 @@ pub async fn sample<B: Backend, D: Denoiser<B>, P: Progress>(
 pub async fn sample_from<B: Backend, D: Denoiser<B>, P: Progress>(
     be: &mut B,
     den: &mut D,
-    s: &VpSchedule,
+    s: &Schedule,
     opts: &SamplerOptions,
     x: B::Tensor,
     t0: f64,
@@ -663,9 +681,11 @@ async fn dpm_solver_2m<B: Backend, D: Denoiser<B>, P: Progress>(
     run.denoise(&x, s.t_eps).await
 }
 
-/// Annealed Langevin dynamics (Song & Ermon 2019) through the VP-to-VE conversion: at VE level
-/// `sigma_i = sigma(t_i) / alpha(t_i)` the VE score of `x_ve` is `-eps(alpha x_ve, t_i) / sigma_i`.
-/// Levels are geometric from `sigma(1)/alpha(1)` down to `sigma(t_eps)/alpha(t_eps)`; the step
+/// Annealed Langevin dynamics (Song & Ermon 2019) on the VE view `x_ve = x / alpha`: at level
+/// `sigma_i = sigma(t_i) / alpha(t_i)` the score of `x_ve` is `-eps(alpha x_ve, t_i) / sigma_i`.
+/// Levels are geometric from `sigma(1)/alpha(1)` down to `sigma(t_eps)/alpha(t_eps)`, or to NCSN's
+/// smallest level 0.01 where the SDE's is below it (sub-VP's is 1e-4: `step_lr` is tuned for a
+/// ladder ending at 0.01, and a step of `step_lr / sigma_min^2` noise variances diverges); the step
 /// size is `step_lr sigma_i^2 / sigma_min^2`; the result is denoised at the last level.
 async fn annealed<B: Backend, D: Denoiser<B>, P: Progress>(
     run: &mut Run<'_, B, D, P>,
@@ -674,7 +694,7 @@ async fn annealed<B: Backend, D: Denoiser<B>, P: Progress>(
 ) -> Result<B::Tensor> {
     let s = run.s;
     let levels = opts.steps();
-    let (hi, lo) = (s.ve_sigma(1.0), s.ve_sigma(s.t_eps));
+    let (hi, lo) = (s.noise_ratio(1.0), s.noise_ratio(s.t_eps).max(0.01));
     let sigmas: Vec<f64> = (0..levels)
         .map(|i| {
             if levels == 1 {
@@ -684,9 +704,10 @@ async fn annealed<B: Backend, D: Denoiser<B>, P: Progress>(
             }
         })
         .collect();
-    let mut x = run.be.axpby(&z, &z, hi as f32, 0.0)?; // x_ve ~ N(0, sigma_max^2)
+    // z is a prior draw (std prior_std); x_ve ~ N(0, sigma_max^2).
+    let mut x = run.be.axpby(&z, &z, (hi / s.prior_std()) as f32, 0.0)?;
     for (i, &sig) in sigmas.iter().enumerate() {
-        let t = s.t_from_ve_sigma(sig);
+        let t = s.t_from_noise_ratio(sig);
         let a = s.alpha(t);
         let step = opts.step_lr * (sig / lo).powi(2);
         for j in 0..opts.langevin_steps {
@@ -704,7 +725,7 @@ async fn annealed<B: Backend, D: Denoiser<B>, P: Progress>(
         run.end_step(t, (i + 1) as f64 / levels as f64, &x).await?;
     }
     // Tweedie at the last level: x0 = x_ve + sigma^2 score = x_ve - sigma eps.
-    let t = s.t_from_ve_sigma(lo);
+    let t = s.t_from_noise_ratio(lo);
     let xv = run.be.axpby(&x, &x, s.alpha(t) as f32, 0.0)?;
     let e = run.eps(&xv, t).await?;
     run.be.axpby(&x, &e, 1.0, -lo as f32)
@@ -733,7 +754,7 @@ pub enum OdeSolver {
 pub async fn solve_ode<B: Backend, D: Denoiser<B>, P: Progress>(
     be: &mut B,
     den: &mut D,
-    s: &VpSchedule,
+    s: &Schedule,
     x: B::Tensor,
     t0: f64,
     t1: f64,

@@ -1090,7 +1090,7 @@ pub fn run_name(i: usize) -> String {
 
 /// Runs `SAMPLER_RUNS[i]` on a backend; returns the previews of every step and the result.
 pub async fn sampler_run<B: Backend>(be: &mut B, i: usize) -> Result<(Vec<Vec<f32>>, Vec<f32>)> {
-    use scorelab::sampler::{sample, Guided, Method, SamplerOptions, VpSchedule};
+    use scorelab::sampler::{sample, Guided, Method, SamplerOptions};
     let (model, sampler, steps, n, seed, class) = SAMPLER_RUNS[i];
     let bytes = MODELS
         .iter()
@@ -1100,7 +1100,7 @@ pub async fn sampler_run<B: Backend>(be: &mut B, i: usize) -> Result<(Vec<Vec<f3
     let net = scorelab::Network::load(be, bytes)?;
     let mut shape = vec![n];
     shape.extend(net.config.sample_shape());
-    let schedule = VpSchedule::from_config(&net.config.sde);
+    let schedule = net.config.schedule();
     let opts = SamplerOptions {
         method: Method::parse(sampler)?,
         steps: Some(steps),
