@@ -1,5 +1,6 @@
-// Per-step sampler arithmetic: counter-based Gaussian noise, linear combinations, per-sample
-// reductions, the adaptive solver's error ratio and masked blending.
+// Per-step arithmetic of the samplers (counter-based Gaussian noise, linear combinations,
+// per-sample reductions, the adaptive solver's error ratio, masked blending) and of training
+// (ops::Pointwise: SiLU derivatives, Adam).
 // Layout: (params, in0..in4, out); absent inputs are bound to a dummy buffer.
 
 struct Params {
@@ -106,4 +107,28 @@ fn blend(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     if (i >= p.len) { return; }
     let m = in2[i % p.u0];
     out[i] = m * in1[i] + (1.0 - m) * in0[i];
+}
+
+fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
+
+// ops::Pointwise, selected by u0: 0 in1 silu'(in0); 1 in1 in2 silu''(in0); 2 f0 in0 + f1 in1^2;
+// 3 in0 - f0 in1 / (sqrt(in2) + f1).
+@compute @workgroup_size(256, 1, 1)
+fn pointwise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.len) { return; }
+    let x = in0[i];
+    let y = in1[i];
+    switch p.u0 {
+        case 0u: {
+            let s = sigmoid(x);
+            out[i] = y * s * (1.0 + x * (1.0 - s));
+        }
+        case 1u: {
+            let s = sigmoid(x);
+            out[i] = y * in2[i] * s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s));
+        }
+        case 2u: { out[i] = p.f0 * x + p.f1 * y * y; }
+        default: { out[i] = x - p.f0 * y / (sqrt(in2[i]) + p.f1); }
+    }
 }

@@ -7,7 +7,7 @@
 use std::rc::Rc;
 
 use crate::error::{shape_err, Result};
-use crate::ops::{self, Conv2d, GroupNorm, Matmul, View};
+use crate::ops::{self, Conv2d, GroupNorm, Matmul, Pointwise, View};
 use crate::reference;
 
 #[allow(async_fn_in_trait)]
@@ -154,6 +154,14 @@ pub trait Backend {
     ) -> Result<Self::Tensor>;
     /// Dot product of each sample (first dim) of a with the same sample of b: `[n]`.
     fn row_dot(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Element-wise arithmetic of training (backward passes, the optimizer), see [`Pointwise`].
+    fn pointwise(
+        &mut self,
+        op: Pointwise,
+        x: &Self::Tensor,
+        y: &Self::Tensor,
+        z: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor>;
     /// `err / (atol + rtol max(|a|, |b|))` element-wise (adaptive step-size control).
     fn error_ratio(
         &mut self,
@@ -489,6 +497,19 @@ impl Backend for Cpu {
         let mut out = vec![0.0; x.data.len()];
         let z = z.map(|z| z.data.as_slice());
         reference::combine3(&x.data, &y.data, z, coeffs, &mut out);
+        Ok(Self::make(out, x.shape.clone()))
+    }
+
+    fn pointwise(
+        &mut self,
+        op: Pointwise,
+        x: &CpuTensor,
+        y: &CpuTensor,
+        z: Option<&CpuTensor>,
+    ) -> Result<CpuTensor> {
+        op.check(&x.shape, &y.shape, z.map(|z| z.shape.as_slice()))?;
+        let mut out = vec![0.0; x.data.len()];
+        reference::pointwise(op, &x.data, &y.data, z.map(|z| z.data.as_slice()), &mut out);
         Ok(Self::make(out, x.shape.clone()))
     }
 

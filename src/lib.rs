@@ -15,6 +15,7 @@ pub mod ops;
 pub mod reference;
 pub mod rng;
 pub mod sampler;
+pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

@@ -246,6 +246,41 @@ pub fn check_same(op: &'static str, a: &[usize], b: &[usize]) -> Result<()> {
 }
 
 /// `combine3`'s operands: `y` and `z` (when given) shaped like `x`.
+/// Element-wise arithmetic of training: `out[i] = f(x[i], y[i], z[i])` (z where the op names it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pointwise {
+    /// `y silu'(x)`: SiLU's backward pass, and the forward-mode tangent `silu'(x) y`.
+    SiluGrad,
+    /// `y z silu''(x)`: the second-order term of the backward pass through a tangent.
+    SiluHess,
+    /// `a x + b y^2` (Adam's second moment).
+    SquareMix { a: f32, b: f32 },
+    /// `x - lr y / (sqrt(z) + eps)` (Adam's update, bias corrections folded into lr and eps).
+    AdamApply { lr: f32, eps: f32 },
+}
+
+impl Pointwise {
+    pub fn uses_z(&self) -> bool {
+        matches!(self, Pointwise::SiluHess | Pointwise::AdamApply { .. })
+    }
+
+    /// The same shape for every operand, and z exactly where the op uses it.
+    pub fn check(&self, x: &[usize], y: &[usize], z: Option<&[usize]>) -> Result<()> {
+        check_same("pointwise", x, y)?;
+        match (self.uses_z(), z) {
+            (true, Some(z)) => check_same("pointwise", x, z),
+            (false, None) => Ok(()),
+            (needs, _) => shape_err(
+                "pointwise",
+                format!(
+                    "{self:?} takes {} operands",
+                    if needs { "three" } else { "two" }
+                ),
+            ),
+        }
+    }
+}
+
 pub fn check_combine3(x: &[usize], y: &[usize], z: Option<&[usize]>) -> Result<()> {
     check_same("combine3", x, y)?;
     z.map_or(Ok(()), |z| check_same("combine3", x, z))

@@ -2,7 +2,7 @@
 //! accumulation in every reduction. It is the oracle the GPU kernels are tested against and the
 //! backend used when no GPU is available. Shapes are checked by the callers (`ops`).
 
-use crate::ops::{Conv2d, GroupNorm, Matmul};
+use crate::ops::{Conv2d, GroupNorm, Matmul, Pointwise};
 
 /// NHWC convolution with zero padding `ksize / 2`; `w` is `[k*k*cin, cout]`.
 pub fn conv2d(
@@ -227,6 +227,27 @@ pub fn combine3(x: &[f32], y: &[f32], z: Option<&[f32]>, [a, b, c]: [f32; 3], ou
             }
         }
         None => axpby(x, y, a, b, out),
+    }
+}
+
+/// See [`Pointwise`]; z is used where the op names it (checked by the caller).
+pub fn pointwise(op: Pointwise, x: &[f32], y: &[f32], z: Option<&[f32]>, out: &mut [f32]) {
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    for (i, o) in out.iter_mut().enumerate() {
+        let (xv, yv) = (x[i] as f64, y[i] as f64);
+        let zv = z.map_or(0.0, |z| z[i] as f64);
+        *o = match op {
+            Pointwise::SiluGrad => {
+                let s = sig(xv);
+                yv * s * (1.0 + xv * (1.0 - s))
+            }
+            Pointwise::SiluHess => {
+                let s = sig(xv);
+                yv * zv * s * (1.0 - s) * (2.0 + xv * (1.0 - 2.0 * s))
+            }
+            Pointwise::SquareMix { a, b } => a as f64 * xv + b as f64 * yv * yv,
+            Pointwise::AdamApply { lr, eps } => xv - lr as f64 * yv / (zv.sqrt() + eps as f64),
+        } as f32;
     }
 }
 

@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use crate::backend::{Backend, Cpu, CpuTensor};
 use crate::error::Result;
-use crate::ops::{self, Conv2d, GroupNorm, Matmul};
+use crate::ops::{self, Conv2d, GroupNorm, Matmul, Pointwise};
 use crate::reference;
 
 /// Floats of channel planes per chunk of images: a convolution of many images is done a few
@@ -562,6 +562,16 @@ impl Backend for FastCpu {
 
     fn row_dot(&mut self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
         self.reference.row_dot(a, b)
+    }
+
+    fn pointwise(
+        &mut self,
+        op: Pointwise,
+        x: &CpuTensor,
+        y: &CpuTensor,
+        z: Option<&CpuTensor>,
+    ) -> Result<CpuTensor> {
+        self.reference.pointwise(op, x, y, z)
     }
 
     fn error_ratio(

@@ -161,6 +161,7 @@ pub enum SamplerKernel {
     RowDot,
     ErrorRatio,
     Blend,
+    Pointwise,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,6 +252,7 @@ impl Kernel {
                 SamplerKernel::RowDot => "row_dot",
                 SamplerKernel::ErrorRatio => "error_ratio",
                 SamplerKernel::Blend => "blend",
+                SamplerKernel::Pointwise => "pointwise",
             },
         }
     }

@@ -28,7 +28,7 @@ use crate::backend::{
     attend_by_parts, check_blend, check_reshape, check_rows, check_upload, Backend,
 };
 use crate::error::{Error, Result};
-use crate::ops::{self, Conv2d, GroupNorm, Matmul};
+use crate::ops::{self, Conv2d, GroupNorm, Matmul, Pointwise};
 
 /// Free bytes the pool keeps for reuse; a buffer returned past this is let go, so memory stays
 /// bounded however many batch sizes a long session goes through.
@@ -1302,6 +1302,36 @@ impl Backend for Gpu {
                 f0: a,
                 f1: b,
                 f2: c,
+                ..Default::default()
+            },
+            &[Some(x), Some(y), z, None, None],
+            x.shape.clone(),
+            x.len(),
+        )
+    }
+
+    fn pointwise(
+        &mut self,
+        op: Pointwise,
+        x: &GpuTensor,
+        y: &GpuTensor,
+        z: Option<&GpuTensor>,
+    ) -> Result<GpuTensor> {
+        op.check(&x.shape, &y.shape, z.map(|z| z.shape.as_slice()))?;
+        // u0 selects the operation in the shader's switch.
+        let (code, f0, f1) = match op {
+            Pointwise::SiluGrad => (0, 0.0, 0.0),
+            Pointwise::SiluHess => (1, 0.0, 0.0),
+            Pointwise::SquareMix { a, b } => (2, a, b),
+            Pointwise::AdamApply { lr, eps } => (3, lr, eps),
+        };
+        self.sampler_op(
+            SamplerKernel::Pointwise,
+            SamplerParams {
+                len: x.len() as u32,
+                u0: code,
+                f0,
+                f1,
                 ..Default::default()
             },
             &[Some(x), Some(y), z, None, None],

@@ -238,3 +238,36 @@ impl WeightsFile {
         })
     }
 }
+
+/// Writes f32 tensors (`(name, shape, values)`, in the framework's layout) and a config as a
+/// safetensors file that [`WeightsFile::parse`] reads back.
+pub fn write(tensors: &[(String, Vec<usize>, Vec<f32>)], config: &ModelConfig) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    header.insert(
+        "__metadata__".into(),
+        serde_json::json!({ "scorelab": serde_json::to_string(config).expect("a config serializes") }),
+    );
+    let mut at = 0;
+    for (name, shape, values) in tensors {
+        let end = at + 4 * values.len();
+        header.insert(
+            name.clone(),
+            serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [at, end] }),
+        );
+        at = end;
+    }
+    let mut text = serde_json::to_string(&header).expect("a header serializes");
+    // Pad the header so the data section starts 8-byte aligned, as the format recommends.
+    while (8 + text.len()) % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + at);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    for (_, _, values) in tensors {
+        for v in values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}

@@ -20,7 +20,7 @@ pub fn gpu_or_skip() -> Option<scorelab::Gpu> {
     }
 }
 
-use scorelab::ops::{Conv2d, GroupNorm, Matmul, View};
+use scorelab::ops::{Conv2d, GroupNorm, Matmul, Pointwise, View};
 use scorelab::rng::Rng;
 use scorelab::{Backend, Cpu, Result};
 
@@ -154,6 +154,11 @@ pub enum Case {
     Blend {
         n: usize,
         per: usize,
+    },
+    /// `op` 0..4: SiLU gradient, SiLU second-order term, Adam's second moment, Adam's update.
+    Pointwise {
+        len: usize,
+        op: usize,
     },
 }
 
@@ -596,6 +601,11 @@ pub fn sweep() -> Vec<Case> {
         ErrorRatio { len: 300 },
         Blend { n: 1, per: 1 },
         Blend { n: 3, per: 75 },
+        Pointwise { len: 1, op: 0 },
+        Pointwise { len: 1000, op: 0 },
+        Pointwise { len: 1000, op: 1 },
+        Pointwise { len: 333, op: 2 },
+        Pointwise { len: 333, op: 3 },
     ]
 }
 
@@ -858,6 +868,28 @@ impl Case {
                 let m: Vec<f32> = (0..per).map(|i| (i % 5) as f32 / 4.0).collect();
                 let m = be.upload(&m, &[per])?;
                 be.blend(&x, &y, &m)?
+            }
+            Case::Pointwise { len, op } => {
+                let x = randn(be, &[len], 3.0)?;
+                let y = randn(be, &[len], 1.0)?;
+                let z = randn(be, &[len], 1.0)?;
+                let ops = [
+                    Pointwise::SiluGrad,
+                    Pointwise::SiluHess,
+                    Pointwise::SquareMix { a: 0.999, b: 1e-3 },
+                    Pointwise::AdamApply {
+                        lr: 1e-2,
+                        eps: 1e-8,
+                    },
+                ];
+                // Adam's second moment is never negative.
+                let z = match ops[op] {
+                    Pointwise::AdamApply { .. } => {
+                        be.pointwise(Pointwise::SquareMix { a: 0.0, b: 1.0 }, &z, &z, None)?
+                    }
+                    _ => z,
+                };
+                be.pointwise(ops[op], &x, &y, ops[op].uses_z().then_some(&z))?
             }
         };
         be.read(&out).await

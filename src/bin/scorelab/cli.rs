@@ -15,6 +15,7 @@ use scorelab::model::ModelConfig;
 use scorelab::sampler::edit::{LikelihoodOptions, Probe};
 use scorelab::sampler::inverse::Enforce;
 use scorelab::sampler::{Control, Method, Progress, SamplerOptions, Silent, StepInfo};
+use scorelab::train::{Loss, Projection, SdeChoice, TrainOptions, Trainer};
 use scorelab::{image, Backend, Cpu, Error, FastCpu, Gpu, GpuContext, Result};
 
 /// The name the one model of a CLI run is loaded under.
@@ -438,6 +439,43 @@ enum Command {
         class: Option<String>,
         #[arg(long, default_value_t = 0)]
         seed: u32,
+    },
+    /// Train a 2-D score model on points (a CSV of x,y lines) and write it as a weights file that
+    /// `sample`, `likelihood` and the page load like the shipped ones
+    Train2d {
+        /// The points: one "x,y" per line (a header line is skipped)
+        #[arg(long)]
+        data: PathBuf,
+        /// dsm (denoising) or ssm (sliced score matching)
+        #[arg(long, default_value = "dsm", value_parser = parse_name::<Loss>)]
+        loss: Loss,
+        /// ssm's projections: rademacher or gaussian
+        #[arg(long, default_value = "rademacher", value_parser = parse_name::<Projection>)]
+        projection: Projection,
+        /// vp, subvp or ve
+        #[arg(long, default_value = "vp", value_parser = parse_name::<SdeChoice>)]
+        sde: SdeChoice,
+        /// Optimizer steps
+        #[arg(long, default_value_t = 3000)]
+        steps: usize,
+        /// Hidden width and residual blocks of the MLP
+        #[arg(long, default_value_t = 64)]
+        width: usize,
+        #[arg(long, default_value_t = 2)]
+        depth: usize,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Adam's learning rate
+        #[arg(long, default_value_t = 3e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to run: cpu, gpu or reference
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendChoice,
+        /// Output weights file
+        #[arg(long, default_value = "trained.safetensors")]
+        out: PathBuf,
     },
     /// Show a model's config and the adapter that would run it
     Info {
@@ -1218,6 +1256,7 @@ async fn execute<B: Backend>(
             println!("{}", serde_json::to_string_pretty(&cfg).unwrap_or_default());
             Ok(())
         }
+        Command::Train2d { .. } => unreachable!("train2d runs without a model (run)"),
     }
 }
 
@@ -1274,7 +1313,107 @@ fn gpu() -> Result<Gpu> {
     Ok(Gpu::new(Rc::new(ctx)))
 }
 
+/// A lowercase name of one of the library's option enums (its serde name).
+fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> std::result::Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.into())).map_err(|e| e.to_string())
+}
+
+/// Points from a CSV of `x,y` lines (a first line that does not parse is a header).
+fn read_points(path: &Path) -> Result<Vec<f32>> {
+    let text = std::fs::read_to_string(path).map_err(|e| io_error("data", path, e))?;
+    let mut points = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let parsed: Option<Vec<f32>> = fields.iter().map(|f| f.parse().ok()).collect();
+        match parsed {
+            Some(p) if p.len() == 2 => points.extend(p),
+            _ if i == 0 || line.trim().is_empty() => {}
+            _ => {
+                return Err(io_error(
+                    "data",
+                    path,
+                    format!("line {} is not \"x,y\": {line:?}", i + 1),
+                ))
+            }
+        }
+    }
+    Ok(points)
+}
+
+/// `train2d`: trains on `backend` with a progress line, writes the EMA weights.
+async fn train<B: Backend>(
+    mut be: B,
+    data: &[f32],
+    opts: &TrainOptions,
+    steps: usize,
+    out: &Path,
+) -> Result<()> {
+    let mut trainer = Trainer::new(&mut be, data, opts)?;
+    let start = Instant::now();
+    for k in 1..=steps {
+        let loss = trainer.step(&mut be).await?;
+        if k % 50 == 0 || k == steps {
+            let secs = start.elapsed().as_secs_f64();
+            eprint!(
+                "\r[{:30}] step {k}/{steps} loss {loss:.4} {:.0} steps/s ",
+                "#".repeat(30 * k / steps),
+                k as f64 / secs.max(1e-9)
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+    eprintln!(
+        "\ntrained {steps} steps on {} points in {:.2} s",
+        data.len() / 2,
+        start.elapsed().as_secs_f64()
+    );
+    let name = out
+        .file_stem()
+        .map_or("trained".into(), |s| s.to_string_lossy().into_owned());
+    std::fs::write(out, trainer.export(&mut be, &name).await?)
+        .map_err(|e| io_error("out", out, e))?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Train2d {
+        data,
+        loss,
+        projection,
+        sde,
+        steps,
+        width,
+        depth,
+        batch,
+        lr,
+        seed,
+        backend,
+        out,
+    } = &cli.command
+    {
+        let opts = TrainOptions {
+            loss: *loss,
+            projection: *projection,
+            sde: *sde,
+            width: *width,
+            depth: *depth,
+            batch: *batch,
+            lr: *lr,
+            seed: *seed,
+            ..Default::default()
+        };
+        let points = read_points(data)?;
+        unsafe { std::env::set_var("MATMUL_NUM_THREADS", "1") };
+        return pollster::block_on(match backend {
+            BackendChoice::Gpu => Box::pin(train(gpu()?, &points, &opts, *steps, out))
+                as std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>>>>,
+            BackendChoice::Reference => Box::pin(train(Cpu, &points, &opts, *steps, out)),
+            BackendChoice::Cpu | BackendChoice::Auto => {
+                Box::pin(train(FastCpu::default(), &points, &opts, *steps, out))
+            }
+        });
+    }
     let common = match &cli.command {
         Command::Sample { common, .. }
         | Command::Inpaint { common, .. }
@@ -1287,6 +1426,7 @@ fn run(cli: Cli) -> Result<()> {
         | Command::Interpolate { common, .. }
         | Command::Likelihood { common, .. }
         | Command::Info { common } => common,
+        Command::Train2d { .. } => unreachable!("handled above"),
     };
     let bytes = std::fs::read(&common.model).map_err(|e| io_error("model", &common.model, e))?;
     let threads = common.threads.map_or_else(
