@@ -234,6 +234,15 @@ impl<B: Backend> Trainer<B> {
         })
     }
 
+    pub fn net(&self) -> &ScoreMlp<B> {
+        &self.net
+    }
+
+    /// The network, to set parameters (a gradient check perturbs them).
+    pub fn net_mut(&mut self) -> &mut ScoreMlp<B> {
+        &mut self.net
+    }
+
     /// Draws the next batch: points, times uniform in [t_eps, 1], noise, and for SSM the
     /// projections.
     pub fn draw_batch(&mut self) -> Batch {
