@@ -11,6 +11,7 @@ use crate::model::{ModelConfig, Network};
 use crate::sampler::edit::{self, DensityGrid, Likelihood, LikelihoodOptions};
 use crate::sampler::inverse::{self, Enforce, Measurement, Operator, Start};
 use crate::sampler::{self, Guided, OdeSolver, Progress, SamplerOptions};
+use crate::train::{TrainOptions, Trainer};
 
 /// A sampling request; every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -188,9 +189,29 @@ pub struct Samples {
 pub const MAX_BATCH: usize = 256;
 pub const MAX_VALUES: usize = 1 << 18;
 
+fn no_training_run() -> Error {
+    Error::Param {
+        name: "training".into(),
+        detail: "no training run: start one first".into(),
+    }
+}
+
 pub struct Session<B: Backend> {
     pub be: B,
     models: HashMap<String, Network<B>>,
+    /// The 2-D model being trained, if any ([`Session::train_start`]).
+    trainer: Option<Trainer<B>>,
+}
+
+/// Where a training run stands.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainStatus {
+    /// Optimizer steps so far.
+    pub steps: usize,
+    /// The losses of the steps just run.
+    pub losses: Vec<f32>,
+    /// The learning rate of the last step.
+    pub lr: f64,
 }
 
 impl<B: Backend> Session<B> {
@@ -198,6 +219,7 @@ impl<B: Backend> Session<B> {
         Session {
             be,
             models: HashMap::new(),
+            trainer: None,
         }
     }
 
@@ -208,6 +230,41 @@ impl<B: Backend> Session<B> {
             self.be.forget(old.id);
         }
         Ok(&self.models[name].config)
+    }
+
+    /// Starts training a 2-D model on `points` (`[n, 2]`), replacing any run in progress.
+    pub fn train_start(&mut self, points: &[f32], opts: &TrainOptions) -> Result<()> {
+        self.trainer = Some(Trainer::new(&mut self.be, points, opts)?);
+        Ok(())
+    }
+
+    /// Runs `steps` more optimizer steps of the current run.
+    pub async fn train_steps(&mut self, steps: usize) -> Result<TrainStatus> {
+        if !(1..=10_000).contains(&steps) {
+            return Err(Error::Param {
+                name: "steps".into(),
+                detail: format!("{steps} must be 1..=10000"),
+            });
+        }
+        let tr = self.trainer.as_mut().ok_or_else(no_training_run)?;
+        let mut losses = Vec::with_capacity(steps);
+        for _ in 0..steps {
+            losses.push(tr.step(&mut self.be).await? as f32);
+        }
+        Ok(TrainStatus {
+            steps: tr.steps,
+            losses,
+            lr: tr.opts.lr * tr.lr_factor(tr.steps),
+        })
+    }
+
+    /// The run's EMA weights as a weights file, also loaded as model `name` (so every sampler,
+    /// the trajectories and the density map work with it).
+    pub async fn train_export(&mut self, name: &str) -> Result<Vec<u8>> {
+        let tr = self.trainer.as_ref().ok_or_else(no_training_run)?;
+        let bytes = tr.export(&mut self.be, name).await?;
+        self.load_model(name, &bytes)?;
+        Ok(bytes)
     }
 
     pub fn model(&self, name: &str) -> Result<&Network<B>> {

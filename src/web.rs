@@ -17,6 +17,7 @@ use crate::gpu::{AdapterReport, Gpu, GpuContext};
 use crate::lab::{EditRequest, OdeRequest, RestoreRequest, SampleRequest, Samples, Session, Task};
 use crate::sampler::edit::{DensityGrid, LikelihoodOptions};
 use crate::sampler::{Control, Method, Progress, StepInfo};
+use crate::train::TrainOptions;
 
 fn js_err(e: Error) -> JsError {
     JsError::new(&e.to_string())
@@ -163,7 +164,7 @@ mod arg {
 
 enum Engine {
     Gpu(Box<Session<Gpu>>),
-    Cpu(Session<FastCpu>),
+    Cpu(Box<Session<FastCpu>>),
 }
 
 /// Runs the same code on whichever backend the lab has.
@@ -256,6 +257,23 @@ export interface EditOptions {
 }
 /** An image-to-image task: super-resolution from block means, denoising (noise std in model
  *  units), deblurring (Gaussian blur std in pixels), or SDEdit (noise to `strength`, denoise). */
+/** Training a 2-D model in the engine (`train_start`); every field has a default. */
+export interface TrainOptions {
+  loss?: 'dsm' | 'ssm';
+  projection?: 'rademacher' | 'gaussian';
+  sde?: 'vp' | 'subvp' | 've';
+  width?: number;
+  depth?: number;
+  batch?: number;
+  lr?: number;
+  warmup?: number;
+  /** The planned length (the learning rate decays to a tenth by then). */
+  steps?: number;
+  ema_decay?: number;
+  clip?: number;
+  seed?: number;
+}
+export interface TrainStatus { steps: number; losses: number[]; lr: number }
 export type Task = { kind: 'superres'; factor: 2 | 4 } | { kind: 'denoise'; noise: number } | { kind: 'deblur'; width: number } | { kind: 'sdedit'; strength: number };
 export interface RestoreOptions {
   task?: Task;
@@ -356,7 +374,7 @@ pub async fn open_lab(
     }
     if backend.as_deref() == Some("cpu") {
         return Ok(Lab {
-            engine: Engine::Cpu(Session::new(FastCpu::default())),
+            engine: Engine::Cpu(Box::new(Session::new(FastCpu::default()))),
             info: BackendInfo {
                 kind: "cpu",
                 adapter: None,
@@ -378,7 +396,7 @@ pub async fn open_lab(
             })
         }
         Err(e) => Ok(Lab {
-            engine: Engine::Cpu(Session::new(FastCpu::default())),
+            engine: Engine::Cpu(Box::new(Session::new(FastCpu::default()))),
             info: BackendInfo {
                 kind: "cpu",
                 adapter: None,
@@ -811,5 +829,39 @@ impl Lab {
         };
         let out = with_session!(self, s => s.density_grid(&model, &grid, class, &mut p).await.map_err(js_err)?);
         to_js(&out)
+    }
+
+    /// Starts training a 2-D model on `points` (x, y pairs) with `TrainOptions`, on this lab's
+    /// backend; replaces any run in progress.
+    pub fn train_start(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array")] points: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "TrainOptions")] options: JsValue,
+    ) -> Result<(), JsError> {
+        let points = arg::f32s("points", &points)?;
+        let opts: TrainOptions = from_js("train options", options)?;
+        with_session!(self, s => s.train_start(&points, &opts).map_err(js_err))
+    }
+
+    /// Runs `steps` more optimizer steps; returns `{steps, losses, lr}`.
+    #[wasm_bindgen(unchecked_return_type = "TrainStatus")]
+    pub async fn train_steps(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "number")] steps: JsValue,
+    ) -> Result<JsValue, JsError> {
+        let steps = arg::uint("steps", &steps)? as usize;
+        let out = with_session!(self, s => s.train_steps(steps).await.map_err(js_err)?);
+        to_js(&out)
+    }
+
+    /// The run's EMA weights as a `.safetensors` file, also loaded as model `name`.
+    #[wasm_bindgen(unchecked_return_type = "Uint8Array")]
+    pub async fn train_export(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+    ) -> Result<JsValue, JsError> {
+        let name = arg::text("name", &name)?;
+        let bytes = with_session!(self, s => s.train_export(&name).await.map_err(js_err)?);
+        Ok(js_sys::Uint8Array::from(bytes.as_slice()).into())
     }
 }

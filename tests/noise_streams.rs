@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use scorelab::ops::{Conv2d, GroupNorm, Matmul};
+use scorelab::ops::{Conv2d, GroupNorm, Matmul, Pointwise};
 use scorelab::sampler::edit::{inpaint, log_likelihood, LikelihoodOptions, Probe};
 use scorelab::sampler::inverse::Enforce;
 use scorelab::sampler::{sample, GaussianMixture, Method, SamplerOptions, Schedule, Silent};
@@ -114,6 +114,15 @@ impl Backend for Recording {
     }
     fn row_dot(&mut self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
         self.cpu.row_dot(a, b)
+    }
+    fn pointwise(
+        &mut self,
+        op: Pointwise,
+        x: &CpuTensor,
+        y: &CpuTensor,
+        z: Option<&CpuTensor>,
+    ) -> Result<CpuTensor> {
+        self.cpu.pointwise(op, x, y, z)
     }
     fn error_ratio(
         &mut self,

@@ -695,3 +695,61 @@ async fn steady_state_evaluations_create_nothing_and_steps_do_not_drain() {
     assert!(d["drains"] <= 1, "the device ran dry between steps: {d:?}");
     assert_eq!(d["mapAsync"], 1, "{d:?}");
 }
+
+/// Training a 2-D model through the wasm API on the CPU lab: the loss falls, the exported file
+/// loads as a model, and sampling it lands on the training data (three clusters).
+#[wasm_bindgen_test]
+async fn a_2d_model_trains_in_the_browser() {
+    use js_sys::{Float32Array, Function, Uint8Array};
+    use scorelab::web::open_lab;
+    use wasm_bindgen::JsValue;
+    let centres = [(-2.0f32, 0.0f32), (2.0, 0.0), (0.0, 2.5)];
+    let mut rng = scorelab::rng::Rng::new(5);
+    let points: Vec<f32> = (0..1500)
+        .flat_map(|i| {
+            let (x, y) = centres[i % 3];
+            [x + 0.2 * rng.normal() as f32, y + 0.2 * rng.normal() as f32]
+        })
+        .collect();
+    let mut lab = open_lab(JsValue::from_str("cpu")).await.unwrap();
+    let opts = js_sys::JSON::parse(r#"{"steps": 1500, "seed": 3}"#).unwrap();
+    lab.train_start(Float32Array::from(points.as_slice()).into(), opts)
+        .unwrap();
+    let mut means = Vec::new();
+    for _ in 0..3 {
+        let status = lab.train_steps(JsValue::from_f64(500.0)).await.unwrap();
+        let losses: Vec<f64> = serde_wasm_bindgen::from_value(
+            js_sys::Reflect::get(&status, &"losses".into()).unwrap(),
+        )
+        .unwrap();
+        means.push(losses.iter().sum::<f64>() / losses.len() as f64);
+    }
+    web_sys::console::log_1(&format!("mean loss per 500 steps: {means:?}").into());
+    assert!(
+        means[2] < 0.8 * means[0],
+        "the loss did not fall: {means:?}"
+    );
+    let bytes = lab
+        .train_export(JsValue::from_str("trained"))
+        .await
+        .unwrap();
+    assert!(Uint8Array::from(bytes).length() > 1000);
+    let noop: JsValue = Function::new_no_args("return undefined").into();
+    let req =
+        js_sys::JSON::parse(r#"{"sampler": {"method": "sde", "steps": 200}, "n": 300}"#).unwrap();
+    let out = lab
+        .sample(JsValue::from_str("trained"), req, noop)
+        .await
+        .unwrap();
+    let values = Float32Array::from(js_sys::Reflect::get(&out, &"values".into()).unwrap()).to_vec();
+    let near = values
+        .chunks(2)
+        .filter(|p| {
+            centres
+                .iter()
+                .any(|(x, y)| (p[0] - x).hypot(p[1] - y) < 0.8)
+        })
+        .count();
+    web_sys::console::log_1(&format!("{near} of 300 samples within 0.8 of a centre").into());
+    assert!(near >= 270, "only {near} of 300 samples near the data");
+}

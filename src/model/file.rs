@@ -258,7 +258,7 @@ pub fn write(tensors: &[(String, Vec<usize>, Vec<f32>)], config: &ModelConfig) -
     }
     let mut text = serde_json::to_string(&header).expect("a header serializes");
     // Pad the header so the data section starts 8-byte aligned, as the format recommends.
-    while (8 + text.len()) % 8 != 0 {
+    while !(8 + text.len()).is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = Vec::with_capacity(8 + text.len() + at);

@@ -62,9 +62,12 @@ pub struct TrainOptions {
     pub width: usize,
     pub depth: usize,
     pub batch: usize,
-    /// Adam's learning rate, reached by a linear warm-up over `warmup` steps.
+    /// Adam's learning rate, reached by a linear warm-up over `warmup` steps and decayed along a
+    /// cosine to a tenth of it at `steps` (constant after).
     pub lr: f64,
     pub warmup: usize,
+    /// The planned length of the run (for the learning-rate decay; training may go on past it).
+    pub steps: usize,
     /// The EMA's decay (with the warm-up `min(decay, (1 + n) / (10 + n))`).
     pub ema_decay: f64,
     /// The largest global gradient norm; larger gradients are scaled down to it.
@@ -83,7 +86,8 @@ impl Default for TrainOptions {
             batch: 256,
             lr: 3e-3,
             warmup: 100,
-            ema_decay: 0.995,
+            steps: 3000,
+            ema_decay: 0.999,
             clip: 1.0,
             seed: 0,
         }
@@ -196,7 +200,7 @@ impl<B: Backend> Trainer<B> {
     /// A fresh run on `points` (`[n, 2]`, at least 2 points, finite).
     pub fn new(be: &mut B, points: &[f32], opts: &TrainOptions) -> Result<Self> {
         opts.validate()?;
-        if points.len() < 4 || points.len() % 2 != 0 {
+        if points.len() < 4 || !points.len().is_multiple_of(2) {
             return param(
                 "data",
                 format!("{} values are not 2 or more 2-D points", points.len()),
@@ -330,6 +334,17 @@ impl<B: Backend> Trainer<B> {
         Ok((loss, grads))
     }
 
+    /// The learning rate of step `k` (from 1) relative to `opts.lr`.
+    pub fn lr_factor(&self, k: usize) -> f64 {
+        let (w, n) = (self.opts.warmup, self.opts.steps.max(self.opts.warmup + 1));
+        if k <= w {
+            k as f64 / w.max(1) as f64
+        } else {
+            let u = ((k - w) as f64 / (n - w) as f64).min(1.0);
+            0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * u).cos())
+        }
+    }
+
     /// One optimizer step; returns its loss.
     pub async fn step(&mut self, be: &mut B) -> Result<f64> {
         let batch = self.draw_batch();
@@ -356,7 +371,7 @@ impl<B: Backend> Trainer<B> {
         let k = self.steps as f64;
         let (b1, b2, eps) = ADAM;
         let (bc1, bc2) = (1.0 - b1.powf(k), 1.0 - b2.powf(k));
-        let lr = self.opts.lr * (k / self.opts.warmup.max(1) as f64).min(1.0);
+        let lr = self.opts.lr * self.lr_factor(self.steps);
         let apply = Pointwise::AdamApply {
             lr: (lr * bc2.sqrt() / bc1) as f32,
             eps: (eps * bc2.sqrt()) as f32,
@@ -447,6 +462,7 @@ impl<B: Backend> Trainer<B> {
                 "batch": o.batch,
                 "lr": o.lr,
                 "warmup": o.warmup,
+                "planned_steps": o.steps,
                 "ema_decay": o.ema_decay,
                 "clip": o.clip,
                 "seed": o.seed,

@@ -1400,6 +1400,7 @@ fn run(cli: Cli) -> Result<()> {
             depth: *depth,
             batch: *batch,
             lr: *lr,
+            steps: *steps,
             seed: *seed,
             ..Default::default()
         };
