@@ -8,7 +8,9 @@ mod common;
 use scorelab::rng::Rng;
 use scorelab::sampler::edit::{log_likelihood, LikelihoodOptions, Probe};
 use scorelab::sampler::{sample, GaussianMixture, Guided, Method, SamplerOptions, Silent};
-use scorelab::train::{Batch, Loss, Projection, SdeChoice, TrainOptions, Trainer};
+use scorelab::train::{
+    loss_and_grads, Batch, Loss, Projection, ScoreMlp, SdeChoice, TrainOptions, Trainer,
+};
 use scorelab::{Backend, Cpu, FastCpu, Network};
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -60,7 +62,7 @@ fn gradients_match_finite_differences() {
         };
         let mut tr = Trainer::new(&mut be, &points(50, 1), &opts).unwrap();
         let batch: Batch = tr.draw_batch();
-        let (_, grads) = block_on(tr.loss_and_grads(&mut be, &batch)).unwrap();
+        let (_, grads) = block_on(loss_and_grads(&mut be, tr.net(), loss, &batch)).unwrap();
         let mut worst = 0f64;
         let mut checked = 0;
         for (p, g) in grads.iter().enumerate() {
@@ -74,7 +76,9 @@ fn gradients_match_finite_differences() {
                     let mut v = base.clone();
                     v[i] += d;
                     tr.net_mut().params[p].value = be.upload(&v, &shape).unwrap();
-                    block_on(tr.loss_and_grads(&mut be, &batch)).unwrap().0
+                    block_on(loss_and_grads(&mut be, tr.net(), loss, &batch))
+                        .unwrap()
+                        .0
                 };
                 let fd = (at(h) - at(-h)) / (2.0 * h as f64);
                 tr.net_mut().params[p].value = be.upload(&base, &shape).unwrap();
@@ -90,6 +94,101 @@ fn gradients_match_finite_differences() {
             }
         }
         eprintln!("{loss:?} {projection:?}: {checked} gradient elements, worst relative error {worst:.2e}");
+    }
+}
+
+/// Both losses and every parameter's gradient against PyTorch autograd
+/// (`python -m train.train_golden`: ScoreMLP width 8, depth 2, one fixed batch), on the CPU
+/// reference, the fast CPU engine and the GPU.
+#[test]
+fn gradients_match_pytorch_autograd() {
+    let bytes = std::fs::read("tests/golden/train_grads.safetensors").unwrap();
+    let (tensors, _) = scorelab::model::file::read_tensors(&bytes).unwrap();
+    let get = |name: &str| tensors[name].data.clone();
+    // The network's parameters in its own order, matrices to the runtime's [in, out].
+    let names: Vec<String> = ["embed.fc1", "embed.fc2", "in_proj"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..2).flat_map(|i| ["fc1", "temb", "fc2"].map(|p| format!("blocks.{i}.{p}"))))
+        .chain(["out_proj".to_string()])
+        .flat_map(|l| [format!("{l}.weight"), format!("{l}.bias")])
+        .collect();
+    let runtime = |name: &str, v: Vec<f32>| -> (Vec<usize>, Vec<f32>) {
+        match tensors[name].shape[..] {
+            [cout, cin] => {
+                let mut w = vec![0f32; cin * cout];
+                for o in 0..cout {
+                    for i in 0..cin {
+                        w[i * cout + o] = v[o * cin + i];
+                    }
+                }
+                (vec![cin, cout], w)
+            }
+            _ => (tensors[name].shape.clone(), v),
+        }
+    };
+    let values: Vec<(String, Vec<usize>, Vec<f32>)> = names
+        .iter()
+        .map(|n| {
+            let (shape, v) = runtime(n, get(n));
+            (n.clone(), shape, v)
+        })
+        .collect();
+    let batch = Batch {
+        x: get("batch.x"),
+        t: get("batch.t"),
+        target: get("batch.target"),
+        sigma: get("batch.sigma"),
+    };
+    async fn check<B: Backend>(
+        be: &mut B,
+        what: &str,
+        values: &[(String, Vec<usize>, Vec<f32>)],
+        batch: &Batch,
+        want: &dyn Fn(&str) -> Vec<f32>,
+        runtime: &dyn Fn(&str, Vec<f32>) -> (Vec<usize>, Vec<f32>),
+    ) {
+        let net = ScoreMlp::from_values(be, values, 2, 8, 2, 32, 1000.0).unwrap();
+        for (loss, key) in [(Loss::Dsm, "dsm"), (Loss::Ssm, "ssm")] {
+            let (value, grads) = loss_and_grads(be, &net, loss, batch).await.unwrap();
+            let want_loss = want(&format!("loss.{key}"))[0] as f64;
+            assert!(
+                (value - want_loss).abs() < 1e-4 * (1.0 + want_loss.abs()),
+                "{what} {key}: loss {value} vs PyTorch {want_loss}"
+            );
+            let mut worst = 0f32;
+            for ((name, _, _), g) in values.iter().zip(&grads) {
+                let got = be.read(g).await.unwrap();
+                let (_, w) = runtime(name, want(&format!("grad.{key}.{name}")));
+                let scale = w.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+                for (i, (a, b)) in got.iter().zip(&w).enumerate() {
+                    let err = (a - b).abs() / scale;
+                    worst = worst.max(err);
+                    assert!(err < 1e-3, "{what} {key} {name}[{i}]: {a} vs PyTorch {b}");
+                }
+            }
+            eprintln!("{what} {key}: loss {value:.6} (PyTorch {want_loss:.6}), worst gradient error {worst:.1e} of each tensor's largest");
+        }
+    }
+    let want = |k: &str| get(k);
+    block_on(check(
+        &mut Cpu,
+        "reference",
+        &values,
+        &batch,
+        &want,
+        &runtime,
+    ));
+    block_on(check(
+        &mut FastCpu::default(),
+        "fast cpu",
+        &values,
+        &batch,
+        &want,
+        &runtime,
+    ));
+    if let Some(mut gpu) = common::gpu_or_skip() {
+        block_on(check(&mut gpu, "gpu", &values, &batch, &want, &runtime));
     }
 }
 

@@ -4,6 +4,7 @@ import { drawImage, drawPoints, tileCanvases, noiseStd } from './draw.js';
 import { setupCompare } from './compare.js';
 import { setupInpaint, setupInterpolate } from './edit.js';
 import { setupRestore } from './restore.js';
+import { setupTrain } from './train.js';
 
 const $ = (id) => document.getElementById(id);
 const client = new LabClient();
@@ -271,17 +272,27 @@ function downloadPng() {
 const PG = { range: 4, size: 512 };
 function pgToPx(x, y) { return [(x / PG.range + 1) / 2 * PG.size, (1 - (y / PG.range + 1) / 2) * PG.size]; }
 
+/** The playground's model: the shipped toy2d (with its class) or the one trained here. */
+const pgModel = () => $('pg-model').value;
+const pgClass = () => (pgModel() === 'toy2d' ? Number($('pg-class').value) : null);
+const pgName = () => (pgModel() === 'toy2d' ? $('pg-class').selectedOptions[0].text : 'the model trained here');
+async function pgConfig() {
+  const toy = await loadModel('toy2d');
+  if (!$('pg-class').options.length) fillClasses($('pg-class'), toy, false);
+  $('pg-class-label').hidden = pgModel() !== 'toy2d';
+  state.pgView = 'model';
+  return pgModel() === 'toy2d' ? toy : state.configs.get('trained');
+}
+
 async function drawField() {
-  const config = await loadModel('toy2d');
-  if (!$('pg-class').options.length) fillClasses($('pg-class'), config, false);
+  const config = await pgConfig();
   const t = Number($('pg-t').value);
   const k = 21, pts = new Float32Array(k * k * 2);
   for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) {
     pts[(i * k + j) * 2] = -PG.range + (2 * PG.range) * (j + 0.5) / k;
     pts[(i * k + j) * 2 + 1] = -PG.range + (2 * PG.range) * (i + 0.5) / k;
   }
-  const cls = Number($('pg-class').value);
-  const { values } = await client.call('eps', { model: 'toy2d', x: pts, t, options: { class: cls } });
+  const { values } = await client.call('eps', { model: pgModel(), x: pts, t, options: { class: pgClass() } });
   const sigma = noiseStd(config.sde, t);
   const ctx = $('pg-canvas').getContext('2d');
   ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, PG.size, PG.size);
@@ -303,7 +314,7 @@ async function drawField() {
   });
   $('pg-canvas').dataset.field = String(t);
   delete $('pg-canvas').dataset.density;
-  pgNote(`score field of ${$('pg-class').selectedOptions[0].text} at t = ${t.toFixed(3)} (arrow length grows with the square root of |score|)`);
+  pgNote(`score field of ${pgName()} at t = ${t.toFixed(3)} (arrow length grows with the square root of |score|)`);
 }
 
 function redrawField() {
@@ -311,9 +322,9 @@ function redrawField() {
 }
 
 async function animateTrajectories() {
-  await loadModel('toy2d');
+  await pgConfig();
   const n = 96;
-  const options = { sampler: { method: $('pg-sampler').value, steps: Number($('pg-steps').value) }, seed: 1000, n, class: Number($('pg-class').value), guidance: 1 };
+  const options = { sampler: { method: $('pg-sampler').value, steps: Number($('pg-steps').value) }, seed: 1000, n, class: pgClass(), guidance: 1 };
   const paths = [];
   const ctx = $('pg-canvas').getContext('2d');
   const redraw = () => {
@@ -329,14 +340,14 @@ async function animateTrajectories() {
   };
   $('pg-run').disabled = true;
   try {
-    const result = await pgRun('sample', { model: 'toy2d', options, trace: true }, (ev) => {
+    const result = await pgRun('sample', { model: pgModel(), options, trace: true }, (ev) => {
       if (ev.kind === 'trace') { paths.push(ev.values); redraw(); }
     });
     paths.push(result.values);
     redraw();
     $('pg-canvas').dataset.trajectories = String(paths.length);
     delete $('pg-canvas').dataset.density;
-    pgNote(`${n} trajectories of ${$('pg-class').selectedOptions[0].text}, ${options.sampler.method} with ${options.sampler.steps} steps`);
+    pgNote(`${n} trajectories of ${pgName()}, ${options.sampler.method} with ${options.sampler.steps} steps`);
   } catch (e) {
     pgNote(`trajectories: ${e.message}`, e.message !== 'cancelled');
   } finally { $('pg-run').disabled = false; }
@@ -361,12 +372,12 @@ function pgNote(text, error = false) {
 /** log p of the chosen distribution on the Rust side's default grid (the canvas's [-4, 4]^2,
  *  exact divergence), coloured linearly over the top DENSITY_SHOWN_NATS nats. */
 async function densityHeatmap() {
-  await loadModel('toy2d');
+  await pgConfig();
   $('pg-density').disabled = true;
-  const cls = Number($('pg-class').value), name = $('pg-class').selectedOptions[0].text;
+  const cls = pgClass(), name = pgName();
   pgNote(`log-density of ${name}: starting…`);
   try {
-    const r = await pgRun('densityGrid', { model: 'toy2d', options: {}, cls }, (ev) => {
+    const r = await pgRun('densityGrid', { model: pgModel(), options: {}, cls }, (ev) => {
       if (ev.kind === 'step') pgNote(`log-density of ${name}: step ${ev.info.step}/${ev.info.total}`);
     });
     const lp = r.log_p, k = Math.round(Math.sqrt(lp.length));
@@ -473,6 +484,7 @@ async function start() {
   $('pg-t').addEventListener('input', () => { $('pg-t-out').value = Number($('pg-t').value).toFixed(3); });
   $('pg-t').addEventListener('change', redrawField);
   $('pg-class').addEventListener('change', redrawField);
+  $('pg-model').addEventListener('change', redrawField);
   $('pg-field').addEventListener('click', redrawField);
   $('pg-run').addEventListener('click', animateTrajectories);
   $('pg-density').addEventListener('click', densityHeatmap);
@@ -487,6 +499,21 @@ async function start() {
   state.restore = setupRestore(ctx);
   setupInterpolate(ctx);
   state.compare = setupCompare(ctx);
+  state.train = setupTrain({
+    client,
+    canvas: $('pg-canvas'),
+    toPx: pgToPx,
+    fromPx: (px, py) => [(px / PG.size * 2 - 1) * PG.range, (1 - py / PG.size * 2) * PG.range],
+    trainView: () => state.pgView === 'train',
+    showTrainView: () => { state.pgView = 'train'; },
+    onModel: (config) => {
+      state.configs.set('trained', config);
+      const option = $('pg-model').querySelector('option[value=trained]');
+      option.disabled = false;
+      $('pg-model').value = 'trained';
+      $('pg-class-label').hidden = true;
+    },
+  });
   $('generate').disabled = false;
   document.body.dataset.ready = 'true';
   // A first visit (no settings in the address, never here before) shows what the lab does at

@@ -14,6 +14,7 @@ import init, { open_lab, samplers, destroy_device } from './pkg/scorelab.js';
 import { LabClient } from './lab.js';
 
 let labs = {}; // by backend kind: 'webgpu' and/or 'cpu'
+let trainKind = null; // the lab holding the training run, if any
 const runsOn = new Map(); // model name -> backend kind
 let wasm = null;
 let queue = Promise.resolve();
@@ -173,6 +174,7 @@ const ops = {
     poolSize = Math.max(1, Math.min(4, pool ?? (navigator.hardwareConcurrency || 1)));
     for (const lab of Object.values(labs)) lab.free();
     labs = {};
+    trainKind = null;
     runsOn.clear();
     const first = await open_lab(backend === 'cpu' ? 'cpu' : null); // WebGPU, or the CPU if none
     labs[first.backend().kind] = first;
@@ -259,6 +261,24 @@ const ops = {
   },
   async densityGrid({ model, options, cls }, id) {
     return labFor(model).density_grid(model, options, cls ?? null, progressFor(id, {}));
+  },
+  // Training a 2-D model (Playground -> Train) on the CPU lab when there is one (a small MLP is
+  // faster there), else on the only lab.
+  async trainStart({ points, options }) {
+    trainKind = labs.cpu ? 'cpu' : Object.keys(labs)[0];
+    labs[trainKind].train_start(points, options);
+    return { backend: trainKind };
+  },
+  async trainSteps({ steps }) {
+    if (!trainKind) throw new Error('no training run: start one first');
+    return labs[trainKind].train_steps(steps);
+  },
+  /** The run's EMA weights as a model file, loaded as `name` (on every lab, run on the trainer's). */
+  async trainExport({ name }) {
+    if (!trainKind) throw new Error('no training run: start one first');
+    const bytes = await labs[trainKind].train_export(name);
+    const loaded = await ops.load({ name, bytes: bytes.slice(), prefer: trainKind });
+    return { ...loaded, file: bytes };
   },
   // For the page tests: what a Rust panic looks like from here.
   async simulateTrap() { throw new WebAssembly.RuntimeError('unreachable'); },

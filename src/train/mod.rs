@@ -283,57 +283,6 @@ impl<B: Backend> Trainer<B> {
         b
     }
 
-    /// The loss of a batch and its gradients for every parameter.
-    pub async fn loss_and_grads(
-        &mut self,
-        be: &mut B,
-        batch: &Batch,
-    ) -> Result<(f64, Vec<B::Tensor>)> {
-        let n = batch.t.len();
-        let x = be.upload(&batch.x, &[n, 2])?;
-        let t = be.upload(&batch.t, &[n])?;
-        let target = be.upload(&batch.target, &[n, 2])?;
-        let ssm = self.opts.loss == Loss::Ssm;
-        let fwd = self.net.forward(be, &x, &t, ssm.then_some(&target))?;
-        let eps = be.read(&fwd.eps).await?;
-        let inv = 1.0 / n as f64;
-        let (loss, g, gdot) = if ssm {
-            // 1/n sum 1/2 |eps|^2 - sigma v . (d eps/dx v)
-            let jv = be
-                .read(fwd.eps_dot.as_ref().expect("a tangent was given"))
-                .await?;
-            let mut loss = 0.0;
-            let mut gdot = vec![0f32; 2 * n];
-            for i in 0..2 * n {
-                let (e, v, sig) = (
-                    eps[i] as f64,
-                    batch.target[i] as f64,
-                    batch.sigma[i / 2] as f64,
-                );
-                loss += 0.5 * e * e - sig * v * jv[i] as f64;
-                gdot[i] = (-sig * v * inv) as f32;
-            }
-            let g = be.axpby(&fwd.eps, &fwd.eps, inv as f32, 0.0)?;
-            (loss * inv, g, Some(be.upload(&gdot, &[n, 2])?))
-        } else {
-            // 1/n sum 1/2 |eps_theta - eps|^2
-            let loss: f64 = eps
-                .iter()
-                .zip(&batch.target)
-                .map(|(a, b)| 0.5 * (*a as f64 - *b as f64).powi(2))
-                .sum();
-            let g = be.axpby(&fwd.eps, &target, inv as f32, -inv as f32)?;
-            (loss * inv, g, None)
-        };
-        if !loss.is_finite() {
-            return Err(Error::NonFinite {
-                what: format!("the training loss at step {}", self.steps + 1),
-            });
-        }
-        let grads = self.net.backward(be, &fwd, &g, gdot.as_ref())?;
-        Ok((loss, grads))
-    }
-
     /// The learning rate of step `k` (from 1) relative to `opts.lr`.
     pub fn lr_factor(&self, k: usize) -> f64 {
         let (w, n) = (self.opts.warmup, self.opts.steps.max(self.opts.warmup + 1));
@@ -348,7 +297,7 @@ impl<B: Backend> Trainer<B> {
     /// One optimizer step; returns its loss.
     pub async fn step(&mut self, be: &mut B) -> Result<f64> {
         let batch = self.draw_batch();
-        let (loss, grads) = self.loss_and_grads(be, &batch).await?;
+        let (loss, grads) = loss_and_grads(be, &self.net, self.opts.loss, &batch).await?;
         // The global norm, summed on the device and read once.
         let mut sq: Option<B::Tensor> = None;
         for g in &grads {
@@ -470,4 +419,57 @@ impl<B: Backend> Trainer<B> {
             }),
         }
     }
+}
+
+/// The loss of a batch under `net` and its gradients for every parameter (in
+/// [`ScoreMlp::params`] order).
+pub async fn loss_and_grads<B: Backend>(
+    be: &mut B,
+    net: &ScoreMlp<B>,
+    loss: Loss,
+    batch: &Batch,
+) -> Result<(f64, Vec<B::Tensor>)> {
+    let n = batch.t.len();
+    let x = be.upload(&batch.x, &[n, 2])?;
+    let t = be.upload(&batch.t, &[n])?;
+    let target = be.upload(&batch.target, &[n, 2])?;
+    let ssm = loss == Loss::Ssm;
+    let fwd = net.forward(be, &x, &t, ssm.then_some(&target))?;
+    let eps = be.read(&fwd.eps).await?;
+    let inv = 1.0 / n as f64;
+    let (value, g, gdot) = if ssm {
+        // 1/n sum 1/2 |eps|^2 - sigma v . (d eps/dx v)
+        let jv = be
+            .read(fwd.eps_dot.as_ref().expect("a tangent was given"))
+            .await?;
+        let mut value = 0.0;
+        let mut gdot = vec![0f32; 2 * n];
+        for i in 0..2 * n {
+            let (e, v, sig) = (
+                eps[i] as f64,
+                batch.target[i] as f64,
+                batch.sigma[i / 2] as f64,
+            );
+            value += 0.5 * e * e - sig * v * jv[i] as f64;
+            gdot[i] = (-sig * v * inv) as f32;
+        }
+        let g = be.axpby(&fwd.eps, &fwd.eps, inv as f32, 0.0)?;
+        (value * inv, g, Some(be.upload(&gdot, &[n, 2])?))
+    } else {
+        // 1/n sum 1/2 |eps_theta - eps|^2
+        let value: f64 = eps
+            .iter()
+            .zip(&batch.target)
+            .map(|(a, b)| 0.5 * (*a as f64 - *b as f64).powi(2))
+            .sum();
+        let g = be.axpby(&fwd.eps, &target, inv as f32, -inv as f32)?;
+        (value * inv, g, None)
+    };
+    if !value.is_finite() {
+        return Err(Error::NonFinite {
+            what: "the training loss".into(),
+        });
+    }
+    let grads = net.backward(be, &fwd, &g, gdot.as_ref())?;
+    Ok((value, grads))
 }

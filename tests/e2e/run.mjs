@@ -515,6 +515,55 @@ await test('the 2-D playground draws a score field and trajectories', async () =
   await page.close();
 });
 
+await test('draw a distribution and train a 2-D model: the loss falls, samples land on the drawing, the file downloads and loads back', async () => {
+  const page = await openPage();
+  await page.click('#tab-playground');
+  await page.waitForSelector('#pg-canvas[data-field]', { timeout: 120_000 });
+  const box = await page.$eval('#pg-canvas', (c) => { const r = c.getBoundingClientRect(); return { x: r.left, y: r.top, w: r.width, h: r.height }; });
+  // An "L": a stroke down the left, then along the bottom (canvas units: [-4, 4]^2).
+  await page.mouse.move(box.x + box.w * 0.3, box.y + box.h * 0.2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.w * 0.3, box.y + box.h * 0.75, { steps: 60 });
+  await page.mouse.move(box.x + box.w * 0.75, box.y + box.h * 0.75, { steps: 60 });
+  await page.mouse.up();
+  const drawn = Number(await page.getAttribute('#pg-canvas', 'data-points'));
+  assert(drawn > 200, `points drawn: ${drawn}`);
+  await page.fill('#tr-steps', '1500');
+  await page.click('#tr-train');
+  await page.waitForSelector('#pg-canvas[data-trained="1500"]', { timeout: 600_000 });
+  const r = await page.evaluate(() => ({
+    first: Number(document.getElementById('tr-curve').dataset.lossFirst),
+    last: Number(document.getElementById('tr-curve').dataset.lossLast),
+    fit: Number(document.getElementById('pg-canvas').dataset.fit),
+    status: document.getElementById('tr-status').textContent,
+    model: document.getElementById('pg-model').value,
+  }));
+  console.log(`     ${drawn} drawn points; mean loss of the first 100 steps ${r.first.toFixed(4)}, last 100 ${r.last.toFixed(4)}; ${r.status}`);
+  assert(r.last < 0.8 * r.first, `the loss falls: ${r.first} -> ${r.last}`);
+  assert(r.fit < 0.15, `samples on the drawing: median distance ${r.fit}`);
+  assert(r.model === 'trained', 'the trained model is selected');
+  await page.screenshot({ path: path.join(SHOTS, 'playground-train.png'), fullPage: true });
+  // The model works with the rest of the playground.
+  await page.click('#pg-density');
+  await page.waitForSelector('#pg-canvas[data-density]', { timeout: 300_000 });
+  // Download, reload the page, load the file back: the same model.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#tr-download')]);
+  const file = path.join(SHOTS, 'trained-2d.safetensors');
+  await download.saveAs(file);
+  const size = fs.statSync(file).size;
+  await page.close();
+  const again = await openPage();
+  await again.click('#tab-playground');
+  await again.waitForSelector('#pg-canvas[data-field]', { timeout: 120_000 });
+  await again.setInputFiles('#tr-file', file);
+  await again.waitForFunction(() => document.getElementById('tr-status').textContent.startsWith('Loaded'), null, { timeout: 60_000 });
+  assert(await again.$eval('#pg-model', (s) => s.value) === 'trained', 'the loaded model is selected');
+  await again.click('#pg-field');
+  await again.waitForFunction(() => document.getElementById('pg-note').textContent.includes('trained'), null, { timeout: 60_000 });
+  console.log(`     downloaded ${size} bytes and loaded them back: ${await again.$eval('#tr-status', (e) => e.textContent)}`);
+  await again.close();
+});
+
 await test('paint a mask and inpaint: known pixels kept, the hole filled', async () => {
   const page = await openPage();
   await page.click('#tab-inpaint');
@@ -797,7 +846,7 @@ const failed = results.filter((r) => !r.ok);
 console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
 // The README's pictures are these screenshots of the current page, refreshed by a full passing run.
 if (!failed.length && !process.env.ONLY) {
-  const docs = { 'first-visit.png': 'generate-digits.png', 'compare.png': 'compare.png', 'inpaint.png': 'inpaint.png', 'restore-sdedit.png': 'restore.png', 'interpolate-examples.png': 'interpolate.png', 'playground-density-0.png': 'playground.png' };
+  const docs = { 'first-visit.png': 'generate-digits.png', 'compare.png': 'compare.png', 'inpaint.png': 'inpaint.png', 'restore-sdedit.png': 'restore.png', 'interpolate-examples.png': 'interpolate.png', 'playground-density-0.png': 'playground.png', 'playground-train.png': 'playground-train.png' };
   for (const [shot, doc] of Object.entries(docs)) fs.copyFileSync(path.join(SHOTS, shot), path.join(ROOT, 'docs', doc));
   console.log(`copied ${Object.keys(docs).length} screenshots to docs/ for the README`);
 }
