@@ -450,3 +450,64 @@ fn restore_commands_keep_their_measurements_and_read_and_write_npy() {
         "noise",
     );
 }
+
+/// `train2d` reads a CSV of points, trains, and writes a model that `sample` and `info` load;
+/// bad data and options are refused by name.
+#[test]
+fn train2d_writes_a_model_the_other_commands_load() {
+    let data = tmp("ring.csv");
+    let text: String = std::iter::once("x,y\n".to_string())
+        .chain((0..400).map(|i| {
+            let a = i as f64 * 0.0157;
+            format!("{},{}\n", 2.0 * a.cos(), 2.0 * a.sin())
+        }))
+        .collect();
+    std::fs::write(&data, text).unwrap();
+    let model = tmp("ring.safetensors");
+    let log = ok(&[
+        "train2d", "--data", &data, "--loss", "ssm", "--sde", "ve", "--steps", "300", "--out",
+        &model,
+    ]);
+    assert!(log.contains("trained 300 steps on 400 points"), "{log}");
+    let info = ok(&["info", "--model", &model]);
+    assert!(
+        info.contains("\"ve\"") && info.contains("\"ssm\""),
+        "{info}"
+    );
+    let out = tmp("ring.csv.out.csv");
+    ok(&[
+        "sample",
+        "--model",
+        &model,
+        "--backend",
+        "cpu",
+        "--sampler",
+        "sde",
+        "--steps",
+        "100",
+        "--n",
+        "50",
+        "--out",
+        &out,
+    ]);
+    let rows = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(rows.lines().count(), 50);
+    // After 300 steps the samples are already near the ring of radius 2.
+    let radii: Vec<f64> = rows
+        .lines()
+        .map(|l| {
+            let v: Vec<f64> = l.split(',').map(|x| x.parse().unwrap()).collect();
+            v[0].hypot(v[1])
+        })
+        .collect();
+    let mean = radii.iter().sum::<f64>() / radii.len() as f64;
+    assert!((mean - 2.0).abs() < 0.5, "mean radius {mean}");
+    let bad = tmp("bad.csv");
+    std::fs::write(&bad, "x,y\n1,2\nthree,4\n").unwrap();
+    fails(&["train2d", "--data", &bad], "line 3");
+    fails(
+        &["train2d", "--data", &data, "--loss", "mle"],
+        "unknown variant",
+    );
+    fails(&["train2d", "--data", &data, "--width", "4"], "width");
+}

@@ -97,6 +97,9 @@ fn gradients_match_finite_differences() {
     }
 }
 
+/// A stored tensor's (shape, values) in the runtime's layout.
+type ToRuntime<'a> = &'a dyn Fn(&str, Vec<f32>) -> (Vec<usize>, Vec<f32>);
+
 /// Both losses and every parameter's gradient against PyTorch autograd
 /// (`python -m train.train_golden`: ScoreMLP width 8, depth 2, one fixed batch), on the CPU
 /// reference, the fast CPU engine and the GPU.
@@ -146,7 +149,7 @@ fn gradients_match_pytorch_autograd() {
         values: &[(String, Vec<usize>, Vec<f32>)],
         batch: &Batch,
         want: &dyn Fn(&str) -> Vec<f32>,
-        runtime: &dyn Fn(&str, Vec<f32>) -> (Vec<usize>, Vec<f32>),
+        runtime: ToRuntime,
     ) {
         let net = ScoreMlp::from_values(be, values, 2, 8, 2, 32, 1000.0).unwrap();
         for (loss, key) in [(Loss::Dsm, "dsm"), (Loss::Ssm, "ssm")] {

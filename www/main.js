@@ -504,6 +504,7 @@ async function start() {
     canvas: $('pg-canvas'),
     toPx: pgToPx,
     fromPx: (px, py) => [(px / PG.size * 2 - 1) * PG.range, (1 - py / PG.size * 2) * PG.range],
+    note: (text) => pgNote(text),
     trainView: () => state.pgView === 'train',
     showTrainView: () => { state.pgView = 'train'; },
     onModel: (config) => {

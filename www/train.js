@@ -64,6 +64,9 @@ export function setupTrain(ctx) {
       for (let i = 0; i + 1 < st.samples.length; i += 2) { const [x, y] = toPx(st.samples[i], st.samples[i + 1]); g.fillRect(x - 1.5, y - 1.5, 3, 3); }
     }
     canvas.dataset.points = String(st.points.length / 2);
+    ctx.note(st.samples
+      ? `the training data (grey, ${st.points.length / 2} points) and samples of the model being trained (red)`
+      : `the training data: ${st.points.length / 2} points`);
   };
 
   const drawCurve = () => {
@@ -125,6 +128,7 @@ export function setupTrain(ctx) {
 
   async function train() {
     if (st.points.length < 20) { status('Draw some points first (hold and drag on the canvas), or pick a preset.', true); return; }
+    if (st.started && st.losses.length >= options().steps) { status(`The run has its ${st.losses.length} steps: raise Steps to train further, or Reset.`, true); return; }
     st.running = true;
     setButtons();
     try {
