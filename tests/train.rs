@@ -149,7 +149,7 @@ fn gradients_match_pytorch_autograd() {
         values: &[(String, Vec<usize>, Vec<f32>)],
         batch: &Batch,
         want: &dyn Fn(&str) -> Vec<f32>,
-        runtime: ToRuntime,
+        runtime: ToRuntime<'_>,
     ) {
         let net = ScoreMlp::from_values(be, values, 2, 8, 2, 32, 1000.0).unwrap();
         for (loss, key) in [(Loss::Dsm, "dsm"), (Loss::Ssm, "ssm")] {
