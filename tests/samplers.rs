@@ -496,3 +496,59 @@ fn default_step_counts_end_on_sharp_data() {
         assert!(rms < 0.03, "{} leaves noise: rms {rms}", method.name());
     }
 }
+
+/// Classifier guidance with the exact `grad log p(component | x_t)` at scale 1 turns the mixture's
+/// score into the component's, so every sampler draws from that component alone.
+#[test]
+fn exact_classifier_guidance_samples_one_component() {
+    use scorelab::sampler::guidance::{ClassifierGuided, MixtureClass};
+    for (name, o) in [
+        ("ddpm 200", opts(Method::Ddpm, 200)),
+        ("heun 25", opts(Method::Heun, 25)),
+    ] {
+        for component in [1, 2] {
+            let mut gm = mixture();
+            let mut guided = ClassifierGuided {
+                inner: &mut gm,
+                class: MixtureClass {
+                    mixture: mixture(),
+                    component,
+                },
+                scale: 1.0,
+                schedule: SCHEDULE,
+            };
+            let mut cpu = Cpu;
+            let xs = pollster::block_on(async {
+                let x = sample(
+                    &mut cpu,
+                    &mut guided,
+                    &SCHEDULE,
+                    &o,
+                    &[N, 2],
+                    1,
+                    &mut Silent,
+                )
+                .await
+                .unwrap();
+                cpu.read(&x).await.unwrap()
+            });
+            let gm = mixture();
+            let (w, m, v) = moments(&gm, &xs);
+            eprintln!(
+                "{name}, component {component}: weights {w:.3?}, mean {:.3?}, var {:.3?}",
+                m[component], v[component]
+            );
+            assert!(w[component] > 0.99, "{name} {component}: weights {w:?}");
+            for j in 0..2 {
+                assert!(
+                    (m[component][j] - gm.means[component][j]).abs() < 0.03,
+                    "{name} {component}: mean {m:?}"
+                );
+                assert!(
+                    (v[component][j] / gm.vars[component][j] - 1.0).abs() < 0.15,
+                    "{name} {component}: var {v:?}"
+                );
+            }
+        }
+    }
+}

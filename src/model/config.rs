@@ -54,6 +54,18 @@ pub enum Arch {
         norm_eps: f32,
         time_scale: f32,
     },
+    /// A noise-conditional image classifier `p(y | x_t, t)` for classifier guidance (see
+    /// `train/classifier.py`); its parameterization is "logits".
+    Classifier {
+        in_ch: usize,
+        image_size: usize,
+        /// Channels of the input convolution, then of each stride-2 convolution.
+        channels: Vec<usize>,
+        num_classes: usize,
+        time_base: usize,
+        temb: usize,
+        time_scale: f32,
+    },
     /// Residual MLP over points (see `train/nets.py` ScoreMLP).
     Mlp {
         dim: usize,
@@ -158,11 +170,16 @@ impl ModelConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.parameterization != "eps" {
+        let wanted = if self.is_classifier() {
+            "logits"
+        } else {
+            "eps"
+        };
+        if self.parameterization != wanted {
             return field_err(
                 "parameterization",
                 format!(
-                    "{:?} is not supported (only \"eps\")",
+                    "{:?} is not supported (only \"{wanted}\" for this arch)",
                     self.parameterization
                 ),
             );
@@ -201,7 +218,9 @@ impl ModelConfig {
             );
         }
         let time_scale = match self.arch {
-            Arch::Unet { time_scale, .. } | Arch::Mlp { time_scale, .. } => time_scale,
+            Arch::Unet { time_scale, .. }
+            | Arch::Mlp { time_scale, .. }
+            | Arch::Classifier { time_scale, .. } => time_scale,
         };
         if self.time_input.kind != "continuous" {
             return field_err(
@@ -330,20 +349,65 @@ impl ModelConfig {
                     return field_err("data", format!("a point model of dim {dim} needs data.kind \"points\" and data.dim {dim}"));
                 }
             }
+            Arch::Classifier {
+                in_ch,
+                image_size,
+                channels,
+                num_classes,
+                time_base,
+                temb,
+                ..
+            } => {
+                let levels = channels.len().saturating_sub(1);
+                if *in_ch == 0
+                    || *in_ch > 64
+                    || channels.len() < 2
+                    || channels.len() > 8
+                    || channels.iter().any(|c| *c == 0 || *c > 4096)
+                    || *num_classes < 2
+                    || *time_base < 2
+                    || *time_base > 65_536
+                    || time_base % 2 != 0
+                    || *temb == 0
+                    || *temb > 65_536
+                    || *image_size == 0
+                    || *image_size > 1024
+                    || image_size % (1 << levels) != 0
+                {
+                    return field_err("arch", format!("a classifier needs in_ch 1..=64, 2 to 8 channel counts in 1..=4096, num_classes >= 2, an even time_base, temb 1..=65536 and an image_size (<= 1024) that halves {levels} times"));
+                }
+                if self.data.kind != "image"
+                    || self.data.height != *image_size
+                    || self.data.width != *image_size
+                    || self.data.channels != *in_ch
+                {
+                    return field_err("data", format!("a classifier of {image_size}x{image_size}x{in_ch} images needs matching data.kind/height/width/channels"));
+                }
+            }
         }
         Ok(())
     }
 
     pub fn num_classes(&self) -> usize {
         match self.arch {
-            Arch::Unet { num_classes, .. } | Arch::Mlp { num_classes, .. } => num_classes,
+            Arch::Unet { num_classes, .. }
+            | Arch::Mlp { num_classes, .. }
+            | Arch::Classifier { num_classes, .. } => num_classes,
         }
+    }
+
+    /// Whether this is a classifier (for guidance) rather than a score network.
+    pub fn is_classifier(&self) -> bool {
+        matches!(self.arch, Arch::Classifier { .. })
     }
 
     /// The shape of one sample: `[h, w, c]` for images, `[dim]` for points.
     pub fn sample_shape(&self) -> Vec<usize> {
         match self.arch {
             Arch::Unet {
+                in_ch, image_size, ..
+            }
+            | Arch::Classifier {
                 in_ch, image_size, ..
             } => vec![image_size, image_size, in_ch],
             Arch::Mlp { dim, .. } => vec![dim],

@@ -19,7 +19,7 @@ impl TensorSource {
         TensorSource { tensors }
     }
 
-    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    pub(crate) fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let t = self.tensors.remove(name).ok_or_else(|| Error::Weights {
             what: format!("tensor {name}"),
             detail: format!("missing (expected shape {shape:?})"),

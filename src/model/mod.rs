@@ -1,6 +1,7 @@
 //! Score networks loaded from weights files: the config decides the architecture (U-Net or MLP);
 //! nothing is hard-coded per model.
 
+pub mod classifier;
 pub mod config;
 pub mod file;
 pub mod layers;
@@ -86,6 +87,15 @@ impl<B: Backend> Network<B> {
                 time_base,
                 time_scale,
             )?),
+            Arch::Classifier { .. } => {
+                return Err(Error::Weights {
+                    what: "config field arch".into(),
+                    detail: format!(
+                        "{:?} is a classifier, not a score network: load it as a classifier (for classifier guidance)",
+                        config.name
+                    ),
+                })
+            }
         };
         src.finish()?;
         Ok(Network {

@@ -9,6 +9,7 @@
 
 pub mod denoiser;
 pub mod edit;
+pub mod guidance;
 pub mod inverse;
 pub mod mixture;
 pub mod noise;
