@@ -97,13 +97,17 @@ JSON
     cp models/*.safetensors www/models/
     # The page lists the shipped models from this index; each file's SHA-256 keys the browser's
     # model cache, so replaced weights reach returning visitors and a corrupt download is caught.
-    local names=() hashes=() f n
+    # Classifiers (for classifier guidance, *-classifier.safetensors) are listed apart.
+    local names=() classifiers=() hashes=() f n
     for f in models/*.safetensors; do
         n=$(basename "$f" .safetensors)
-        names+=("\"$n\"")
+        case "$n" in
+            *-classifier) classifiers+=("\"$n\"") ;;
+            *) names+=("\"$n\"") ;;
+        esac
         hashes+=("\"$n\": \"$(sha256sum "$f" | cut -d' ' -f1)\"")
     done
-    (IFS=,; printf '{"models": [%s], "sha256": {%s}}\n' "${names[*]}" "${hashes[*]}") > www/models/index.json
+    (IFS=,; printf '{"models": [%s], "classifiers": [%s], "sha256": {%s}}\n' "${names[*]}" "${classifiers[*]}" "${hashes[*]}") > www/models/index.json
     log "native CLI (release)"
     cargo build --release --bin scorelab
 }

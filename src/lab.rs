@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::error::{finite, Error, Result};
+use crate::model::classifier::Classifier;
+use crate::model::WeightsFile;
 use crate::model::{ModelConfig, Network};
 use crate::sampler::edit::{self, DensityGrid, Likelihood, LikelihoodOptions};
+use crate::sampler::guidance::{ClassifierGuided, NetworkClass};
 use crate::sampler::inverse::{self, Enforce, Measurement, Operator, Start};
 use crate::sampler::{self, Guided, OdeSolver, Progress, SamplerOptions};
 use crate::train::{TrainOptions, Trainer};
@@ -25,6 +28,17 @@ pub struct SampleRequest {
     pub class: Option<usize>,
     /// Classifier-free guidance scale (1 = plain conditional).
     pub guidance: f32,
+    /// Classifier guidance towards `class` (with `guidance` 0 the score model is unconditional).
+    pub classifier: Option<ClassifierGuidance>,
+}
+
+/// Which loaded classifier guides a run, and how strongly.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierGuidance {
+    pub model: String,
+    /// The scale s of `s grad log p(y | x_t, t)` (0 = off).
+    pub scale: f64,
 }
 
 impl Default for SampleRequest {
@@ -35,6 +49,7 @@ impl Default for SampleRequest {
             n: 4,
             class: None,
             guidance: 1.0,
+            classifier: None,
         }
     }
 }
@@ -199,6 +214,7 @@ fn no_training_run() -> Error {
 pub struct Session<B: Backend> {
     pub be: B,
     models: HashMap<String, Network<B>>,
+    classifiers: HashMap<String, Classifier<B>>,
     /// The 2-D model being trained, if any ([`Session::train_start`]).
     trainer: Option<Trainer<B>>,
 }
@@ -219,13 +235,21 @@ impl<B: Backend> Session<B> {
         Session {
             be,
             models: HashMap::new(),
+            classifiers: HashMap::new(),
             trainer: None,
         }
     }
 
     /// Loads (or replaces) a model under `name`; returns its config.
+    /// A classifier (for classifier guidance) is kept apart from the score networks.
     pub fn load_model(&mut self, name: &str, bytes: &[u8]) -> Result<&ModelConfig> {
-        let net = Network::load(&mut self.be, bytes)?;
+        let file = WeightsFile::parse(bytes)?;
+        if file.config.is_classifier() {
+            let c = Classifier::build(&mut self.be, file)?;
+            self.classifiers.insert(name.to_string(), c);
+            return Ok(&self.classifiers[name].config);
+        }
+        let net = Network::build(&mut self.be, file)?;
         if let Some(old) = self.models.insert(name.to_string(), net) {
             self.be.forget(old.id);
         }
@@ -306,16 +330,66 @@ impl<B: Backend> Session<B> {
         let shape = Self::batch_shape(net, req.n)?;
         let schedule = net.config.schedule();
         let mut den = Guided::new(&mut self.be, net, &vec![req.class; req.n], req.guidance)?;
-        let x = sampler::sample(
-            &mut self.be,
-            &mut den,
-            &schedule,
-            &req.sampler,
-            &shape,
-            req.seed,
-            progress,
-        )
-        .await?;
+        let x = match &req.classifier {
+            Some(cg) if cg.scale != 0.0 => {
+                let clf = self
+                    .classifiers
+                    .get(&cg.model)
+                    .ok_or_else(|| Error::Param {
+                        name: "classifier.model".into(),
+                        detail: format!("{:?} is not a loaded classifier", cg.model),
+                    })?;
+                if !(cg.scale.is_finite() && (0.0..=100.0).contains(&cg.scale)) {
+                    return Err(Error::Param {
+                        name: "classifier.scale".into(),
+                        detail: format!("{} is outside [0, 100]", cg.scale),
+                    });
+                }
+                if clf.config.sample_shape() != net.config.sample_shape() {
+                    return Err(Error::Param {
+                        name: "classifier.model".into(),
+                        detail: format!(
+                            "{} classifies {:?} inputs, the model makes {:?}",
+                            clf.config.name,
+                            clf.config.sample_shape(),
+                            net.config.sample_shape()
+                        ),
+                    });
+                }
+                let class = req.class.ok_or_else(|| Error::Param {
+                    name: "class".into(),
+                    detail: "classifier guidance needs a class to guide towards".into(),
+                })?;
+                let mut guided = ClassifierGuided {
+                    inner: &mut den,
+                    class: NetworkClass::new(&mut self.be, clf, &vec![class; req.n])?,
+                    scale: cg.scale,
+                    schedule,
+                };
+                sampler::sample(
+                    &mut self.be,
+                    &mut guided,
+                    &schedule,
+                    &req.sampler,
+                    &shape,
+                    req.seed,
+                    progress,
+                )
+                .await?
+            }
+            _ => {
+                sampler::sample(
+                    &mut self.be,
+                    &mut den,
+                    &schedule,
+                    &req.sampler,
+                    &shape,
+                    req.seed,
+                    progress,
+                )
+                .await?
+            }
+        };
         let values = finite(self.be.read(&x).await?, || {
             format!(
                 "{} with {} steps",

@@ -240,6 +240,9 @@ export interface SampleOptions {
   class?: number | null;
   /** Classifier-free guidance scale (1: plain conditional). */
   guidance?: number;
+  /** Classifier guidance towards `class` by a loaded classifier (`load_model` of a
+   *  `*-classifier.safetensors`); with `guidance` 0 the score model is unconditional. */
+  classifier?: { model: string; scale: number } | null;
 }
 export interface EpsOptions {
   class?: number | null;

@@ -55,7 +55,7 @@ function timeKey(model) {
 }
 
 // ---------- URL state ----------
-const FIELDS = ['model', 'class', 'guidance', 'sampler', 'steps', 'eta', 'tol', 'predictor', 'snr', 'corrector', 'langevin', 'steplr', 'seed', 'batch'];
+const FIELDS = ['model', 'class', 'guidance', 'clf', 'sampler', 'steps', 'eta', 'tol', 'predictor', 'snr', 'corrector', 'langevin', 'steplr', 'seed', 'batch'];
 function readHash() {
   const p = new URLSearchParams(location.hash.slice(1));
   return Object.fromEntries(FIELDS.filter((f) => p.has(f)).map((f) => [f, p.get(f)]));
@@ -169,13 +169,32 @@ function samplerOptions() {
 /** The model and sample options set in the Generate form (also used by Compare). */
 function generateSettings() {
   const cls = $('class').value === '' ? null : Number($('class').value);
-  return { model: $('model').value, options: { sampler: samplerOptions(), seed: Number($('seed').value) >>> 0, n: Number($('batch').value), class: cls, guidance: Number($('guidance').value) } };
+  const options = { sampler: samplerOptions(), seed: Number($('seed').value) >>> 0, n: Number($('batch').value), class: cls, guidance: Number($('guidance').value) };
+  const clf = classifierOf($('model').value), scale = Number($('clf').value);
+  if (clf && scale > 0) options.classifier = { model: clf, scale };
+  return { model: $('model').value, options };
+}
+
+/** The shipped classifier for `model` (models/<model>-classifier.safetensors), if any. */
+function classifierOf(model) {
+  const name = `${model}-classifier`;
+  return state.index && (state.index.classifiers || []).includes(name) ? name : null;
+}
+
+/** Loads a classifier (for classifier guidance) into the worker once. */
+function loadClassifier(name) {
+  if (!state.loading.has(name)) {
+    const sha256 = state.index && state.index.sha256 ? state.index.sha256[name] : undefined;
+    state.loading.set(name, client.call('load', { name, url: `models/${name}.safetensors`, sha256 }).catch((e) => { state.loading.delete(name); throw e; }));
+  }
+  return state.loading.get(name);
 }
 
 async function generate() {
   if (!checkForm($('generate-form'), $('progress-text'))) return;
   const { model, options } = generateSettings();
   const config = await loadModel(model);
+  if (options.classifier) await loadClassifier(options.classifier.model);
   const n = options.n;
   writeHash();
   const out = $('output');
@@ -473,7 +492,11 @@ async function start() {
   }
   $('class').addEventListener('change', showSamplerParams);
   showSamplerParams();
-  const onModel = async () => { fillClasses($('class'), await loadModel($('model').value)); showSamplerParams(); };
+  const onModel = async () => {
+    fillClasses($('class'), await loadModel($('model').value));
+    $('clf-label').hidden = !classifierOf($('model').value);
+    showSamplerParams();
+  };
   $('model').addEventListener('change', onModel);
   await onModel();
   if (saved.class !== undefined) $('class').value = saved.class;

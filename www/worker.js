@@ -189,6 +189,8 @@ const ops = {
     const kinds = Object.keys(labs);
     let config = null;
     for (const k of kinds) config = labs[k].load_model(name, bytes);
+    // A classifier guides the model it is asked for, on that model's lab: nothing to time.
+    if (config.arch.type === 'classifier') return { config, bytes: bytes.length, backend: null, measured: null };
     let measured = null;
     let kind = kinds[0];
     if (kinds.length > 1 && kinds.includes(prefer)) kind = prefer;
@@ -204,7 +206,9 @@ const ops = {
     const t0 = performance.now();
     const lab = labFor(model);
     const n = options && Number.isInteger(options.n) ? options.n : 0;
-    const bounds = options && options.sampler && options.sampler.method === 'rk45' ? [0, n] : splitBounds(model, n);
+    // rk45 shares one step size over its batch, and the helpers hold no classifier: those run whole.
+    const whole = options && ((options.sampler && options.sampler.method === 'rk45') || options.classifier);
+    const bounds = whole ? [0, n] : splitBounds(model, n);
     if (bounds.length <= 2) {
       const out = await lab.sample(model, options, progressFor(id, { previewEvery, trace }));
       return { ...out, ms: performance.now() - t0 };

@@ -157,7 +157,11 @@ fn ones_product<B: Backend>(
 impl<B: Backend> Classifier<B> {
     /// Parses and checks a classifier's weights file and uploads it.
     pub fn load(be: &mut B, bytes: &[u8]) -> Result<Self> {
-        let file = WeightsFile::parse(bytes)?;
+        Self::build(be, WeightsFile::parse(bytes)?)
+    }
+
+    /// Checks a parsed classifier file against its config and uploads it.
+    pub fn build(be: &mut B, file: WeightsFile) -> Result<Self> {
         let config = file.config;
         let Arch::Classifier {
             in_ch,

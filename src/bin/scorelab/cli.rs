@@ -9,7 +9,8 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use scorelab::lab::{
-    EditRequest, OdeRequest, RestoreRequest, SampleRequest, Samples, Session, Task,
+    ClassifierGuidance, EditRequest, OdeRequest, RestoreRequest, SampleRequest, Samples, Session,
+    Task,
 };
 use scorelab::model::ModelConfig;
 use scorelab::sampler::edit::{LikelihoodOptions, Probe};
@@ -282,7 +283,14 @@ enum Command {
         /// Number of samples
         #[arg(long, default_value_t = 16)]
         n: usize,
-        /// Output file (.png, or .csv for point models)
+        /// A noise-conditional classifier (models/digits-classifier.safetensors) for classifier
+        /// guidance towards --class; with --guidance 0 the score model itself is unconditional
+        #[arg(long)]
+        classifier: Option<PathBuf>,
+        /// Classifier guidance scale (with --classifier)
+        #[arg(long, default_value_t = 1.0, requires = "classifier")]
+        classifier_scale: f64,
+        /// Output file (.png, .csv for point models, or .npy: float32 [n, ..])
         #[arg(long, default_value = "samples.png")]
         out: PathBuf,
     },
@@ -644,6 +652,12 @@ fn read_one_image(path: &Path, cfg: &ModelConfig) -> Result<Vec<f32>> {
 /// Writes samples as a grid with `cols` columns (images) or a scatter plot / CSV (points).
 fn write_samples(out: &Path, cfg: &ModelConfig, values: &[f32], cols: usize) -> Result<()> {
     let d = &cfg.data;
+    // float32 [n, ..sample shape], no 8-bit rounding (for evaluation scripts).
+    if out.extension().is_some_and(|e| e == "npy") {
+        let mut shape = vec![values.len() / cfg.sample_len()];
+        shape.extend(cfg.sample_shape());
+        return write_npy(out, values, &shape);
+    }
     if d.kind == "points" {
         if out.extension().is_some_and(|e| e == "csv") {
             let text: String = values
@@ -1018,19 +1032,35 @@ async fn execute<B: Backend>(
             condition,
             seed,
             n,
+            classifier,
+            classifier_scale,
             out,
             ..
         } => {
+            let classifier = match &classifier {
+                Some(path) => {
+                    let bytes = std::fs::read(path).map_err(|e| io_error("classifier", path, e))?;
+                    lab.load_model("classifier", &bytes)?;
+                    Some(ClassifierGuidance {
+                        model: "classifier".into(),
+                        scale: classifier_scale,
+                    })
+                }
+                None => None,
+            };
             let req = SampleRequest {
                 sampler: sampler.options("ddim", None)?,
                 seed,
                 n,
                 class: parse_class(&cfg, &condition.class)?,
                 guidance: condition.guidance,
+                classifier,
             };
             let bar = &mut Bar::new();
-            // rk45 shares one step size over the batch: it runs whole.
-            let s = if cpu_threads > 1 && n > 1 && req.sampler.method != Method::Rk45 {
+            // rk45 shares one step size over the batch, and the split sessions hold no classifier:
+            // those run whole.
+            let whole = req.sampler.method == Method::Rk45 || req.classifier.is_some();
+            let s = if cpu_threads > 1 && n > 1 && !whole {
                 sample_split(bytes, &req, cpu_threads, bar)?
             } else {
                 lab.sample(MODEL, &req, bar).await?
@@ -1140,6 +1170,7 @@ async fn execute<B: Backend>(
                             n,
                             class: req.class,
                             guidance: req.guidance,
+                            classifier: None,
                         },
                         bar,
                     )
