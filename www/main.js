@@ -306,15 +306,24 @@ async function pgConfig() {
 async function drawField() {
   const config = await pgConfig();
   const t = Number($('pg-t').value);
+  const ctx = $('pg-canvas').getContext('2d');
+  ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, PG.size, PG.size);
+  await drawArrows(pgModel(), config, pgClass(), t);
+  $('pg-canvas').dataset.field = String(t);
+  delete $('pg-canvas').dataset.density;
+  pgNote(`score field of ${pgName()} at t = ${t.toFixed(3)} (arrow length grows with the square root of |score|)`);
+}
+
+/** The score of `model` at time t as arrows on a 21x21 grid, over what the canvas shows. */
+async function drawArrows(model, config, cls, t, colour = '#2747b8') {
   const k = 21, pts = new Float32Array(k * k * 2);
   for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) {
     pts[(i * k + j) * 2] = -PG.range + (2 * PG.range) * (j + 0.5) / k;
     pts[(i * k + j) * 2 + 1] = -PG.range + (2 * PG.range) * (i + 0.5) / k;
   }
-  const { values } = await client.call('eps', { model: pgModel(), x: pts, t, options: { class: pgClass() } });
+  const { values } = await client.call('eps', { model, x: pts, t, options: { class: cls } });
   const sigma = noiseStd(config.sde, t);
   const ctx = $('pg-canvas').getContext('2d');
-  ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, PG.size, PG.size);
   let maxNorm = 0;
   const scores = Array.from({ length: k * k }, (_, i) => {
     const sx = -values[2 * i] / sigma, sy = -values[2 * i + 1] / sigma;
@@ -322,18 +331,15 @@ async function drawField() {
     return [sx, sy];
   });
   const cell = PG.size / k;
-  ctx.strokeStyle = '#2747b8'; ctx.lineWidth = 1.2;
+  ctx.strokeStyle = colour; ctx.fillStyle = colour; ctx.lineWidth = 1.2;
   scores.forEach(([sx, sy], i) => {
     const [px, py] = pgToPx(pts[2 * i], pts[2 * i + 1]);
     const norm = Math.hypot(sx, sy) || 1;
     const len = 0.45 * cell * Math.sqrt(norm / (maxNorm || 1));
     const dx = sx / norm * len, dy = -sy / norm * len;
     ctx.beginPath(); ctx.moveTo(px, py); ctx.lineTo(px + dx, py + dy); ctx.stroke();
-    ctx.beginPath(); ctx.arc(px + dx, py + dy, 1.6, 0, 2 * Math.PI); ctx.fillStyle = '#2747b8'; ctx.fill();
+    ctx.beginPath(); ctx.arc(px + dx, py + dy, 1.6, 0, 2 * Math.PI); ctx.fill();
   });
-  $('pg-canvas').dataset.field = String(t);
-  delete $('pg-canvas').dataset.density;
-  pgNote(`score field of ${pgName()} at t = ${t.toFixed(3)} (arrow length grows with the square root of |score|)`);
 }
 
 function redrawField() {
@@ -528,6 +534,8 @@ async function start() {
     toPx: pgToPx,
     fromPx: (px, py) => [(px / PG.size * 2 - 1) * PG.range, (1 - py / PG.size * 2) * PG.range],
     note: (text) => pgNote(text),
+    // The learned score field at the playground's t, in light blue over data and samples.
+    drawField: (config) => drawArrows('trained', config, null, Number($('pg-t').value), 'rgba(39, 71, 184, 0.45)'),
     trainView: () => state.pgView === 'train',
     showTrainView: () => { state.pgView = 'train'; },
     onModel: (config) => {

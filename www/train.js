@@ -65,7 +65,7 @@ export function setupTrain(ctx) {
     }
     canvas.dataset.points = String(st.points.length / 2);
     ctx.note(st.samples
-      ? `the training data (grey, ${st.points.length / 2} points) and samples of the model being trained (red)`
+      ? `the training data (grey, ${st.points.length / 2} points), samples of the model being trained (red) and its score field at t = ${Number($('pg-t').value).toFixed(3)} (arrows)`
       : `the training data: ${st.points.length / 2} points`);
   };
 
@@ -109,7 +109,9 @@ export function setupTrain(ctx) {
     onModel(r.config);
     const s = await client.call('sample', { model: 'trained', options: { sampler: { method: 'sde', steps: 100 }, n: 500, seed: 7 } });
     st.samples = s.values;
+    st.config = r.config;
     drawScene();
+    await ctx.drawField(r.config);
     // How well the samples land on the data: the median distance to the nearest data point.
     const near = [];
     for (let i = 0; i + 1 < st.samples.length; i += 2) {

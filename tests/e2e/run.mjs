@@ -110,6 +110,24 @@ await test('generate digits from URL settings; previews, then a finished grid', 
   await page.close();
 });
 
+await test('classifier guidance: the unconditional digits model steered by the shipped classifier', async () => {
+  const page = await openPage('#model=digits&class=3&guidance=0&clf=4&sampler=ddpm&steps=20&seed=11&batch=4');
+  assert(await page.isVisible('#clf-label'), 'the classifier guidance field shows for digits');
+  await page.click('#generate');
+  await page.waitForSelector('#output[data-done]', { timeout: 600_000 });
+  const text = await page.textContent('#progress-text');
+  assert(text.startsWith('done'), text);
+  assert((await page.$$('#output canvas')).length === 4, 'four digits');
+  const s = await canvasStats(page, '#output canvas');
+  assert(s.mean > 5 && s.mean < 120 && s.std > 40, `digit pixels ${JSON.stringify(s)}`);
+  console.log(`     ${text}`);
+  await page.screenshot({ path: path.join(SHOTS, 'classifier-guidance.png') });
+  // The field hides for a model without a classifier.
+  await page.selectOption('#model', 'emoji');
+  await page.waitForFunction(() => document.getElementById('clf-label').hidden, null, { timeout: 120_000 });
+  await page.close();
+});
+
 await test('sampler fields: only the chosen sampler\'s show, steps follow it, errors are red and keep the last grid', async () => {
   const page = await openPage('#model=toy2d&class=1&sampler=ddim&steps=10&seed=3&batch=64');
   const visible = (id) => page.isVisible(`#${id}`);
