@@ -114,7 +114,7 @@ function showSamplerParams() {
 function plannedWork({ options }) {
   const o = options.sampler;
   const perStep = { heun: 2, pc: 1 + (o.corrector_steps || 1), annealed: o.langevin_steps || 1 }[o.method] || 1;
-  const guided = options.class !== null && options.guidance !== 1; // conditional and unconditional
+  const guided = options.class !== null && options.guidance !== 1 && options.guidance !== 0; // conditional and unconditional
   return { evals: o.method === 'rk45' ? null : o.steps * perStep, samples: options.n * (guided ? 2 : 1) };
 }
 
