@@ -135,6 +135,7 @@ fn paced_runs_match_the_cpu_reference() {
                 steps: Some(5),
                 ..Default::default()
             },
+            classifier: None,
         };
         let g = pollster::block_on(on_gpu.sample("digits", &req, &mut Silent)).unwrap();
         let c = pollster::block_on(on_cpu.sample("digits", &req, &mut Silent)).unwrap();

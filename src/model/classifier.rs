@@ -130,9 +130,7 @@ fn ones_product<B: Backend>(
     be: &mut B,
     ones: &B::Tensor,
     x: &B::Tensor,
-    n: usize,
-    rows: usize,
-    c: usize,
+    (n, rows, c): (usize, usize, usize),
     spread: bool,
     scale: f32,
 ) -> Result<B::Tensor> {
@@ -219,7 +217,7 @@ impl<B: Backend> Classifier<B> {
                     .check(B::shape(&h), B::shape(&conv.w), B::shape(&conv.b))?;
             let te = lin.forward(be, &e)?;
             let ones = be.upload(&vec![1.0; ho * wo], &[ho * wo])?;
-            let spread = ones_product(be, &ones, &te, n, ho * wo, c, true, 1.0)?;
+            let spread = ones_product(be, &ones, &te, (n, ho * wo, c), true, 1.0)?;
             let spread = be.reshape(&spread, &[n, ho, wo, c])?;
             let a = be.conv2d_add(&h, &conv.w, &conv.b, &spread, conv.spec())?;
             h = be.silu(&a)?;
@@ -227,7 +225,14 @@ impl<B: Backend> Classifier<B> {
         }
         let [_, hh, ww, c] = [0, B::shape(&h)[1], B::shape(&h)[2], B::shape(&h)[3]];
         let ones = be.upload(&vec![1.0; hh * ww], &[hh * ww])?;
-        let pooled = ones_product(be, &ones, &h, n, hh * ww, c, false, 1.0 / (hh * ww) as f32)?;
+        let pooled = ones_product(
+            be,
+            &ones,
+            &h,
+            (n, hh * ww, c),
+            false,
+            1.0 / (hh * ww) as f32,
+        )?;
         let pooled = be.reshape(&pooled, &[n, c])?;
         let logits = self.head.forward(be, &pooled)?;
         Ok(Tape { pre, logits })
@@ -271,16 +276,8 @@ impl<B: Backend> Classifier<B> {
         let last = tape.pre.last().expect("at least the input convolution");
         let [_, hh, ww, c] = [0, B::shape(last)[1], B::shape(last)[2], B::shape(last)[3]];
         let ones = be.upload(&vec![1.0; hh * ww], &[hh * ww])?;
-        let g_h = ones_product(
-            be,
-            &ones,
-            &g_pooled,
-            n,
-            hh * ww,
-            c,
-            true,
-            1.0 / (hh * ww) as f32,
-        )?;
+        let per = 1.0 / (hh * ww) as f32;
+        let g_h = ones_product(be, &ones, &g_pooled, (n, hh * ww, c), true, per)?;
         let mut g_h = be.reshape(&g_h, &[n, hh, ww, c])?;
         for (k, (conv, _)) in self.down.iter().enumerate().rev() {
             let g_a = be.pointwise(Pointwise::SiluGrad, &tape.pre[k + 1], &g_h, None)?;

@@ -61,7 +61,9 @@ impl<'a, B: Backend> Guided<'a, B> {
         let n = values.len();
         // Scale 0 is the unconditional model: one pass with the null label.
         if scale == 0.0 {
-            values.iter_mut().for_each(|v| *v = classes.null_index as f32);
+            values
+                .iter_mut()
+                .for_each(|v| *v = classes.null_index as f32);
         }
         let conditional = values.iter().any(|&v| v != classes.null_index as f32);
         let null_labels = if conditional && scale != 1.0 {
