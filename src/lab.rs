@@ -330,7 +330,7 @@ impl<B: Backend> Session<B> {
         let shape = Self::batch_shape(net, req.n)?;
         let schedule = net.config.schedule();
         let mut den = Guided::new(&mut self.be, net, &vec![req.class; req.n], req.guidance)?;
-        let x = match &req.classifier {
+        let class = match &req.classifier {
             Some(cg) if cg.scale != 0.0 => {
                 let clf = self
                     .classifiers
@@ -360,36 +360,26 @@ impl<B: Backend> Session<B> {
                     name: "class".into(),
                     detail: "classifier guidance needs a class to guide towards".into(),
                 })?;
-                let mut guided = ClassifierGuided {
-                    inner: &mut den,
-                    class: NetworkClass::new(&mut self.be, clf, &vec![class; req.n])?,
-                    scale: cg.scale,
-                    schedule,
-                };
-                sampler::sample(
-                    &mut self.be,
-                    &mut guided,
-                    &schedule,
-                    &req.sampler,
-                    &shape,
-                    req.seed,
-                    progress,
-                )
-                .await?
+                Some(NetworkClass::new(&mut self.be, clf, &vec![class; req.n])?)
             }
-            _ => {
-                sampler::sample(
-                    &mut self.be,
-                    &mut den,
-                    &schedule,
-                    &req.sampler,
-                    &shape,
-                    req.seed,
-                    progress,
-                )
-                .await?
-            }
+            _ => None,
         };
+        let mut guided = ClassifierGuided {
+            inner: &mut den,
+            class,
+            scale: req.classifier.as_ref().map_or(0.0, |c| c.scale),
+            schedule,
+        };
+        let x = sampler::sample(
+            &mut self.be,
+            &mut guided,
+            &schedule,
+            &req.sampler,
+            &shape,
+            req.seed,
+            progress,
+        )
+        .await?;
         let values = finite(self.be.read(&x).await?, || {
             format!(
                 "{} with {} steps",

@@ -510,10 +510,10 @@ fn exact_classifier_guidance_samples_one_component() {
             let mut gm = mixture();
             let mut guided = ClassifierGuided {
                 inner: &mut gm,
-                class: MixtureClass {
+                class: Some(MixtureClass {
                     mixture: mixture(),
                     component,
-                },
+                }),
                 scale: 1.0,
                 schedule: SCHEDULE,
             };

@@ -82,10 +82,11 @@ impl<B: Backend> ClassGradient<B> for MixtureClass {
     }
 }
 
-/// A denoiser guided by a class gradient: `eps - scale sigma(t) grad log p(y | x_t, t)`.
+/// A denoiser guided by a class gradient: `eps - scale sigma(t) grad log p(y | x_t, t)`; without
+/// a class gradient (or at scale 0), the inner denoiser as it is.
 pub struct ClassifierGuided<'a, D, C> {
     pub inner: &'a mut D,
-    pub class: C,
+    pub class: Option<C>,
     pub scale: f64,
     pub schedule: Schedule,
 }
@@ -93,10 +94,12 @@ pub struct ClassifierGuided<'a, D, C> {
 impl<B: Backend, D: Denoiser<B>, C: ClassGradient<B>> Denoiser<B> for ClassifierGuided<'_, D, C> {
     async fn eps(&mut self, be: &mut B, x: &B::Tensor, t: f64) -> Result<B::Tensor> {
         let e = self.inner.eps(be, x, t).await?;
-        if self.scale == 0.0 {
-            return Ok(e);
+        match &mut self.class {
+            Some(class) if self.scale != 0.0 => {
+                let g = class.grad_log_p(be, x, t).await?;
+                be.axpby(&e, &g, 1.0, (-self.scale * self.schedule.sigma(t)) as f32)
+            }
+            _ => Ok(e),
         }
-        let g = self.class.grad_log_p(be, x, t).await?;
-        be.axpby(&e, &g, 1.0, (-self.scale * self.schedule.sigma(t)) as f32)
     }
 }
