@@ -337,7 +337,11 @@ impl<B: Backend> Session<B> {
                     .get(&cg.model)
                     .ok_or_else(|| Error::Param {
                         name: "classifier.model".into(),
-                        detail: format!("{:?} is not a loaded classifier", cg.model),
+                        detail: if self.models.contains_key(&cg.model) {
+                            format!("{:?} is a score network, not a classifier", cg.model)
+                        } else {
+                            format!("{:?} is not a loaded classifier", cg.model)
+                        },
                     })?;
                 if !(cg.scale.is_finite() && (0.0..=100.0).contains(&cg.scale)) {
                     return Err(Error::Param {

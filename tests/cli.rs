@@ -511,3 +511,72 @@ fn train2d_writes_a_model_the_other_commands_load() {
     );
     fails(&["train2d", "--data", &data, "--width", "4"], "width");
 }
+
+/// Classifier guidance from the CLI: a run towards a class writes its samples; no class, a score
+/// network given as the classifier, or a classifier given as the model, are refused by name.
+#[test]
+fn classifier_guidance_runs_and_refuses_by_name() {
+    let out = tmp("guided.npy");
+    ok(&[
+        "sample",
+        "--backend",
+        "cpu",
+        "--class",
+        "3",
+        "--guidance",
+        "0",
+        "--classifier",
+        "models/digits-classifier.safetensors",
+        "--classifier-scale",
+        "4",
+        "--sampler",
+        "ddpm",
+        "--steps",
+        "10",
+        "--n",
+        "2",
+        "--out",
+        &out,
+    ]);
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().len(),
+        128 + 2 * 32 * 32 * 4,
+        "float32 [2, 32, 32, 1] with a 128-byte header"
+    );
+    fails(
+        &[
+            "sample",
+            "--backend",
+            "cpu",
+            "--classifier",
+            "models/digits-classifier.safetensors",
+            "--n",
+            "1",
+        ],
+        "classifier guidance needs a class",
+    );
+    fails(
+        &[
+            "sample",
+            "--backend",
+            "cpu",
+            "--class",
+            "3",
+            "--classifier",
+            "models/toy2d.safetensors",
+            "--n",
+            "1",
+        ],
+        "is a score network, not a classifier",
+    );
+    fails(
+        &[
+            "sample",
+            "--backend",
+            "cpu",
+            "--model",
+            "models/digits-classifier.safetensors",
+        ],
+        "is a classifier",
+    );
+}

@@ -1025,6 +1025,15 @@ async fn execute<B: Backend>(
     cpu_threads: usize,
 ) -> Result<()> {
     let cfg = lab.load_model(MODEL, bytes)?.clone();
+    if cfg.is_classifier() {
+        return Err(Error::Param {
+            name: "model".into(),
+            detail: format!(
+                "{} is a classifier, not a score network: give it to sample with --classifier",
+                cfg.name
+            ),
+        });
+    }
     let per = cfg.sample_len();
     match command {
         Command::Sample {
