@@ -258,3 +258,40 @@ fn absurd_architecture_sizes_are_rejected() {
         assert_mentions(&error_of(&bytes), &["arch"]);
     }
 }
+
+/// The SDE section: each type takes its own constants and only those; a VE file loads.
+#[test]
+fn sde_types_take_their_own_constants() {
+    let bytes = edit_config(|c| c["sde"]["type"] = json!("vpsde"));
+    assert_mentions(&error_of(&bytes), &["sde.type", "vpsde"]);
+    let bytes = edit_config(|c| {
+        c["sde"]["type"] = json!("ve");
+    });
+    assert_mentions(&error_of(&bytes), &["sde", "sigma_min and sigma_max"]);
+    let bytes = edit_config(|c| {
+        c["sde"]["type"] = json!("ve");
+        c["sde"]["sigma_min"] = json!(0.01);
+        c["sde"]["sigma_max"] = json!(5.0);
+    });
+    // beta_min/beta_max still present: refused.
+    assert_mentions(&error_of(&bytes), &["sde", "only those"]);
+    let bytes = edit_config(|c| {
+        let s = c["sde"].as_object_mut().unwrap();
+        s.remove("beta_min");
+        s.remove("beta_max");
+        s.insert("type".into(), json!("ve"));
+        s.insert("sigma_min".into(), json!(0.01));
+        s.insert("sigma_max".into(), json!(5.0));
+    });
+    let mut lab = scorelab::lab::Session::new(Cpu);
+    assert_eq!(lab.load_model("toy", &bytes).unwrap().sde.kind, "ve");
+    let bytes = edit_config(|c| {
+        let s = c["sde"].as_object_mut().unwrap();
+        s.remove("beta_min");
+        s.remove("beta_max");
+        s.insert("type".into(), json!("ve"));
+        s.insert("sigma_min".into(), json!(5.0));
+        s.insert("sigma_max".into(), json!(0.01));
+    });
+    assert_mentions(&error_of(&bytes), &["sde", "sigma_min < sigma_max"]);
+}
