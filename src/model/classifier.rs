@@ -13,7 +13,7 @@ use crate::ops::{Conv2d, Matmul, Pointwise, View};
 
 use super::config::{Arch, ModelConfig};
 use super::file::WeightsFile;
-use super::layers::{Linear, TensorSource};
+use super::layers::{conv_to_runtime, Linear, TensorSource};
 
 /// A 3x3 convolution that also keeps what its input gradient needs.
 struct GradConv<B: Backend> {
@@ -24,6 +24,8 @@ struct GradConv<B: Backend> {
     zero_bias: B::Tensor,
     /// Stride 2: 1 at even (y, x) of the input's size, `[h, w, cout]`.
     even: Option<B::Tensor>,
+    /// One per output position: the broadcast of the time embedding and the mean pooling.
+    ones: B::Tensor,
     stride: usize,
 }
 
@@ -40,19 +42,18 @@ impl<B: Backend> GradConv<B> {
     ) -> Result<Self> {
         let w = src.take(&format!("{name}.weight"), &[cout, cin, 3, 3])?;
         let b = src.take(&format!("{name}.bias"), &[cout])?;
-        let mut wt = vec![0f32; w.len()];
-        let mut wf = vec![0f32; w.len()];
+        // The input gradient's kernel, in PyTorch's layout: a convolution from cout to cin
+        // channels with the kernel turned by 180 degrees.
+        let mut flipped = vec![0f32; w.len()];
         for o in 0..cout {
             for i in 0..cin {
-                for ky in 0..3 {
-                    for kx in 0..3 {
-                        let v = w[((o * cin + i) * 3 + ky) * 3 + kx];
-                        wt[((ky * 3 + kx) * cin + i) * cout + o] = v;
-                        wf[(((2 - ky) * 3 + (2 - kx)) * cout + o) * cin + i] = v;
-                    }
+                for k in 0..9 {
+                    flipped[(i * cout + o) * 9 + 8 - k] = w[(o * cin + i) * 9 + k];
                 }
             }
         }
+        let wt = conv_to_runtime(&w, cin, cout, 3);
+        let wf = conv_to_runtime(&flipped, cout, cin, 3);
         let even = if stride == 2 {
             let m: Vec<f32> = (0..in_hw * in_hw * cout)
                 .map(|k| {
@@ -74,6 +75,10 @@ impl<B: Backend> GradConv<B> {
             w_flip: be.upload_weights(&wf, &[9 * cout, cin])?,
             zero_bias: be.upload(&vec![0.0; cin], &[cin])?,
             even,
+            ones: be.upload(
+                &vec![1.0; (in_hw / stride).pow(2)],
+                &[(in_hw / stride).pow(2)],
+            )?,
             stride,
         })
     }
@@ -202,6 +207,11 @@ impl<B: Backend> Classifier<B> {
         })
     }
 
+    /// The convolution whose outputs are pooled.
+    fn last_conv(&self) -> &GradConv<B> {
+        self.down.last().map_or(&self.conv_in, |(conv, _)| conv)
+    }
+
     fn run(&self, be: &mut B, x: &B::Tensor, t: &B::Tensor) -> Result<Tape<B>> {
         let n = B::shape(x)[0];
         let s = be.timestep_embedding(t, self.time_base, self.time_scale)?;
@@ -216,18 +226,16 @@ impl<B: Backend> Classifier<B> {
                 conv.spec()
                     .check(B::shape(&h), B::shape(&conv.w), B::shape(&conv.b))?;
             let te = lin.forward(be, &e)?;
-            let ones = be.upload(&vec![1.0; ho * wo], &[ho * wo])?;
-            let spread = ones_product(be, &ones, &te, (n, ho * wo, c), true, 1.0)?;
+            let spread = ones_product(be, &conv.ones, &te, (n, ho * wo, c), true, 1.0)?;
             let spread = be.reshape(&spread, &[n, ho, wo, c])?;
             let a = be.conv2d_add(&h, &conv.w, &conv.b, &spread, conv.spec())?;
             h = be.silu(&a)?;
             pre.push(a);
         }
         let [_, hh, ww, c] = [0, B::shape(&h)[1], B::shape(&h)[2], B::shape(&h)[3]];
-        let ones = be.upload(&vec![1.0; hh * ww], &[hh * ww])?;
         let pooled = ones_product(
             be,
-            &ones,
+            &self.last_conv().ones,
             &h,
             (n, hh * ww, c),
             false,
@@ -275,9 +283,9 @@ impl<B: Backend> Classifier<B> {
         let g_pooled = be.matmul(&g, w, None, &back)?;
         let last = tape.pre.last().expect("at least the input convolution");
         let [_, hh, ww, c] = [0, B::shape(last)[1], B::shape(last)[2], B::shape(last)[3]];
-        let ones = be.upload(&vec![1.0; hh * ww], &[hh * ww])?;
         let per = 1.0 / (hh * ww) as f32;
-        let g_h = ones_product(be, &ones, &g_pooled, (n, hh * ww, c), true, per)?;
+        let ones = &self.last_conv().ones;
+        let g_h = ones_product(be, ones, &g_pooled, (n, hh * ww, c), true, per)?;
         let mut g_h = be.reshape(&g_h, &[n, hh, ww, c])?;
         for (k, (conv, _)) in self.down.iter().enumerate().rev() {
             let g_a = be.pointwise(Pointwise::SiluGrad, &tape.pre[k + 1], &g_h, None)?;

@@ -65,6 +65,23 @@ pub fn read_linear(
     Ok((wt, src.take(&format!("{name}.bias"), &[cout])?))
 }
 
+/// A convolution kernel from PyTorch's `[cout, cin, k, k]` to the runtime's `[k * k * cin, cout]`
+/// (rows ordered ky, kx, ci).
+pub fn conv_to_runtime(w: &[f32], cin: usize, cout: usize, ksize: usize) -> Vec<f32> {
+    let mut wt = vec![0f32; w.len()];
+    for o in 0..cout {
+        for i in 0..cin {
+            for ky in 0..ksize {
+                for kx in 0..ksize {
+                    wt[((ky * ksize + kx) * cin + i) * cout + o] =
+                        w[((o * cin + i) * ksize + ky) * ksize + kx];
+                }
+            }
+        }
+    }
+    wt
+}
+
 pub struct Linear<B: Backend> {
     w: B::Tensor,
     b: B::Tensor,
@@ -126,17 +143,7 @@ impl<B: Backend> Conv<B> {
         stride: usize,
     ) -> Result<Self> {
         let w = src.take(&format!("{name}.weight"), &[cout, cin, ksize, ksize])?;
-        let mut wt = vec![0f32; w.len()];
-        for o in 0..cout {
-            for i in 0..cin {
-                for ky in 0..ksize {
-                    for kx in 0..ksize {
-                        wt[((ky * ksize + kx) * cin + i) * cout + o] =
-                            w[((o * cin + i) * ksize + ky) * ksize + kx];
-                    }
-                }
-            }
-        }
+        let wt = conv_to_runtime(&w, cin, cout, ksize);
         let b = src.take(&format!("{name}.bias"), &[cout])?;
         Ok(Conv {
             w: be.upload_weights(&wt, &[ksize * ksize * cin, cout])?,

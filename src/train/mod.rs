@@ -16,7 +16,7 @@ pub mod net;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::error::{finite, Error, Result};
+use crate::error::{finite, param_err, Error, Result};
 use crate::model::config::{Arch, Classes, DataInfo, ModelConfig, TimeInput, FORMAT_VERSION};
 use crate::model::file;
 use crate::ops::Pointwise;
@@ -99,32 +99,25 @@ const TIME_SCALE: f32 = 1000.0;
 const BETAS: (f64, f64) = (0.1, 20.0);
 const ADAM: (f64, f64, f64) = (0.9, 0.999, 1e-8);
 
-fn param<T>(name: &str, detail: String) -> Result<T> {
-    Err(Error::Param {
-        name: name.into(),
-        detail,
-    })
-}
-
 impl TrainOptions {
     pub fn validate(&self) -> Result<()> {
         if !(8..=512).contains(&self.width) {
-            return param("width", format!("{} must be 8..=512", self.width));
+            return param_err("width", format!("{} must be 8..=512", self.width));
         }
-        if self.depth > 8 {
-            return param("depth", format!("{} must be at most 8", self.depth));
+        if !(1..=8).contains(&self.depth) {
+            return param_err("depth", format!("{} must be 1..=8", self.depth));
         }
         if !(2..=8192).contains(&self.batch) {
-            return param("batch", format!("{} must be 2..=8192", self.batch));
+            return param_err("batch", format!("{} must be 2..=8192", self.batch));
         }
         if !(self.lr > 0.0 && self.lr <= 0.1) {
-            return param("lr", format!("{} must be in (0, 0.1]", self.lr));
+            return param_err("lr", format!("{} must be in (0, 0.1]", self.lr));
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
-            return param("ema_decay", format!("{} must be in [0, 1)", self.ema_decay));
+            return param_err("ema_decay", format!("{} must be in [0, 1)", self.ema_decay));
         }
         if !(self.clip > 0.0 && self.clip.is_finite()) {
-            return param("clip", format!("{} must be positive", self.clip));
+            return param_err("clip", format!("{} must be positive", self.clip));
         }
         Ok(())
     }
@@ -201,13 +194,13 @@ impl<B: Backend> Trainer<B> {
     pub fn new(be: &mut B, points: &[f32], opts: &TrainOptions) -> Result<Self> {
         opts.validate()?;
         if points.len() < 4 || !points.len().is_multiple_of(2) {
-            return param(
+            return param_err(
                 "data",
                 format!("{} values are not 2 or more 2-D points", points.len()),
             );
         }
         if let Some(i) = points.iter().position(|v| !v.is_finite()) {
-            return param("data", format!("point {} is not finite", i / 2));
+            return param_err("data", format!("point {} is not finite", i / 2));
         }
         let mut rng = Rng::new(opts.seed);
         let net = ScoreMlp::init(

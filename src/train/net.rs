@@ -38,6 +38,8 @@ pub struct ScoreMlp<B: Backend> {
 
 /// What the forward pass keeps for the backward pass (`dot`: the tangent of each activation).
 struct Tape<B: Backend> {
+    /// `[1, n]` of ones: the bias gradients are its product with the output gradients.
+    ones: B::Tensor,
     x: B::Tensor,
     xdot: Option<B::Tensor>,
     sinus: B::Tensor,
@@ -241,6 +243,7 @@ impl<B: Backend> ScoreMlp<B> {
             eps,
             eps_dot,
             tape: Tape {
+                ones: be.upload(&vec![1.0; B::shape(x)[0]], &[1, B::shape(x)[0]])?,
                 x: x.clone(),
                 xdot,
                 sinus,
@@ -270,24 +273,35 @@ impl<B: Backend> ScoreMlp<B> {
         let mut grads: Vec<Option<B::Tensor>> = vec![None; self.params.len()];
         let gdot = gdot.cloned();
         let (mut gh, mut ghdot) = {
-            let (ga, gadot) =
-                self.linear_back(be, self.out_proj, &tape.a, &tape.adot, g, &gdot, &mut grads)?;
+            let (ga, gadot) = self.linear_back(
+                be,
+                self.out_proj,
+                &tape.a,
+                &tape.adot,
+                g,
+                &gdot,
+                &tape.ones,
+                &mut grads,
+            )?;
             Self::silu_back(be, &tape.h, &tape.hdot, &ga, &gadot)?
         };
         let mut gtemb: Option<B::Tensor> = None;
         for (&[fc1, temb_lin, fc2], bt) in self.blocks.iter().zip(&tape.blocks).rev() {
             // h_out = h + fc2(silu(fc1(silu(h)) + temb_lin(temb))): the residual passes gh on.
-            let (gu, gudot) =
-                self.linear_back(be, fc2, &bt.u, &bt.udot, &gh, &ghdot, &mut grads)?;
+            let (gu, gudot) = self.linear_back(
+                be, fc2, &bt.u, &bt.udot, &gh, &ghdot, &tape.ones, &mut grads,
+            )?;
             let (gz, gzdot) = Self::silu_back(be, &bt.z, &bt.zdot, &gu, &gudot)?;
-            let (ge, _) =
-                self.linear_back(be, temb_lin, &tape.temb, &None, &gz, &None, &mut grads)?;
+            let (ge, _) = self.linear_back(
+                be, temb_lin, &tape.temb, &None, &gz, &None, &tape.ones, &mut grads,
+            )?;
             gtemb = Some(match gtemb {
                 None => ge,
                 Some(acc) => be.add(&acc, &ge)?,
             });
-            let (ga, gadot) =
-                self.linear_back(be, fc1, &bt.a, &bt.adot, &gz, &gzdot, &mut grads)?;
+            let (ga, gadot) = self.linear_back(
+                be, fc1, &bt.a, &bt.adot, &gz, &gzdot, &tape.ones, &mut grads,
+            )?;
             let (gh_in, ghdot_in) = Self::silu_back(be, &bt.h, &bt.hdot, &ga, &gadot)?;
             gh = be.add(&gh, &gh_in)?;
             ghdot = match (ghdot, ghdot_in) {
@@ -302,42 +316,37 @@ impl<B: Backend> ScoreMlp<B> {
             &tape.xdot,
             &gh,
             &ghdot,
+            &tape.ones,
             &mut grads,
         )?;
-        if let Some(gtemb) = gtemb {
-            let ge2 = be.pointwise(Pointwise::SiluGrad, &tape.e2, &gtemb, None)?;
-            let (gse1, _) = self.linear_back(
-                be,
-                self.embed_fc2,
-                &tape.se1,
-                &None,
-                &ge2,
-                &None,
-                &mut grads,
-            )?;
-            let ge1 = be.pointwise(Pointwise::SiluGrad, &tape.e1, &gse1, None)?;
-            self.linear_back(
-                be,
-                self.embed_fc1,
-                &tape.sinus,
-                &None,
-                &ge1,
-                &None,
-                &mut grads,
-            )?;
-        }
-        grads
+        // Every block (there is at least one) passes a gradient to the time embedding.
+        let gtemb = gtemb.expect("the network has blocks");
+        let ge2 = be.pointwise(Pointwise::SiluGrad, &tape.e2, &gtemb, None)?;
+        let (gse1, _) = self.linear_back(
+            be,
+            self.embed_fc2,
+            &tape.se1,
+            &None,
+            &ge2,
+            &None,
+            &tape.ones,
+            &mut grads,
+        )?;
+        let ge1 = be.pointwise(Pointwise::SiluGrad, &tape.e1, &gse1, None)?;
+        self.linear_back(
+            be,
+            self.embed_fc1,
+            &tape.sinus,
+            &None,
+            &ge1,
+            &None,
+            &tape.ones,
+            &mut grads,
+        )?;
+        Ok(grads
             .into_iter()
-            .zip(&self.params)
-            .map(|(g, p)| match g {
-                Some(g) => Ok(g),
-                // A network without blocks never reaches the time embedding.
-                None => {
-                    let shape = B::shape(&p.value).to_vec();
-                    be.upload(&vec![0.0; shape.iter().product()], &shape)
-                }
-            })
-            .collect()
+            .map(|g| g.expect("every parameter is reached"))
+            .collect())
     }
 
     /// Backward through `y = x W + b` and its tangent `ydot = xdot W`: accumulates
@@ -351,6 +360,7 @@ impl<B: Backend> ScoreMlp<B> {
         xdot: &Option<B::Tensor>,
         g: &B::Tensor,
         gdot: &Option<B::Tensor>,
+        ones: &B::Tensor,
         grads: &mut [Option<B::Tensor>],
     ) -> Result<(B::Tensor, Option<B::Tensor>)> {
         let rows = B::shape(g)[0];
@@ -376,8 +386,7 @@ impl<B: Backend> ScoreMlp<B> {
             dw = be.add(&dw, &more)?;
         }
         let dw = be.reshape(&dw, &[cin, cout])?;
-        let ones = be.upload(&vec![1.0; rows], &[1, rows])?;
-        let db = be.matmul(&ones, g, None, &Matmul::plain(1, rows, cout))?;
+        let db = be.matmul(ones, g, None, &Matmul::plain(1, rows, cout))?;
         let db = be.reshape(&db, &[cout])?;
         for (slot, d) in [(l.w, dw), (l.b, db)] {
             grads[slot] = Some(match grads[slot].take() {
