@@ -92,14 +92,14 @@ export function setupTrain(ctx) {
 
   const options = () => {
     const [loss, projection] = $('tr-loss').value.split('-');
-    return { loss, projection: projection || 'rademacher', sde: $('tr-sde').value, width: Number($('tr-width').value), steps: Number($('tr-steps').value), seed: 0 };
+    return { loss, projection: projection || 'rademacher', sde: $('tr-sde').value, width: Number($('tr-width').value), batch: Number($('tr-batch').value), steps: Number($('tr-steps').value), seed: 0 };
   };
 
   const setButtons = () => {
     $('tr-train').disabled = st.running;
     $('tr-stop').disabled = !st.running;
     $('tr-train').textContent = st.started && !st.running ? 'Resume' : 'Train';
-    for (const id of ['tr-data', 'tr-loss', 'tr-sde', 'tr-width']) $(id).disabled = st.running || st.started;
+    for (const id of ['tr-data', 'tr-loss', 'tr-sde', 'tr-width', 'tr-batch']) $(id).disabled = st.running || st.started;
   };
 
   /** Exports the EMA weights (loaded as "trained") and draws fresh samples over the data. */

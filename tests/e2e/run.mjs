@@ -547,6 +547,7 @@ await test('draw a distribution and train a 2-D model: the loss falls, samples l
   const drawn = Number(await page.getAttribute('#pg-canvas', 'data-points'));
   assert(drawn > 200, `points drawn: ${drawn}`);
   await page.fill('#tr-steps', '1500');
+  await page.selectOption('#tr-batch', '128');
   await page.click('#tr-train');
   await page.waitForSelector('#pg-canvas[data-trained="1500"]', { timeout: 600_000 });
   const r = await page.evaluate(() => ({
@@ -569,6 +570,11 @@ await test('draw a distribution and train a 2-D model: the loss falls, samples l
   const file = path.join(SHOTS, 'trained-2d.safetensors');
   await download.saveAs(file);
   const size = fs.statSync(file).size;
+  // The file records the run's settings, the batch chosen in the page among them.
+  const bytes = fs.readFileSync(file);
+  const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString());
+  const training = JSON.parse(header.__metadata__.scorelab).training;
+  assert(training.batch === 128 && training.steps === 1500, `training record ${JSON.stringify(training)}`);
   await page.close();
   const again = await openPage();
   await again.click('#tab-playground');
