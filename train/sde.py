@@ -28,8 +28,9 @@ class VPSDE:
 
 
 @torch.no_grad()
-def ddim_sample(net, sde, shape, labels, steps=50, guidance=1.0, null_label=None, generator=None):
-    """Deterministic DDIM (eta = 0) on a uniform time grid; used for previews and evaluation.
+def ddim_sample(net, sde, shape, labels, steps=50, guidance=1.0, null_label=None, generator=None, eta=0.0):
+    """DDIM on a uniform time grid; used for previews and evaluation. eta 0 is deterministic (the
+    probability-flow discretisation), 1 has DDPM's posterior variance.
 
     Classifier-free guidance: eps = eps_null + w (eps_cond - eps_null); w = 1 is plain conditional.
     """
@@ -45,5 +46,8 @@ def ddim_sample(net, sde, shape, labels, steps=50, guidance=1.0, null_label=None
             eps_u = net(x, tt, torch.full_like(labels, null_label))
             eps = eps_u + guidance * (eps - eps_u)
         x0 = (x - s_t * eps) / a_t
-        x = a_s * x0 + s_s * eps
+        var = eta * eta * (s_s * s_s / (s_t * s_t)) * (1 - (a_t / a_s) ** 2)
+        x = a_s * x0 + math.sqrt(s_s * s_s - var) * eps
+        if var > 0:
+            x = x + math.sqrt(var) * torch.randn(shape, generator=generator)
     return x
