@@ -275,23 +275,21 @@ fn sde_types_take_their_own_constants() {
     });
     // beta_min/beta_max still present: refused.
     assert_mentions(&error_of(&bytes), &["sde", "only those"]);
-    let bytes = edit_config(|c| {
-        let s = c["sde"].as_object_mut().unwrap();
-        s.remove("beta_min");
-        s.remove("beta_max");
-        s.insert("type".into(), json!("ve"));
-        s.insert("sigma_min".into(), json!(0.01));
-        s.insert("sigma_max".into(), json!(5.0));
-    });
+    // A VE section in place of the VP one.
+    let ve = |sigma_min: f64, sigma_max: f64| {
+        edit_config(|c| {
+            let s = c["sde"].as_object_mut().unwrap();
+            s.remove("beta_min");
+            s.remove("beta_max");
+            s.insert("type".into(), json!("ve"));
+            s.insert("sigma_min".into(), json!(sigma_min));
+            s.insert("sigma_max".into(), json!(sigma_max));
+        })
+    };
     let mut lab = scorelab::lab::Session::new(Cpu);
-    assert_eq!(lab.load_model("toy", &bytes).unwrap().sde.kind, "ve");
-    let bytes = edit_config(|c| {
-        let s = c["sde"].as_object_mut().unwrap();
-        s.remove("beta_min");
-        s.remove("beta_max");
-        s.insert("type".into(), json!("ve"));
-        s.insert("sigma_min".into(), json!(5.0));
-        s.insert("sigma_max".into(), json!(0.01));
-    });
-    assert_mentions(&error_of(&bytes), &["sde", "sigma_min < sigma_max"]);
+    assert_eq!(
+        lab.load_model("toy", &ve(0.01, 5.0)).unwrap().sde.kind,
+        "ve"
+    );
+    assert_mentions(&error_of(&ve(5.0, 0.01)), &["sde", "sigma_min < sigma_max"]);
 }
