@@ -78,7 +78,7 @@ class TrainingPosterior:
     def __init__(self, x, y, sde):
         self.flat, self.sde = x.flatten(1), sde
         self.sq = (self.flat * self.flat).sum(1)
-        self.onehot = F.one_hot(y, 10).float()
+        self.onehot = F.one_hot(y, ARCH["num_classes"]).float()
 
     @torch.no_grad()
     def __call__(self, xt, t):
