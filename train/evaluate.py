@@ -31,11 +31,23 @@ ROOT = os.path.dirname(HERE)
 DOCS = os.path.join(ROOT, "docs")
 
 
-def load_shipped(name):
-    path = os.path.join(ROOT, "models", f"{name}.safetensors")
+def load_shipped(name, path=None):
+    path = path or os.path.join(ROOT, "models", f"{name}.safetensors")
     with safe_open(path, "pt") as f:
         cfg = json.loads(f.metadata()["scorelab"])
         state = {k: f.get_tensor(k).float() for k in f.keys()}
+    net = nets.build(cfg["arch"])
+    net.load_state_dict(state)
+    return net.eval(), cfg
+
+
+def load_run(name, run_dir):
+    """The EMA weights of a training run's checkpoint, f16-rounded as `train.export` ships them."""
+    ck = torch.load(os.path.join(run_dir, "ckpt.pt"), weights_only=False)
+    _, cfg = load_shipped(name)
+    if ck["preset"]["arch"] != cfg["arch"]:
+        raise SystemExit(f"{run_dir}: another architecture than models/{name}.safetensors")
+    state = {k: v.half().float() for k, v in ck["ema"].items()}
     net = nets.build(cfg["arch"])
     net.load_state_dict(state)
     return net.eval(), cfg
@@ -49,15 +61,28 @@ def sliced_wasserstein(a, b, projections=512, seed=0):
     return float(np.sqrt(np.mean((pa - pb) ** 2)))
 
 
-def frechet(f1, f2):
-    mu1, mu2 = f1.mean(0), f2.mean(0)
-    c1, c2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+def frechet(f1, f2, w1=None):
+    """Frechet distance between Gaussians fitted to two feature sets; `w1` weights the rows of `f1`
+    (e.g. to give class-conditional samples the reference's class proportions)."""
+    if w1 is None:
+        w1 = np.ones(len(f1))
+    w1 = w1 / w1.sum()
+    mu1, mu2 = w1 @ f1, f2.mean(0)
+    d = f1 - mu1
+    c1, c2 = (w1[:, None] * d).T @ d / (1 - (w1 ** 2).sum()), np.cov(f2, rowvar=False)
     # sqrt of c1 c2 through the symmetric form c1^1/2 c2 c1^1/2
     w, v = np.linalg.eigh(c1)
     s1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     m = s1 @ c2 @ s1
     w2 = np.linalg.eigvalsh(m)
     return float(((mu1 - mu2) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2 * np.sqrt(np.clip(w2, 0, None)).sum())
+
+
+def class_weights(labels, reference_labels, classes):
+    """Weights that give a set with `labels` the class proportions of `reference_labels`."""
+    ref = np.bincount(reference_labels, minlength=classes) / len(reference_labels)
+    have = np.bincount(labels, minlength=classes) / len(labels)
+    return ref[labels] / have[labels]
 
 
 class Classifier(nn.Module):
@@ -181,14 +206,15 @@ def evaluate_speckle(per_class=100, steps=50):
 
 
 @torch.no_grad()
-def sample_classes(net, cfg, per_class, guidance, steps, classes, seed):
+def sample_classes(net, cfg, per_class, guidance, steps, classes, seed, eta=0.0):
     sde = VPSDE()
     out, labels = [], []
     s = cfg["arch"]["image_size"]
     for c in classes:
         lab = torch.full((per_class,), c)
         g = torch.Generator().manual_seed(seed + c)
-        out.append(ddim_sample(net, sde, (per_class, cfg["arch"]["in_ch"], s, s), lab, steps, guidance, cfg["classes"]["null_index"], g).clamp(-1, 1))
+        out.append(ddim_sample(net, sde, (per_class, cfg["arch"]["in_ch"], s, s), lab, steps, guidance, cfg["classes"]["null_index"], g,
+                               eta=eta).clamp(-1, 1))
         labels.append(lab)
     return torch.cat(out), torch.cat(labels)
 
@@ -215,26 +241,39 @@ def write_data_grid(name):
     save_grid(os.path.join(DOCS, f"{name}-data.png"), xte[:64], 8, scale=1)
 
 
-def evaluate_images(name, epochs, per_class, steps):
-    net, cfg = load_shipped(name)
+def per_class_subset(y, per_class, classes, seed=0):
+    """Indices of up to `per_class` images of each class, drawn at random."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([idx[torch.randperm(len(idx), generator=g)[:per_class]]
+                      for idx in (torch.nonzero(y == c)[:, 0] for c in range(classes))])
+
+
+def evaluate_images(name, epochs, per_class, steps, eta=0.0, run_dir=None, weights=None, guidances=(1.0, 3.0)):
+    """Quality of the shipped weights (writing the docs' grids), or of other weights or a run's
+    checkpoint (nothing written)."""
+    net, cfg = load_run(name, run_dir) if run_dir else load_shipped(name, weights)
+    study = bool(run_dir or weights)
     (xtr, ytr), (xte, yte), names = image_split(name)
-    write_data_grid(name)
+    if not study:
+        write_data_grid(name)
     t0 = time.time()
     clf = train_classifier(xtr, ytr, len(names), epochs)
     acc = (batched(clf, xte).argmax(1) == yte).float().mean().item()
     print(f"{name} classifier: test accuracy {acc:.4f} ({time.time() - t0:.0f} s)")
     ref = batched(clf.features, xte).numpy()
-    res = {"classifier": {"test_accuracy": round(acc, 4), "train_images": len(xtr), "test_images": len(xte), "epochs": epochs}, "sampler": f"DDIM {steps} steps (eta 0)"}
+    res = {"classifier": {"test_accuracy": round(acc, 4), "train_images": len(xtr), "test_images": len(xte), "epochs": epochs}, "sampler": f"DDIM {steps} steps (eta {eta:g})",
+           "frechet_weighting": "samples weighted to the held-out images' class proportions"}
     classes = list(range(len(names)))
-    for w in (1.0, 3.0):
+    for w in guidances:
         t0 = time.time()
-        xs, ls = sample_classes(net, cfg, per_class, w, steps, classes, seed=100)
+        xs, ls = sample_classes(net, cfg, per_class, w, steps, classes, seed=100, eta=eta)
         pred = batched(clf, xs).argmax(1)
         feats = batched(clf.features, xs).numpy()
-        entry = {"samples": len(xs), "class_accuracy": round((pred == ls).float().mean().item(), 4), "frechet_distance": round(frechet(feats, ref), 3)}
+        fd = frechet(feats, ref, class_weights(ls.numpy(), yte.numpy(), len(names)))
+        entry = {"samples": len(xs), "class_accuracy": round((pred == ls).float().mean().item(), 4), "frechet_distance": round(fd, 3)}
         res[f"guidance_{w:g}"] = entry
         print(name, f"guidance {w}", entry, f"{time.time() - t0:.0f} s")
-        if w == 1.0:
+        if w == 1.0 and not study:
             order = torch.cat([torch.nonzero(ls == c)[:8, 0] for c in classes])
             save_grid(os.path.join(DOCS, f"{name}-samples.png"), xs[order], 8)
             if name == "emoji":
@@ -250,6 +289,11 @@ def evaluate_images(name, epochs, per_class, steps):
                 print(res["nearest_neighbour"])
     ref_fd = frechet(batched(clf.features, xtr[:len(xte)]).numpy(), ref)
     res["frechet_train_vs_heldout"] = round(ref_fd, 3)
+    # The same protocol applied to training images: per_class of each class, weighted like the samples.
+    sub = per_class_subset(ytr, per_class, len(names))
+    floor = frechet(batched(clf.features, xtr[sub]).numpy(), ref, class_weights(ytr[sub].numpy(), yte.numpy(), len(names)))
+    res["frechet_floor"] = {"value": round(floor, 3), "images": len(sub),
+                            "note": f"training images, {per_class} per class, weighted like the samples"}
     return res
 
 
@@ -259,6 +303,11 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--per-class", type=int, default=100)
     p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0])
+    p.add_argument("--run-dir", help="evaluate this run's checkpoint (EMA weights) instead of models/<name>.safetensors;"
+                                     " prints the results and writes nothing")
+    p.add_argument("--weights", help="evaluate this weights file instead of models/<name>.safetensors; writes nothing")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta of the image samples: 0 deterministic, 1 DDPM's variance")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.makedirs(DOCS, exist_ok=True)
@@ -267,7 +316,11 @@ def main(argv=None):
     elif args.name == "toy2d":
         res = evaluate_toy2d()
     else:
-        res = evaluate_images(args.name, epochs=10, per_class=args.per_class, steps=args.steps)
+        res = evaluate_images(args.name, epochs=10, per_class=args.per_class, steps=args.steps, eta=args.eta,
+                              run_dir=args.run_dir, weights=args.weights, guidances=args.guidance)
+        if args.run_dir or args.weights:
+            print(json.dumps(res))
+            return
     path = os.path.join(DOCS, "quality.json")
     allres = json.load(open(path)) if os.path.exists(path) else {}
     allres[args.name] = res

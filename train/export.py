@@ -38,6 +38,9 @@ def config_for(name, preset, ckpt):
                      "ema_decay": preset["ema"], "label_dropout": preset["label_dropout"],
                      "seed": ckpt["seed"], "minutes": round(ckpt["seconds"] / 60, 1)},
     }
+    for key in ("lr_schedule", "lr_floor", "class_balance", "hflip"):
+        if key in preset:
+            cfg["training"][key] = preset[key]
     if arch["type"] == "mlp":
         cfg["data"] = {"kind": "points", "dim": arch["dim"], "dataset": "toy2d",
                        "source": "generated (train/data.py)", "license": "none needed"}

@@ -9,6 +9,7 @@ resumes from there (same seed, same data order). An EMA copy is kept with a warm
 import argparse
 import copy
 import csv
+import math
 import os
 import sys
 import time
@@ -57,7 +58,14 @@ class Batches:
             self.x = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
             self.y = torch.from_numpy(y)
 
-    def __call__(self, batch, hflip=False):
+    def class_weights(self, power):
+        """Per-image draw probabilities proportional to count(class)^-power: 0 draws images uniformly
+        (classes in their data proportions), 1 draws classes uniformly."""
+        counts = torch.bincount(self.y).double().numpy()
+        w = counts[self.y.numpy()] ** -power
+        return w / w.sum()
+
+    def __call__(self, batch, hflip=False, weights=None):
         if self.name == "toy2d":
             y = self.rng.integers(0, self.num_classes, batch)
             pts = np.zeros((batch, 2))
@@ -65,7 +73,10 @@ class Batches:
                 sel = y == k
                 pts[sel] = data.sample_toy2d(data.TOY2D_NAMES[k], int(sel.sum()), self.rng)
             return torch.from_numpy(pts).float(), torch.from_numpy(y)
-        idx = torch.from_numpy(self.rng.integers(0, len(self.x), batch))
+        if weights is None:
+            idx = torch.from_numpy(self.rng.integers(0, len(self.x), batch))
+        else:
+            idx = torch.from_numpy(self.rng.choice(len(self.x), batch, p=weights))
         x = self.x[idx]
         if hflip:
             flip = torch.from_numpy(self.rng.random(batch) < 0.5)
@@ -84,6 +95,17 @@ def dsm_loss(net, x0, labels, gen):
     eps = torch.randn(x0.shape, generator=gen)
     xt = alpha.view(shape) * x0 + sigma.view(shape) * eps
     return F.mse_loss(net(xt, t, labels).float(), eps)
+
+
+def learning_rate(preset, step, first, steps, warmup=200):
+    """Linear warm-up over `warmup` steps from `first` (where this optimiser started), then constant
+    or a cosine decay from `first` to `steps` down to lr * lr_floor."""
+    lr = preset["lr"] * min(1.0, (step - first + 1) / warmup)
+    if preset.get("lr_schedule", "constant") == "cosine":
+        progress = min(1.0, (step - first) / max(steps - first, 1))
+        floor = preset.get("lr_floor", 0.0)
+        lr *= floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return lr
 
 
 def save_grid(path, x, nrow, scale=3):
@@ -120,11 +142,21 @@ def main(argv=None):
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--preview-every", type=int, default=1000)
     p.add_argument("--run-dir", help="default train/runs/<name>")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: preset)")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], help="after the warm-up (default: preset, constant)")
+    p.add_argument("--lr-floor", type=float, help="cosine: the last learning rate as a share of the peak (default 0)")
+    p.add_argument("--ema", type=float, help="EMA decay (default: preset)")
+    p.add_argument("--batch", type=int, help="batch size (default: preset)")
+    p.add_argument("--class-balance", type=float, help="draw images with probability count(class)^-p: 0 as in the data "
+                                                       "(default), 1 classes uniformly")
     p.add_argument("--init", help="with no checkpoint: continue from an exported weights file (e.g. models/emoji.safetensors);"
                                   " the step count and minutes continue from its metadata, the optimiser starts fresh")
     args = p.parse_args(argv)
 
-    preset = PRESETS[args.name]
+    preset = dict(PRESETS[args.name])
+    for key in ("lr", "lr_schedule", "lr_floor", "ema", "batch", "class_balance"):
+        if getattr(args, key) is not None:
+            preset[key] = getattr(args, key)
     steps = args.steps or preset["steps"]
     torch.set_num_threads(args.threads)
     run_dir = args.run_dir or os.path.join(os.environ.get("SCORELAB_RUNS", os.path.join(HERE, "runs")), args.name)
@@ -144,7 +176,9 @@ def main(argv=None):
         net.load_state_dict(ck["net"]), ema.load_state_dict(ck["ema"]), opt.load_state_dict(ck["opt"])
         gen.set_state(ck["gen"])
         batches.rng.bit_generator.state = ck["rng"]
-        step, seconds = ck["step"], ck["seconds"]
+        step, seconds, first = ck["step"], ck["seconds"], ck.get("first", 0)
+        if ck["preset"] != preset:
+            sys.exit(f"{ckpt_path} was written with other settings: {ck['preset']}; run with those or another --run-dir")
         print(f"resumed {args.name} at step {step}")
     elif args.init:
         import json
@@ -165,19 +199,19 @@ def main(argv=None):
         tmp = ckpt_path + ".tmp"
         torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                     "gen": gen.get_state(), "rng": batches.rng.bit_generator.state, "step": step,
-                    "seconds": seconds, "preset": preset, "seed": args.seed}, tmp)
+                    "seconds": seconds, "first": first, "preset": preset, "seed": args.seed}, tmp)
         os.replace(tmp, ckpt_path)
 
+    weights = batches.class_weights(preset["class_balance"]) if preset.get("class_balance") else None
     log = open(os.path.join(run_dir, "loss.csv"), "a", newline="")
     writer = csv.writer(log)
-    warmup = 200
     t_last, loss_avg = time.time(), None
     while step < steps:
-        x0, labels = batches(preset["batch"], preset.get("hflip", False))
+        x0, labels = batches(preset["batch"], preset.get("hflip", False), weights)
         drop = torch.rand(labels.shape, generator=gen) < preset["label_dropout"]
         labels = torch.where(drop, torch.full_like(labels, preset["arch"]["num_classes"]), labels)
         for g in opt.param_groups:
-            g["lr"] = preset["lr"] * min(1.0, (step - first + 1) / warmup)
+            g["lr"] = learning_rate(preset, step, first, steps)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=preset["bf16"]):
             loss = dsm_loss(net, x0, labels, gen)
         opt.zero_grad(set_to_none=True)
