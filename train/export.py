@@ -41,6 +41,9 @@ def config_for(name, preset, ckpt):
     for key in ("lr_schedule", "lr_floor", "class_balance", "hflip"):
         if key in preset:
             cfg["training"][key] = preset[key]
+    if ckpt.get("first"):
+        # continued from exported weights (--init): the schedule above applies from this step on
+        cfg["training"]["continued_from_step"] = ckpt["first"]
     if arch["type"] == "mlp":
         cfg["data"] = {"kind": "points", "dim": arch["dim"], "dataset": "toy2d",
                        "source": "generated (train/data.py)", "license": "none needed"}
