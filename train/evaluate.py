@@ -36,9 +36,13 @@ def load_shipped(name, path=None):
     with safe_open(path, "pt") as f:
         cfg = json.loads(f.metadata()["scorelab"])
         state = {k: f.get_tensor(k).float() for k in f.keys()}
+    return network(cfg, state), cfg
+
+
+def network(cfg, state):
     net = nets.build(cfg["arch"])
     net.load_state_dict(state)
-    return net.eval(), cfg
+    return net.eval()
 
 
 def load_run(name, run_dir):
@@ -47,10 +51,7 @@ def load_run(name, run_dir):
     _, cfg = load_shipped(name)
     if ck["preset"]["arch"] != cfg["arch"]:
         raise SystemExit(f"{run_dir}: another architecture than models/{name}.safetensors")
-    state = {k: v.half().float() for k, v in ck["ema"].items()}
-    net = nets.build(cfg["arch"])
-    net.load_state_dict(state)
-    return net.eval(), cfg
+    return network(cfg, {k: v.half().float() for k, v in ck["ema"].items()}), cfg
 
 
 def sliced_wasserstein(a, b, projections=512, seed=0):

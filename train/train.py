@@ -58,7 +58,7 @@ class Batches:
             self.x = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
             self.y = torch.from_numpy(y)
 
-    def class_weights(self, power):
+    def draw_probabilities(self, power):
         """Per-image draw probabilities proportional to count(class)^-power: 0 draws images uniformly
         (classes in their data proportions), 1 draws classes uniformly."""
         counts = torch.bincount(self.y).double().numpy()
@@ -202,7 +202,7 @@ def main(argv=None):
                     "seconds": seconds, "first": first, "preset": preset, "seed": args.seed}, tmp)
         os.replace(tmp, ckpt_path)
 
-    weights = batches.class_weights(preset["class_balance"]) if preset.get("class_balance") else None
+    weights = batches.draw_probabilities(preset["class_balance"]) if preset.get("class_balance") else None
     log = open(os.path.join(run_dir, "loss.csv"), "a", newline="")
     writer = csv.writer(log)
     t_last, loss_avg = time.time(), None
