@@ -152,6 +152,12 @@ fn row(what: &str, [gpu, reference, fast]: [f64; 3]) {
 }
 
 fn main() {
+    // `cargo bench --bench ops -- <text>`: only the rows whose name contains the text.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
     let ctx = pollster::block_on(GpuContext::new())
         .expect("benchmarks need a GPU adapter (software is fine)");
     let r = &ctx.report;
@@ -175,6 +181,9 @@ fn main() {
         "attention 8x8x8x64",
         "randn 16x3072",
     ] {
+        if !wanted(name) {
+            continue;
+        }
         let times = [
             kernel(&mut gpu, name),
             kernel(&mut Cpu, name),
@@ -189,6 +198,9 @@ fn main() {
         ("emoji", 1, 10),
         ("emoji", 8, 10),
     ] {
+        if !wanted(&format!("{name}: n={n}")) {
+            continue;
+        }
         let path = format!("models/{name}.safetensors");
         let Ok(bytes) = std::fs::read(&path) else {
             println!("{path} not found; skipped");
