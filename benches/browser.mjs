@@ -4,7 +4,8 @@
 // With ORT_WEB (onnxruntime-web's dist folder) and ONNX (a folder with digits.onnx from
 // `python -m train.bench --onnx`), the same browser also times onnxruntime-web on that network
 // (wasm with 1 and 2 threads, cross-origin isolated; WebGPU), after checking its output against
-// the page's. Run by `./build.sh bench` after `./build.sh build`.
+// the page's. With ENGINE_BEFORE (another build's www folder) the WebGPU engine table compares the
+// two alternately. Run by `./build.sh bench` after `./build.sh build`.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -101,9 +102,9 @@ async function pageEps() {
 /** The WebGPU engine's CPU side, counted in the worker (gpu_counters.js): per evaluation at batch
  *  `n`, the median ms from the call to its submit and to its result, and the dispatches, buffers and bind groups
  *  created, submits and uploads, from the second evaluation on. */
-async function measureEngine(batches) {
+async function measureEngine(batches, origin = base) {
   const page = await browser.newPage();
-  await page.goto(`${base}models/index.json`); // any same-origin document
+  await page.goto(`${origin}models/index.json`); // any same-origin document
   const out = await page.evaluate(async ({ batches, reps }) => {
     const { LabClient } = await import('/lab.js');
     const c = new LabClient('/worker.js');
@@ -179,11 +180,26 @@ for (const [name, evals, diff] of ortRows) {
   if (pool && !name.includes('WebGPU')) console.log(`${name} / scorelab CPU with ${pool[1]} workers: ${(evals[1] / pool[2].evals[1]).toFixed(2)} at batch 1, ${(evals[8] / pool[2].evals[8]).toFixed(2)} at batch 8.`);
 }
 if (rows.some(([backend]) => backend === 'webgpu')) {
-  const engine = await measureEngine([1, 8]);
-  console.log(`\nWebGPU engine, CPU side, per digits evaluation (median of ${REPS}, after the first):\n`);
-  console.log('| batch | call to submit (ms) | call to result (ms) | dispatches | createBuffer | createBindGroup | submits | writeBuffer |');
-  console.log('|---|---|---|---|---|---|---|---|');
-  for (const [n, r] of Object.entries(engine)) console.log(`| ${n} | ${r.encode.toFixed(2)} | ${r.wall.toFixed(0)} | ${r.dispatches} | ${r.createBuffer} | ${r.createBindGroup} | ${r.submit} | ${r.writeBuffer} |`);
+  // ENGINE_BEFORE: the www folder of another build (say, the commit before a kernel change); its
+  // engine and this one are then measured alternately, twice each, in this browser.
+  const before = process.env.ENGINE_BEFORE ? await serve(process.env.ENGINE_BEFORE) : null;
+  const runs = [];
+  if (before) {
+    const beforeBase = `http://127.0.0.1:${before.address().port}/`;
+    for (const round of [1, 2]) {
+      runs.push([`before ${round}`, await measureEngine([1, 8], beforeBase)]);
+      runs.push([`after ${round}`, await measureEngine([1, 8])]);
+    }
+    before.close();
+  } else {
+    runs.push(['', await measureEngine([1, 8])]);
+  }
+  console.log(`\nWebGPU engine, CPU side, per digits evaluation (median of ${REPS}, after the first)${before ? `; before = ${process.env.ENGINE_BEFORE}` : ''}:\n`);
+  console.log('| run | batch | call to submit (ms) | call to result (ms) | dispatches | createBuffer | createBindGroup | submits | writeBuffer |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const [run, engine] of runs) {
+    for (const [n, r] of Object.entries(engine)) console.log(`| ${run} | ${n} | ${r.encode.toFixed(2)} | ${r.wall.toFixed(0)} | ${r.dispatches} | ${r.createBuffer} | ${r.createBindGroup} | ${r.submit} | ${r.writeBuffer} |`);
+  }
 }
 await browser.close();
 server.close();

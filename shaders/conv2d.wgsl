@@ -4,11 +4,16 @@
 // a projected skip connection sum_ci add[p, ci] skip_w[ci, co] + skip_b[co] over `cin2` channels
 // (RESIDUAL 2: a residual block's 1x1 skip convolution, fused). Weights are pre-transposed at
 // load to [K*K*Cin, Cout].
-// Each invocation computes a block of output pixels x 4 output channels in registers. `main`
-// (4 pixels) handles any channel counts; `main_vec4` (Cin, Cout and any Cin2 multiples of 4; VPIX
-// pixels) reads 4 input channels and a 4x4 weight block per load, a quarter of the loads per
-// multiply-add; `main_tiled` (any channel counts) stages tiles of input and weights in workgroup
-// memory (see `gpu::KernelChoices`).
+// Each invocation computes 4 output pixels x 4 output channels in registers. `main` handles any
+// channel counts; `main_vec4` (Cin, Cout and any Cin2 multiples of 4) reads 4 input channels and a
+// 4x4 weight block per load, a quarter of the loads per multiply-add; `main_tiled` (any channel
+// counts) stages tiles of input and weights in workgroup memory (see `gpu::KernelChoices`).
+// Blocks of 8 pixels in `main_vec4` (each weight block used 8 times per load) were measured and
+// dropped: on lavapipe a 3x3 convolution (8x16x16x64 -> 64) took 34-41 ms against 40-44 ms and a
+// digits evaluation at batch 8 1,167-1,202 against 1,441-1,460 ms, but in Chromium on SwiftShader,
+// the software adapter users have, a digits evaluation at batch 8 took 3,677 / 3,974 ms against
+// 3,383 / 3,590 ms with 4 (alternating); 16 pixels, and 8 pixels x 8 channels, were slower still
+// on lavapipe (47 ms; 51-79 ms).
 
 override KSIZE: u32 = 3u;
 override STRIDE: u32 = 1u;
@@ -63,22 +68,25 @@ fn skip_block(pix0: u32, cols: array<u32, 4>, npix: u32) -> array<vec4<f32>, 4> 
 }
 
 /// `skip_block` for `main_vec4` (cin2 and cout multiples of 4): 4x4 weight blocks and 4 input
-/// channels per load, for VPIX pixels.
-fn skip_block4(pix0: u32, co4: u32, npix: u32) -> array<vec4<f32>, VPIX> {
+/// channels per load.
+fn skip_block4(pix0: u32, co4: u32, npix: u32) -> array<vec4<f32>, 4> {
     let cin24 = p.cin2 / 4u;
     let cout4 = p.cout / 4u;
-    var rows: array<u32, VPIX>;
-    for (var i = 0u; i < VPIX; i++) { rows[i] = min(pix0 + i, npix - 1u) * cin24; }
-    var acc: array<vec4<f32>, VPIX>;
+    var rows: array<u32, 4>;
+    for (var i = 0u; i < 4u; i++) { rows[i] = min(pix0 + i, npix - 1u) * cin24; }
+    var acc: array<vec4<f32>, 4>;
     var wr = co4;
     for (var c4 = 0u; c4 < cin24; c4++) {
         let w = mat4x4<f32>(vec4<f32>(skip_w4[wr]), vec4<f32>(skip_w4[wr + cout4]), vec4<f32>(skip_w4[wr + 2u * cout4]), vec4<f32>(skip_w4[wr + 3u * cout4]));
         wr += 4u * cout4;
-        for (var i = 0u; i < VPIX; i++) { acc[i] += w * add4[rows[i] + c4]; }
+        acc[0] += w * add4[rows[0] + c4];
+        acc[1] += w * add4[rows[1] + c4];
+        acc[2] += w * add4[rows[2] + c4];
+        acc[3] += w * add4[rows[3] + c4];
     }
     let c0 = co4 * 4u;
     let b = vec4<f32>(skip_b[c0], skip_b[c0 + 1u], skip_b[c0 + 2u], skip_b[c0 + 3u]);
-    for (var i = 0u; i < VPIX; i++) { acc[i] += b; }
+    for (var i = 0u; i < 4u; i++) { acc[i] += b; }
     return acc;
 }
 
@@ -157,28 +165,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     store_block(pix0, co0, acc);
 }
 
-// Pixels per invocation in `main_vec4`: each weight block loaded is used VPIX times. On lavapipe
-// (a 3x3 convolution, 8x16x16x64 -> 64) 8 took 34-41 ms, 4 took 40-44 ms, 16 took 47 ms, and 8
-// pixels x 8 channels 51-79 ms (the accumulators no longer fit in registers).
-const VPIX: u32 = 8u;
-
 @compute @workgroup_size(8, 8, 1)
 fn main_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let co0 = gid.x * 4u;
-    let pix0 = gid.y * VPIX;
+    let pix0 = gid.y * 4u;
     let npix = p.n * p.ho * p.wo;
     if (co0 >= p.cout || pix0 >= npix) { return; }
     let cin4 = p.cin / 4u;
     let cout4 = p.cout / 4u;
-    var origin: array<vec3<i32>, VPIX>;
-    for (var i = 0u; i < VPIX; i++) { origin[i] = field_origin(pix0 + i); }
+    var origin: array<vec3<i32>, 4>;
+    for (var i = 0u; i < 4u; i++) { origin[i] = field_origin(pix0 + i); }
     let zero = vec4<f32>(0.0);
-    var acc: array<vec4<f32>, VPIX>;
+    var acc: array<vec4<f32>, 4>;
     for (var ky = 0u; ky < KSIZE; ky++) {
         for (var kx = 0u; kx < KSIZE; kx++) {
-            var src: array<u32, VPIX>;
-            var ok: array<bool, VPIX>;
-            for (var i = 0u; i < VPIX; i++) {
+            var src: array<u32, 4>;
+            var ok: array<bool, 4>;
+            for (var i = 0u; i < 4u; i++) {
                 let t = tap_pixel(origin[i], ky, kx);
                 ok[i] = t >= 0;
                 src[i] = u32(max(t, 0)) * cin4;
@@ -188,18 +191,19 @@ fn main_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
             for (var c4 = 0u; c4 < cin4; c4++) {
                 let w = mat4x4<f32>(vec4<f32>(wt4[wr]), vec4<f32>(wt4[wr + cout4]), vec4<f32>(wt4[wr + 2u * cout4]), vec4<f32>(wt4[wr + 3u * cout4]));
                 wr += 4u * cout4;
-                for (var i = 0u; i < VPIX; i++) {
-                    acc[i] += w * select(zero, x4[src[i] + c4], ok[i]);
-                }
+                acc[0] += w * select(zero, x4[src[0] + c4], ok[0]);
+                acc[1] += w * select(zero, x4[src[1] + c4], ok[1]);
+                acc[2] += w * select(zero, x4[src[2] + c4], ok[2]);
+                acc[3] += w * select(zero, x4[src[3] + c4], ok[3]);
             }
         }
     }
     let b = vec4<f32>(bias[co0], bias[co0 + 1u], bias[co0 + 2u], bias[co0 + 3u]);
-    var skip: array<vec4<f32>, VPIX>;
+    var skip: array<vec4<f32>, 4>;
     if (RESIDUAL == 2u) {
         skip = skip_block4(pix0, gid.x, npix);
     }
-    for (var i = 0u; i < VPIX; i++) {
+    for (var i = 0u; i < 4u; i++) {
         let q = pix0 + i;
         if (q >= npix) { break; }
         let o = q * p.cout + co0;

@@ -197,26 +197,15 @@ pub enum Kernel {
     Sampler(SamplerKernel),
 }
 
-/// The entry points of `conv2d.wgsl`, each 32 output channels x `pixels_per_group` per workgroup.
+/// The entry points of `conv2d.wgsl`, each a 32-pixel x 32-channel tile per workgroup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvEntry {
     /// Any channel counts, 4x4 register blocks.
     Scalar,
-    /// Channel counts that are multiples of 4: vec4 loads, 4x4 weight blocks, 8-pixel blocks.
+    /// Channel counts that are multiples of 4: vec4 loads, 4x4 weight blocks.
     Vec4,
     /// Any channel counts, input and weight tiles staged in workgroup memory.
     Tiled,
-}
-
-impl ConvEntry {
-    /// Output pixels per workgroup: 8 rows of invocations, each a block of pixels (the shader's
-    /// VPIX for `main_vec4`, 4 otherwise).
-    pub fn pixels_per_group(self) -> u64 {
-        match self {
-            ConvEntry::Vec4 => 64,
-            ConvEntry::Scalar | ConvEntry::Tiled => 32,
-        }
-    }
 }
 
 impl Kernel {

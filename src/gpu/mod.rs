@@ -558,14 +558,7 @@ impl Gpu {
         };
         let [_, h, wd, cin] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
         let out = self.alloc(vec![n, ho, wo, cout])?;
-        let entry = if self.kernels.tiled_conv {
-            ConvEntry::Tiled
-        } else if cin % 4 == 0 && cout % 4 == 0 && cin2 % 4 == 0 {
-            ConvEntry::Vec4
-        } else {
-            ConvEntry::Scalar
-        };
-        let pix_groups = ((n * ho * wo) as u64).div_ceil(entry.pixels_per_group());
+        let pix_groups = ((n * ho * wo) as u64).div_ceil(32);
         if pix_groups > MAX_GROUPS {
             return Err(Error::Param {
                 name: "batch".into(),
@@ -584,6 +577,13 @@ impl Gpu {
             cin2: u(cin2),
         };
         let groups = [(cout as u32).div_ceil(32), pix_groups as u32, 1];
+        let entry = if self.kernels.tiled_conv {
+            ConvEntry::Tiled
+        } else if cin % 4 == 0 && cout % 4 == 0 && cin2 % 4 == 0 {
+            ConvEntry::Vec4
+        } else {
+            ConvEntry::Scalar
+        };
         let [a, sw, sb] = inputs;
         self.dispatch(
             Kernel::Conv2d {
