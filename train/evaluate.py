@@ -45,13 +45,14 @@ def network(cfg, state):
     return net.eval()
 
 
-def load_run(name, run_dir):
-    """The EMA weights of a training run's checkpoint, f16-rounded as `train.export` ships them."""
+def load_run(name, run_dir, raw=False):
+    """The EMA weights of a training run's checkpoint (`raw`: the optimiser's own, to measure the
+    EMA's lag), f16-rounded as `train.export` ships them."""
     ck = torch.load(os.path.join(run_dir, "ckpt.pt"), weights_only=False)
     _, cfg = load_shipped(name)
     if ck["preset"]["arch"] != cfg["arch"]:
         raise SystemExit(f"{run_dir}: another architecture than models/{name}.safetensors")
-    return network(cfg, {k: v.half().float() for k, v in ck["ema"].items()}), cfg
+    return network(cfg, {k: v.half().float() for k, v in ck["net" if raw else "ema"].items()}), cfg
 
 
 def sliced_wasserstein(a, b, projections=512, seed=0):
@@ -184,15 +185,17 @@ def haze_summary(images):
             "percentiles_50_90_99": [round(float(v), 4) for v in np.percentile(h, [50, 90, 99])]}
 
 
-def evaluate_speckle(per_class=100, steps=50):
+def evaluate_speckle(per_class=100, steps=50, net=None, etas=(0.0, 1.0)):
     """Background speckle of digits samples by sampler: deterministic DDIM (eta 0, what the
-    quality numbers use) and DDPM's variance (eta 1), beside the held-out digits."""
-    net, cfg = load_shipped("digits")
+    quality numbers use) and DDPM's variance (eta 1), beside the held-out digits; of the shipped
+    weights, or of `net`."""
+    shipped, cfg = load_shipped("digits")
+    net = net or shipped
     _, (xte, _), _ = image_split("digits")
     res = {"criterion": "share of background pixels (outside the digit's box + 2 px) with brightness in (0.05, 0.5); speckled above 0.05",
            "held_out": haze_summary(xte[:, 0].numpy())}
     print("held-out", res["held_out"])
-    for eta in (0.0, 1.0):
+    for eta in etas:
         t0 = time.time()
         xs = []
         for c in range(10):
@@ -249,10 +252,10 @@ def per_class_subset(y, per_class, classes, seed=0):
                       for idx in (torch.nonzero(y == c)[:, 0] for c in range(classes))])
 
 
-def evaluate_images(name, epochs, per_class, steps, eta=0.0, run_dir=None, weights=None, guidances=(1.0, 3.0)):
+def evaluate_images(name, epochs, per_class, steps, eta=0.0, run_dir=None, weights=None, raw=False, guidances=(1.0, 3.0)):
     """Quality of the shipped weights (writing the docs' grids), or of other weights or a run's
     checkpoint (nothing written)."""
-    net, cfg = load_run(name, run_dir) if run_dir else load_shipped(name, weights)
+    net, cfg = load_run(name, run_dir, raw) if run_dir else load_shipped(name, weights)
     study = bool(run_dir or weights)
     (xtr, ytr), (xte, yte), names = image_split(name)
     if not study:
@@ -308,18 +311,29 @@ def main(argv=None):
     p.add_argument("--run-dir", help="evaluate this run's checkpoint (EMA weights) instead of models/<name>.safetensors;"
                                      " prints the results and writes nothing")
     p.add_argument("--weights", help="evaluate this weights file instead of models/<name>.safetensors; writes nothing")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta of the image samples: 0 deterministic, 1 DDPM's variance")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta of the image samples: 0 deterministic, 1 DDPM's variance"
+                                                           " (speckle with --run-dir or --weights: the one eta measured)")
+    p.add_argument("--raw", action="store_true", help="with --run-dir: the optimiser's weights instead of their EMA")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.makedirs(DOCS, exist_ok=True)
+    study = bool(args.run_dir or args.weights)
     if args.name == "speckle":
-        res = evaluate_speckle(args.per_class, args.steps)
+        net = None
+        if args.run_dir:
+            net, _ = load_run("digits", args.run_dir, raw=args.raw)
+        elif args.weights:
+            net, _ = load_shipped("digits", args.weights)
+        res = evaluate_speckle(args.per_class, args.steps, net, etas=[args.eta] if study else (0.0, 1.0))
+        if study:
+            print(json.dumps(res))
+            return
     elif args.name == "toy2d":
         res = evaluate_toy2d()
     else:
         res = evaluate_images(args.name, epochs=10, per_class=args.per_class, steps=args.steps, eta=args.eta,
-                              run_dir=args.run_dir, weights=args.weights, guidances=args.guidance)
-        if args.run_dir or args.weights:
+                              run_dir=args.run_dir, weights=args.weights, raw=args.raw, guidances=args.guidance)
+        if study:
             print(json.dumps(res))
             return
     path = os.path.join(DOCS, "quality.json")
