@@ -73,5 +73,7 @@ fn gpu_and_cpu_agree_step_by_step() {
 
 #[test]
 fn fast_cpu_and_cpu_agree_step_by_step() {
-    agrees_step_by_step(&mut FastCpu::default(), "fast cpu", 1e-4);
+    // Previews near t = 1 divide the eps error by alpha(t) (about 0.007 at the first DDPM step):
+    // with the 8,000-step digits weights the worst is 1.5e-4 of the largest value, there.
+    agrees_step_by_step(&mut FastCpu::default(), "fast cpu", 3e-4);
 }
