@@ -55,6 +55,13 @@ def load_run(name, run_dir, raw=False):
     return network(cfg, {k: v.half().float() for k, v in ck["net" if raw else "ema"].items()}), cfg
 
 
+def load_judged(name, run_dir=None, weights=None, raw=False):
+    """The network being judged: a run's checkpoint, another weights file, or the shipped one."""
+    if raw and not run_dir:
+        raise SystemExit("--raw needs --run-dir (only a checkpoint keeps the optimiser's weights)")
+    return load_run(name, run_dir, raw) if run_dir else load_shipped(name, weights)
+
+
 def sliced_wasserstein(a, b, projections=512, seed=0):
     g = np.random.default_rng(seed)
     dirs = g.normal(size=(projections, a.shape[1]))
@@ -185,12 +192,9 @@ def haze_summary(images):
             "percentiles_50_90_99": [round(float(v), 4) for v in np.percentile(h, [50, 90, 99])]}
 
 
-def evaluate_speckle(per_class=100, steps=50, net=None, etas=(0.0, 1.0)):
-    """Background speckle of digits samples by sampler: deterministic DDIM (eta 0, what the
-    quality numbers use) and DDPM's variance (eta 1), beside the held-out digits; of the shipped
-    weights, or of `net`."""
-    shipped, cfg = load_shipped("digits")
-    net = net or shipped
+def evaluate_speckle(net, cfg, per_class=100, steps=50, etas=(0.0, 1.0)):
+    """Background speckle of digits samples of `net` by sampler: deterministic DDIM (eta 0, what
+    the quality numbers use) and DDPM's variance (eta 1), beside the held-out digits."""
     _, (xte, _), _ = image_split("digits")
     res = {"criterion": "share of background pixels (outside the digit's box + 2 px) with brightness in (0.05, 0.5); speckled above 0.05",
            "held_out": haze_summary(xte[:, 0].numpy())}
@@ -255,7 +259,7 @@ def per_class_subset(y, per_class, classes, seed=0):
 def evaluate_images(name, epochs, per_class, steps, eta=0.0, run_dir=None, weights=None, raw=False, guidances=(1.0, 3.0)):
     """Quality of the shipped weights (writing the docs' grids), or of other weights or a run's
     checkpoint (nothing written)."""
-    net, cfg = load_run(name, run_dir, raw) if run_dir else load_shipped(name, weights)
+    net, cfg = load_judged(name, run_dir, weights, raw)
     study = bool(run_dir or weights)
     (xtr, ytr), (xte, yte), names = image_split(name)
     if not study:
@@ -319,12 +323,8 @@ def main(argv=None):
     os.makedirs(DOCS, exist_ok=True)
     study = bool(args.run_dir or args.weights)
     if args.name == "speckle":
-        net = None
-        if args.run_dir:
-            net, _ = load_run("digits", args.run_dir, raw=args.raw)
-        elif args.weights:
-            net, _ = load_shipped("digits", args.weights)
-        res = evaluate_speckle(args.per_class, args.steps, net, etas=[args.eta] if study else (0.0, 1.0))
+        net, cfg = load_judged("digits", args.run_dir, args.weights, args.raw)
+        res = evaluate_speckle(net, cfg, args.per_class, args.steps, etas=[args.eta] if study else (0.0, 1.0))
         if study:
             print(json.dumps(res))
             return
