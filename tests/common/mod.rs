@@ -467,6 +467,16 @@ pub fn sweep() -> Vec<Case> {
             silu: false,
             add: false,
         },
+        // A group wider than the GPU kernel's 64 invocations (its walk carries the channel).
+        GroupNorm {
+            n: 2,
+            h: 3,
+            w: 2,
+            c: 260,
+            groups: 2,
+            silu: true,
+            add: true,
+        },
         Silu { len: 1 },
         Silu { len: 1000 },
         Axpby {
