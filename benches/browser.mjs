@@ -17,6 +17,10 @@ const REPS = 7;
 const args = (process.env.BROWSER_ARGS || '--enable-unsafe-webgpu --no-sandbox --disable-dev-shm-usage').split(' ');
 const server = await serve(path.join(ROOT, 'www'));
 const base = `http://127.0.0.1:${server.address().port}/`;
+// Cross-origin isolated origins: onnxruntime-web's wasm threads need it, and the engine table
+// needs the 5 us timer it brings (performance.now() is coarsened to 100 us without it).
+const ISOLATED = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+const engineServer = await serve(path.join(ROOT, 'www'), ISOLATED);
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args });
 const median = (v) => [...v].sort((a, b) => a - b)[v.length >> 1];
 
@@ -102,7 +106,7 @@ async function pageEps() {
 /** The WebGPU engine's CPU side, counted in the worker (gpu_counters.js): per evaluation at batch
  *  `n`, the median ms from the call to its submit and to its result, and the dispatches, buffers and bind groups
  *  created, submits and uploads, from the second evaluation on. */
-async function measureEngine(batches, origin = base) {
+async function measureEngine(batches, origin = `http://127.0.0.1:${engineServer.address().port}/`) {
   const page = await browser.newPage();
   await page.goto(`${origin}models/index.json`); // any same-origin document
   const out = await page.evaluate(async ({ batches, reps }) => {
@@ -140,8 +144,9 @@ async function measureEngine(batches, origin = base) {
 const version = browser.version();
 const rows = []; // [backend, workers, measurements]
 const cores = Math.min(4, await (async () => { const p = await browser.newPage(); const n = await p.evaluate(() => navigator.hardwareConcurrency); await p.close(); return n; })());
-// BACKENDS=cpu skips the (slow, on a software adapter) WebGPU rows while tuning the CPU backend.
-for (const backend of (process.env.BACKENDS || 'webgpu,cpu').split(',')) {
+// BACKENDS=cpu skips the (slow, on a software adapter) WebGPU rows while tuning the CPU backend;
+// ENGINE_ONLY=1 skips the page's rows and measures only the WebGPU engine table below.
+for (const backend of process.env.ENGINE_ONLY ? [] : (process.env.BACKENDS || 'webgpu,cpu').split(',')) {
   for (const workers of backend === 'cpu' && cores > 1 ? [1, cores] : [1]) rows.push([backend, workers, await measure(backend, 'digits', [1, 8], workers)]);
 }
 const ortRows = [];
@@ -152,7 +157,7 @@ if (process.env.ORT_WEB && process.env.ONNX) {
   for (const f of fs.readdirSync(process.env.ORT_WEB)) if (/^ort/.test(f) && !f.endsWith('.map')) fs.copyFileSync(path.join(process.env.ORT_WEB, f), path.join(dir, f));
   fs.copyFileSync(path.join(process.env.ONNX, 'digits.onnx'), path.join(dir, 'digits.onnx'));
   fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html><title>onnxruntime-web</title>');
-  const ortServer = await serve(dir, { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' });
+  const ortServer = await serve(dir, ISOLATED);
   const origin = `http://127.0.0.1:${ortServer.address().port}/`;
   const want = await pageEps();
   for (const [name, ep, threads] of [['onnxruntime-web wasm, 1 thread', 'wasm', 1], ['onnxruntime-web wasm, 2 threads', 'wasm', 2], ['onnxruntime-web WebGPU', 'webgpu', 1]]) {
@@ -179,10 +184,10 @@ for (const [name, evals, diff] of ortRows) {
   console.log(`${name} (output within ${diff.toExponential(1)} of the page's) / ${label}, time ratio (above 1: scorelab is faster): ${(evals[1] / ours.evals[1]).toFixed(2)} at batch 1, ${(evals[8] / ours.evals[8]).toFixed(2)} at batch 8.`);
   if (pool && !name.includes('WebGPU')) console.log(`${name} / scorelab CPU with ${pool[1]} workers: ${(evals[1] / pool[2].evals[1]).toFixed(2)} at batch 1, ${(evals[8] / pool[2].evals[8]).toFixed(2)} at batch 8.`);
 }
-if (rows.some(([backend]) => backend === 'webgpu')) {
+if (process.env.ENGINE_ONLY || rows.some(([backend]) => backend === 'webgpu')) {
   // ENGINE_BEFORE: the www folder of another build (say, the commit before a kernel change); its
   // engine and this one are then measured alternately, twice each, in this browser.
-  const before = process.env.ENGINE_BEFORE ? await serve(process.env.ENGINE_BEFORE) : null;
+  const before = process.env.ENGINE_BEFORE ? await serve(process.env.ENGINE_BEFORE, ISOLATED) : null;
   const runs = [];
   if (before) {
     const beforeBase = `http://127.0.0.1:${before.address().port}/`;
@@ -203,3 +208,4 @@ if (rows.some(([backend]) => backend === 'webgpu')) {
 }
 await browser.close();
 server.close();
+engineServer.close();

@@ -745,17 +745,20 @@ impl Gpu {
                 .position(|c| matches!(c, Command::Copy { .. }))
                 .unwrap_or(rest.len());
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            let mut encode = |d: &Dispatch| {
-                pass.set_pipeline(&d.pipeline);
+            let dispatches = rest[..run].iter().flat_map(|c| match c {
+                Command::Dispatch(d) => std::slice::from_ref(d),
+                Command::Replay(plan) => plan.dispatches.as_slice(),
+                Command::Copy { .. } => unreachable!("copies end a run"),
+            });
+            // A pipeline is set only where it changes: on the web every call crosses into JS.
+            let mut current = None;
+            for d in dispatches {
+                if current != Some(&d.pipeline) {
+                    pass.set_pipeline(&d.pipeline);
+                    current = Some(&d.pipeline);
+                }
                 pass.set_bind_group(0, &d.bind_group, &[]);
                 pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
-            };
-            for c in &rest[..run] {
-                match c {
-                    Command::Dispatch(d) => encode(d),
-                    Command::Replay(plan) => plan.dispatches.iter().for_each(&mut encode),
-                    Command::Copy { .. } => unreachable!("copies end a run"),
-                }
             }
             drop(pass);
             rest = &rest[run..];
