@@ -142,6 +142,33 @@ fn model<B: Backend>(be: B, bytes: &[u8], n: usize, steps: usize) -> (f64, f64) 
     (eval, run)
 }
 
+/// One GPU evaluation of `n` samples with every dispatch timed on its own, summed by kernel:
+/// where the device time goes on this adapter.
+fn kernel_times(gpu: Gpu, bytes: &[u8], n: usize) {
+    let mut lab = Session::new(gpu);
+    let per = lab
+        .load_model("m", bytes)
+        .expect("model loads")
+        .sample_len();
+    let x = random(n * per, 9);
+    let eval = |lab: &mut Session<Gpu>| {
+        drop(pollster::block_on(lab.eps("m", &x, 0.5, None, 1.0)).unwrap());
+    };
+    eval(&mut lab);
+    lab.be.time_kernels(true);
+    eval(&mut lab);
+    let times = lab.be.kernel_times();
+    lab.be.time_kernels(false);
+    let total: f64 = times.iter().map(|t| t.1).sum();
+    for (kernel, ms, count) in times {
+        println!(
+            "  {ms:>9.1} ms {:>5.1} % {count:>3}x  {kernel}",
+            100.0 * ms / total
+        );
+    }
+    println!("  {total:>9.1} ms in all");
+}
+
 /// Times on the GPU, the CPU reference and the fast CPU backend, and the ratios to the last.
 fn row(what: &str, [gpu, reference, fast]: [f64; 3]) {
     println!(
@@ -211,5 +238,12 @@ fn main() {
         let (fe, fs) = model(FastCpu::default(), &bytes, n, steps);
         row(&format!("{name}: one evaluation, n={n}"), [ge, ce, fe]);
         row(&format!("{name}: ddim {steps} steps, n={n}"), [gs, cs, fs]);
+    }
+    let name = "digits: kernel times, n=8";
+    if wanted(name) {
+        if let Ok(bytes) = std::fs::read("models/digits.safetensors") {
+            println!("\n{name} (GPU, each dispatch timed on its own):");
+            kernel_times(Gpu::new(ctx.clone()), &bytes, 8);
+        }
     }
 }

@@ -81,6 +81,20 @@ fn replays_match_the_unrecorded_forward_pass() {
     let rd = pollster::block_on(gpu.read(&ed)).unwrap();
     assert_eq!(rd, unrecorded(&mut gpu, &net, &d));
     assert_eq!(gpu.memory().plans, 2);
+
+    // Timed kernel by kernel, the replay computes the same and every dispatch is counted.
+    gpu.time_kernels(true);
+    let et = net.forward(&mut gpu, &d[0], &d[1], &d[2]).unwrap();
+    assert_eq!(
+        pollster::block_on(gpu.read(&et)).unwrap(),
+        rd,
+        "timed replay"
+    );
+    let times = gpu.kernel_times();
+    gpu.time_kernels(false);
+    let counted: usize = times.iter().map(|t| t.2).sum();
+    assert_eq!(counted, want, "{times:?}");
+    assert!(times.iter().all(|t| t.1 >= 0.0) && times.windows(2).all(|w| w[0].1 >= w[1].1));
     gpu.forget(net.id);
     assert_eq!(gpu.memory().plans, 0);
     assert_eq!(gpu.memory().plan_bytes, 0);

@@ -127,6 +127,9 @@ impl GpuTensor {
 
 /// One compute dispatch with everything bound.
 struct Dispatch {
+    /// What runs: the key of [`Gpu::time_kernels`]'s totals (native only).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    kernel: Kernel,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
@@ -216,6 +219,9 @@ pub struct Gpu {
     limits: wgpu::Limits,
     /// Which variant of an op to dispatch, by adapter class.
     kernels: KernelChoices,
+    /// With [`Gpu::time_kernels`] on: device time (ms) and dispatch count by kernel.
+    #[cfg(not(target_arch = "wasm32"))]
+    kernel_times: Option<HashMap<Kernel, (f64, usize)>>,
 }
 
 /// What a convolution adds to its output (see `conv2d.wgsl`).
@@ -291,7 +297,79 @@ impl Gpu {
             half_weights: ctx.device.features().contains(wgpu::Features::SHADER_F16),
             limits: ctx.device.limits(),
             kernels: KernelChoices::for_adapter(ctx.report.software),
+            #[cfg(not(target_arch = "wasm32"))]
+            kernel_times: None,
             ctx,
+        }
+    }
+
+    /// Submits and waits for every dispatch on its own and adds its time to its kernel's total:
+    /// where an evaluation's device time goes on this adapter (`cargo bench --bench ops --
+    /// "kernel times"`). Much slower than normal submission; native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn time_kernels(&mut self, on: bool) {
+        self.kernel_times = on.then(HashMap::new);
+    }
+
+    /// Device ms and dispatches by kernel since [`Gpu::time_kernels`] or the last call, most time
+    /// first.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn kernel_times(&mut self) -> Vec<(String, f64, usize)> {
+        let mut v: Vec<_> = self
+            .kernel_times
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, (ms, count))| (format!("{k:?}"), ms, count))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
+    }
+
+    /// `flush` with every command submitted on its own and every dispatch timed.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn flush_timed(&mut self, commands: Vec<Command>) {
+        let device = &self.ctx.device;
+        let times = self.kernel_times.as_mut().expect("timing is on");
+        let mut run = |record: &dyn Fn(&mut wgpu::CommandEncoder)| {
+            let mut enc =
+                device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            record(&mut enc);
+            let start = std::time::Instant::now();
+            let index = self.ctx.queue.submit([enc.finish()]);
+            let _ = device.poll(wgpu::PollType::Wait {
+                submission_index: Some(index.clone()),
+                timeout: None,
+            });
+            self.unpaced = Some(index);
+            start.elapsed().as_secs_f64() * 1e3
+        };
+        for c in &commands {
+            let dispatches = match c {
+                Command::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    bytes,
+                } => {
+                    run(&|enc| enc.copy_buffer_to_buffer(src, *src_offset, dst, 0, *bytes));
+                    continue;
+                }
+                Command::Dispatch(d) => std::slice::from_ref(d),
+                Command::Replay(plan) => plan.dispatches.as_slice(),
+            };
+            for d in dispatches {
+                let ms = run(&|enc| {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                    pass.set_pipeline(&d.pipeline);
+                    pass.set_bind_group(0, &d.bind_group, &[]);
+                    pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+                });
+                let total = times.entry(d.kernel).or_default();
+                total.0 += ms;
+                total.1 += 1;
+            }
         }
     }
 
@@ -513,6 +591,7 @@ impl Gpu {
             &buffers,
         );
         self.pending.push(Command::Dispatch(Dispatch {
+            kernel,
             pipeline: pipeline.pipeline.clone(),
             bind_group,
             groups,
@@ -722,6 +801,10 @@ impl Gpu {
             }
         }
         let commands = std::mem::take(&mut self.pending);
+        #[cfg(not(target_arch = "wasm32"))]
+        if self.kernel_times.is_some() {
+            return self.flush_timed(commands);
+        }
         let mut enc = self
             .ctx
             .device

@@ -115,6 +115,7 @@ impl Recorder {
             .map(|t| {
                 let p = pipelines.get(device, t.kernel);
                 Dispatch {
+                    kernel: t.kernel,
                     bind_group: bind_group(
                         device,
                         &p.layout,
