@@ -152,6 +152,17 @@ bench() {
         cargo bench --bench ops 2>/dev/null
         echo '```'
         echo
+        # Chromium ships SwiftShader's Vulkan driver, the adapter its WebGPU has without a GPU:
+        # natively through it, a digits evaluation's device time by kernel.
+        local swiftshader=/usr/lib/chromium/vk_swiftshader_icd.json
+        if [[ -f $swiftshader ]]; then
+            echo '## Native: SwiftShader, device time by kernel'
+            echo
+            echo '```'
+            VK_ICD_FILENAMES=$swiftshader cargo bench --bench ops -- "kernel times" 2>/dev/null
+            echo '```'
+            echo
+        fi
         if "$py" -c 'import torch, onnxruntime, onnx' 2>/dev/null; then
             mkdir -p "$onnx"
             echo '## Native: PyTorch and onnxruntime'
