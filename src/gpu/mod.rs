@@ -135,6 +135,13 @@ struct Dispatch {
     groups: [u32; 3],
 }
 
+impl Dispatch {
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+    }
+}
+
 /// Work waiting for the next submit, in order.
 enum Command {
     Dispatch(Dispatch),
@@ -363,8 +370,7 @@ impl Gpu {
                 let ms = run(&|enc| {
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
                     pass.set_pipeline(&d.pipeline);
-                    pass.set_bind_group(0, &d.bind_group, &[]);
-                    pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+                    d.encode(&mut pass);
                 });
                 let total = times.entry(d.kernel).or_default();
                 total.0 += ms;
@@ -840,8 +846,7 @@ impl Gpu {
                     pass.set_pipeline(&d.pipeline);
                     current = Some(&d.pipeline);
                 }
-                pass.set_bind_group(0, &d.bind_group, &[]);
-                pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+                d.encode(&mut pass);
             }
             drop(pass);
             rest = &rest[run..];
