@@ -17,8 +17,11 @@
 
 override KSIZE: u32 = 3u;
 override STRIDE: u32 = 1u;
-// 1: the input is read as if upsampled 2x (nearest): h and w are the upsampled sizes, and pixel
-// (iy, ix) comes from (iy / 2, ix / 2) of the stored image, so no upsampled copy is made.
+// 1: a 3x3 convolution of the input upsampled 2x (nearest), as four 2x2 convolutions of the
+// stored image, one per output phase (a, b) (`ops::upsample_phases`, which sums the weights): the
+// dispatch's z is the phase 2a + b, its pixels are the stored image's (h, w), and pixel (y, x)
+// writes output (2y + a, 2x + b) of (ho, wo) = (2h, 2w) from rows y + a - 1, y + a and columns
+// x + b - 1, x + b. No upsampled copy, and 16 instead of 36 multiply-adds per pixel and channel.
 override UPSAMPLE: u32 = 0u;
 // What is added to the output: 0 nothing, 1 `add`, 2 the projected skip connection (see above).
 // A constant, so each pipeline carries only its own epilogue.
@@ -48,11 +51,11 @@ alias W = f32;
 @group(0) @binding(5) var<storage, read> skip_w4: array<vec4<W>>;
 
 
-/// The projected skip connection (RESIDUAL 2) for output pixels pix0..pix0+3 and channels cols:
+/// The projected skip connection (RESIDUAL 2) for output pixels opix and channels cols:
 /// each weight row is loaded once for the four pixels, as in the main loop.
-fn skip_block(pix0: u32, cols: array<u32, 4>, npix: u32) -> array<vec4<f32>, 4> {
+fn skip_block(opix: array<u32, 4>, cols: array<u32, 4>) -> array<vec4<f32>, 4> {
     var rows: array<u32, 4>;
-    for (var i = 0u; i < 4u; i++) { rows[i] = min(pix0 + i, npix - 1u) * p.cin2; }
+    for (var i = 0u; i < 4u; i++) { rows[i] = opix[i] * p.cin2; }
     var acc: array<vec4<f32>, 4>;
     for (var ci = 0u; ci < p.cin2; ci++) {
         let wr = ci * p.cout;
@@ -69,11 +72,11 @@ fn skip_block(pix0: u32, cols: array<u32, 4>, npix: u32) -> array<vec4<f32>, 4> 
 
 /// `skip_block` for `main_vec4` (cin2 and cout multiples of 4): 4x4 weight blocks and 4 input
 /// channels per load.
-fn skip_block4(pix0: u32, co4: u32, npix: u32) -> array<vec4<f32>, 4> {
+fn skip_block4(opix: array<u32, 4>, co4: u32) -> array<vec4<f32>, 4> {
     let cin24 = p.cin2 / 4u;
     let cout4 = p.cout / 4u;
     var rows: array<u32, 4>;
-    for (var i = 0u; i < 4u; i++) { rows[i] = min(pix0 + i, npix - 1u) * cin24; }
+    for (var i = 0u; i < 4u; i++) { rows[i] = opix[i] * cin24; }
     var acc: array<vec4<f32>, 4>;
     var wr = co4;
     for (var c4 = 0u; c4 < cin24; c4++) {
@@ -90,13 +93,53 @@ fn skip_block4(pix0: u32, co4: u32, npix: u32) -> array<vec4<f32>, 4> {
     return acc;
 }
 
-/// Where output pixel `q` (clamped to the last) reads its receptive field: image n, top-left y, x.
-fn field_origin(q_in: u32) -> vec3<i32> {
-    let q = min(q_in, p.n * p.ho * p.wo - 1u);
-    let ox = q % p.wo;
-    let oy = (q / p.wo) % p.ho;
+/// Taps per dimension.
+fn taps() -> u32 {
+    return select(KSIZE, 2u, UPSAMPLE == 1u);
+}
+
+/// The (height, width) of the pixel grid a dispatch walks: the output's, or for UPSAMPLE the
+/// stored image's (one phase of the output per dispatch z).
+fn grid() -> vec2<u32> {
+    return select(vec2<u32>(p.ho, p.wo), vec2<u32>(p.h, p.w), UPSAMPLE == 1u);
+}
+
+/// Pixels in the grid.
+fn grid_pixels() -> u32 {
+    let g = grid();
+    return p.n * g.x * g.y;
+}
+
+/// Where grid pixel `q` (clamped to the last) of `phase` reads its receptive field: image n,
+/// top-left y, x (of the stored image).
+fn field_origin(q_in: u32, phase: u32) -> vec3<i32> {
+    let g = grid();
+    let q = min(q_in, grid_pixels() - 1u);
+    let gx = q % g.y;
+    let gy = (q / g.y) % g.x;
+    let img = i32(q / (g.x * g.y));
+    if (UPSAMPLE == 1u) {
+        return vec3<i32>(img, i32(gy + phase / 2u) - 1, i32(gx + phase % 2u) - 1);
+    }
     let pad = i32(KSIZE / 2u);
-    return vec3<i32>(i32(q / (p.wo * p.ho)), i32(oy * STRIDE) - pad, i32(ox * STRIDE) - pad);
+    return vec3<i32>(img, i32(gy * STRIDE) - pad, i32(gx * STRIDE) - pad);
+}
+
+/// The output pixel that grid pixel `q` of `phase` writes.
+fn out_pixel(q: u32, phase: u32) -> u32 {
+    if (UPSAMPLE == 0u) {
+        return q;
+    }
+    let x = q % p.w;
+    let y = (q / p.w) % p.h;
+    let img = q / (p.w * p.h);
+    return (img * p.ho + 2u * y + phase / 2u) * p.wo + 2u * x + phase % 2u;
+}
+
+/// The first weight row of tap (ky, kx) of `phase` (0 without UPSAMPLE).
+fn weight_row(phase: u32, ky: u32, kx: u32) -> u32 {
+    let t = taps();
+    return ((phase * t + ky) * t + kx) * p.cin;
 }
 
 /// Pixel index (n, iy, ix) of tap (ky, kx) from an origin, or -1 where it falls in the zero padding.
@@ -104,25 +147,31 @@ fn tap_pixel(o: vec3<i32>, ky: u32, kx: u32) -> i32 {
     let iy = o.y + i32(ky);
     let ix = o.z + i32(kx);
     let inside = iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
-    let u = UPSAMPLE;
-    return select(-1, (o.x * (i32(p.h) >> u) + (iy >> u)) * (i32(p.w) >> u) + (ix >> u), inside);
+    return select(-1, (o.x * i32(p.h) + iy) * i32(p.w) + ix, inside);
+}
+
+/// The output pixels of grid pixels pix0..pix0+3 of `phase` (past the end: the last one's).
+fn out_pixels(pix0: u32, phase: u32) -> array<u32, 4> {
+    var opix: array<u32, 4>;
+    for (var i = 0u; i < 4u; i++) { opix[i] = out_pixel(min(pix0 + i, grid_pixels() - 1u), phase); }
+    return opix;
 }
 
 /// Writes a 4-pixel x 4-channel block of sums with the bias and the residual connection added;
 /// pixels and channels past the end are dropped.
-fn store_block(pix0: u32, co0: u32, acc: array<vec4<f32>, 4>) {
-    let npix = p.n * p.ho * p.wo;
+fn store_block(pix0: u32, co0: u32, phase: u32, acc: array<vec4<f32>, 4>) {
+    let npix = grid_pixels();
+    let opix = out_pixels(pix0, phase);
     var cols: array<u32, 4>;
     for (var j = 0u; j < 4u; j++) { cols[j] = min(co0 + j, p.cout - 1u); }
     var skip: array<vec4<f32>, 4>;
-    if (RESIDUAL == 2u) { skip = skip_block(pix0, cols, npix); }
+    if (RESIDUAL == 2u) { skip = skip_block(opix, cols); }
     for (var i = 0u; i < 4u; i++) {
-        let q = pix0 + i;
-        if (q >= npix) { break; }
+        if (pix0 + i >= npix) { break; }
         for (var j = 0u; j < 4u; j++) {
             let co = co0 + j;
             if (co >= p.cout) { break; }
-            let o = q * p.cout + co;
+            let o = opix[i] * p.cout + co;
             var v = acc[i][j] + bias[co];
             if (RESIDUAL == 1u) { v += add[o]; }
             if (RESIDUAL == 2u) { v += skip[i][j]; }
@@ -135,15 +184,15 @@ fn store_block(pix0: u32, co0: u32, acc: array<vec4<f32>, 4>) {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let co0 = gid.x * 4u;
     let pix0 = gid.y * 4u;
-    let npix = p.n * p.ho * p.wo;
-    if (co0 >= p.cout || pix0 >= npix) { return; }
+    let phase = gid.z;
+    if (co0 >= p.cout || pix0 >= grid_pixels()) { return; }
     var cols: array<u32, 4>;
     for (var j = 0u; j < 4u; j++) { cols[j] = min(co0 + j, p.cout - 1u); }
     var origin: array<vec3<i32>, 4>;
-    for (var i = 0u; i < 4u; i++) { origin[i] = field_origin(pix0 + i); }
+    for (var i = 0u; i < 4u; i++) { origin[i] = field_origin(pix0 + i, phase); }
     var acc: array<vec4<f32>, 4>;
-    for (var ky = 0u; ky < KSIZE; ky++) {
-        for (var kx = 0u; kx < KSIZE; kx++) {
+    for (var ky = 0u; ky < taps(); ky++) {
+        for (var kx = 0u; kx < taps(); kx++) {
             var src: array<u32, 4>;
             var ok: array<bool, 4>;
             for (var i = 0u; i < 4u; i++) {
@@ -151,7 +200,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 ok[i] = t >= 0;
                 src[i] = u32(max(t, 0)) * p.cin;
             }
-            let wrow0 = (ky * KSIZE + kx) * p.cin;
+            let wrow0 = weight_row(phase, ky, kx);
             for (var ci = 0u; ci < p.cin; ci++) {
                 let wr = (wrow0 + ci) * p.cout;
                 let wv = vec4<f32>(f32(wt[wr + cols[0]]), f32(wt[wr + cols[1]]), f32(wt[wr + cols[2]]), f32(wt[wr + cols[3]]));
@@ -162,23 +211,24 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    store_block(pix0, co0, acc);
+    store_block(pix0, co0, phase, acc);
 }
 
 @compute @workgroup_size(8, 8, 1)
 fn main_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let co0 = gid.x * 4u;
     let pix0 = gid.y * 4u;
-    let npix = p.n * p.ho * p.wo;
+    let phase = gid.z;
+    let npix = grid_pixels();
     if (co0 >= p.cout || pix0 >= npix) { return; }
     let cin4 = p.cin / 4u;
     let cout4 = p.cout / 4u;
     var origin: array<vec3<i32>, 4>;
-    for (var i = 0u; i < 4u; i++) { origin[i] = field_origin(pix0 + i); }
+    for (var i = 0u; i < 4u; i++) { origin[i] = field_origin(pix0 + i, phase); }
     let zero = vec4<f32>(0.0);
     var acc: array<vec4<f32>, 4>;
-    for (var ky = 0u; ky < KSIZE; ky++) {
-        for (var kx = 0u; kx < KSIZE; kx++) {
+    for (var ky = 0u; ky < taps(); ky++) {
+        for (var kx = 0u; kx < taps(); kx++) {
             var src: array<u32, 4>;
             var ok: array<bool, 4>;
             for (var i = 0u; i < 4u; i++) {
@@ -187,7 +237,7 @@ fn main_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
                 src[i] = u32(max(t, 0)) * cin4;
             }
             // Row of weight block (ky, kx, ci) for output channels co0..co0+3, in vec4 units.
-            var wr = (ky * KSIZE + kx) * p.cin * cout4 + gid.x;
+            var wr = weight_row(phase, ky, kx) * cout4 + gid.x;
             for (var c4 = 0u; c4 < cin4; c4++) {
                 let w = mat4x4<f32>(vec4<f32>(wt4[wr]), vec4<f32>(wt4[wr + cout4]), vec4<f32>(wt4[wr + 2u * cout4]), vec4<f32>(wt4[wr + 3u * cout4]));
                 wr += 4u * cout4;
@@ -199,14 +249,14 @@ fn main_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     let b = vec4<f32>(bias[co0], bias[co0 + 1u], bias[co0 + 2u], bias[co0 + 3u]);
+    let opix = out_pixels(pix0, phase);
     var skip: array<vec4<f32>, 4>;
     if (RESIDUAL == 2u) {
-        skip = skip_block4(pix0, gid.x, npix);
+        skip = skip_block4(opix, gid.x);
     }
     for (var i = 0u; i < 4u; i++) {
-        let q = pix0 + i;
-        if (q >= npix) { break; }
-        let o = q * p.cout + co0;
+        if (pix0 + i >= npix) { break; }
+        let o = opix[i] * p.cout + co0;
         var v = acc[i] + b;
         if (RESIDUAL == 1u) { v += add4[o / 4u]; }
         if (RESIDUAL == 2u) { v += skip[i]; }
@@ -233,15 +283,15 @@ fn main_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     let me = lid.y * 8u + lid.x;
     let col = me % 32u;
     let row0 = me / 32u;
-    let origin = field_origin(pix_base + col);
+    let origin = field_origin(pix_base + col, wg.z);
     let wcol = min(co_base + col, p.cout - 1u);
     var acc: array<vec4<f32>, 4>;
     // No early return: every invocation reaches every barrier; the store drops what is past the end.
-    for (var ky = 0u; ky < KSIZE; ky++) {
-        for (var kx = 0u; kx < KSIZE; kx++) {
+    for (var ky = 0u; ky < taps(); ky++) {
+        for (var kx = 0u; kx < taps(); kx++) {
             let t = tap_pixel(origin, ky, kx);
             let src = u32(max(t, 0)) * p.cin;
-            let wrow0 = (ky * KSIZE + kx) * p.cin;
+            let wrow0 = weight_row(wg.z, ky, kx);
             for (var c0 = 0u; c0 < p.cin; c0 += KC) {
                 for (var r = row0; r < KC; r += 2u) {
                     let ci = c0 + r;
@@ -264,5 +314,5 @@ fn main_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
             }
         }
     }
-    store_block(pix_base + lid.y * 4u, co_base + lid.x * 4u, acc);
+    store_block(pix_base + lid.y * 4u, co_base + lid.x * 4u, wg.z, acc);
 }

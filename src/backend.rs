@@ -95,17 +95,31 @@ pub trait Backend {
         )?;
         self.conv2d_add(x, w, bias, &skip, spec)
     }
-    /// `conv2d(upsample2x(x))`; backends that can read the input upsampled on the fly override
-    /// this composition.
+    /// A 3x3 convolution (stride 1) of x upsampled 2x, `conv2d(upsample2x(x))`, with `w` from
+    /// [`Backend::upload_upsample_conv_weights`]; backends that compute it without the upsampled
+    /// copy override both.
     fn upsample_conv2d(
         &mut self,
         x: &Self::Tensor,
         w: &Self::Tensor,
         bias: &Self::Tensor,
-        spec: Conv2d,
     ) -> Result<Self::Tensor> {
         let up = self.upsample2x(x)?;
+        let spec = Conv2d {
+            ksize: 3,
+            stride: 1,
+        };
         self.conv2d(&up, w, bias, spec)
+    }
+    /// The weights of [`Backend::upsample_conv2d`] from a 3x3 convolution's `[9 * cin, cout]`,
+    /// in the layout this backend reads there: by default those weights as they are.
+    fn upload_upsample_conv_weights(
+        &mut self,
+        w3: &[f32],
+        cin: usize,
+        cout: usize,
+    ) -> Result<Self::Tensor> {
+        self.upload_weights(w3, &[9 * cin, cout])
     }
     /// Output `[batch, m, n]`, see [`Matmul`].
     fn matmul(

@@ -58,6 +58,109 @@ impl Conv2d {
     }
 }
 
+/// A 3x3 convolution (stride 1, zero padding 1) of an image upsampled 2x (nearest) is four 2x2
+/// convolutions of the image itself, one per output phase (a, b) = (row % 2, column % 2): output
+/// pixel (2y + a, 2x + b) sees stored rows y + a - 1 and y + a (columns likewise), and the 3x3 taps
+/// that land on the same stored pixel add up. Along one axis, phase 0 takes tap 0 for its first
+/// row and taps 1 + 2 for its second; phase 1 takes taps 0 + 1, then tap 2. 16 instead of 36
+/// multiply-adds per output pixel and channel pair, exactly (up to the order of the sums).
+pub mod upsample_phases {
+    use crate::error::{shape_err, Result};
+
+    /// Taps per phase and dimension.
+    pub const TAPS: usize = 2;
+    /// Weight rows per input channel: 4 phases x 2 x 2 taps.
+    pub const ROWS: usize = 4 * TAPS * TAPS;
+
+    /// The 3x3 taps (along one axis) that phase `a` sums into its tap `r`.
+    fn taps(a: usize, r: usize) -> std::ops::RangeInclusive<usize> {
+        match (a, r) {
+            (0, 0) => 0..=0,
+            (0, _) => 1..=2,
+            (_, 0) => 0..=1,
+            _ => 2..=2,
+        }
+    }
+
+    /// Phase weights `[ROWS * cin, cout]`, row `((phase * 2 + r) * 2 + s) * cin + ci` with
+    /// phase = 2a + b, from 3x3 weights `[9 * cin, cout]` (row `(ky * 3 + kx) * cin + ci`).
+    pub fn weights(w3: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+        assert_eq!(w3.len(), 9 * cin * cout, "3x3 weights [9 * cin, cout]");
+        let mut out = vec![0.0f32; ROWS * cin * cout];
+        for phase in 0..4 {
+            let (a, b) = (phase / 2, phase % 2);
+            for r in 0..TAPS {
+                for s in 0..TAPS {
+                    let row0 = ((phase * TAPS + r) * TAPS + s) * cin;
+                    for ky in taps(a, r) {
+                        for kx in taps(b, s) {
+                            let src0 = (ky * 3 + kx) * cin;
+                            for ci in 0..cin {
+                                let dst = &mut out[(row0 + ci) * cout..][..cout];
+                                let src = &w3[(src0 + ci) * cout..][..cout];
+                                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks x `[n, h, w, cin]`, phase weights `[ROWS * cin, cout]`, bias `[cout]`; returns the
+    /// output shape `[n, 2h, 2w, cout]`.
+    pub fn check(x: &[usize], w: &[usize], bias: &[usize]) -> Result<[usize; 4]> {
+        const OP: &str = "upsample_conv2d";
+        let &[n, h, wd, cin] = x else {
+            return shape_err(OP, format!("input must be NHWC, got {x:?}"));
+        };
+        if w.len() != 2 || w[0] != ROWS * cin {
+            return shape_err(
+                OP,
+                format!(
+                    "phase weights must be [{}, cout] for cin {cin}, got {w:?}",
+                    ROWS * cin
+                ),
+            );
+        }
+        if bias != [w[1]] {
+            return shape_err(OP, format!("bias must be [{}], got {bias:?}", w[1]));
+        }
+        if n * h * wd * cin == 0 || w[1] == 0 {
+            return shape_err(OP, format!("empty tensor: input {x:?}, weight {w:?}"));
+        }
+        Ok([n, 2 * h, 2 * wd, w[1]])
+    }
+
+    #[cfg(test)]
+    mod tests {
+        /// With every 3x3 weight 1, each phase tap counts the 3x3 taps it sums: 1, 2, 2, 4 in an
+        /// order that mirrors with the phase.
+        #[test]
+        fn phase_taps_sum_the_right_3x3_taps() {
+            let w = super::weights(&[1.0; 9], 1, 1);
+            assert_eq!(
+                w,
+                [1., 2., 2., 4., 2., 1., 4., 2., 2., 4., 1., 2., 4., 2., 2., 1.]
+            );
+            // Channel layout: one 3x3 tap at (ky, kx) = (2, 0) of input channel 1, output 0.
+            let (cin, cout) = (2, 3);
+            let mut w3 = vec![0.0; 9 * cin * cout];
+            w3[((2 * 3) * cin + 1) * cout] = 5.0;
+            let w = super::weights(&w3, cin, cout);
+            let nonzero: Vec<usize> = (0..w.len()).filter(|&i| w[i] != 0.0).collect();
+            // Tap ky 2 is the second row tap of both row phases; kx 0 the first column tap of both.
+            let row = |phase: usize, r: usize, s: usize| ((phase * 2 + r) * 2 + s) * cin + 1;
+            let expect: Vec<usize> = [row(0, 1, 0), row(1, 1, 0), row(2, 1, 0), row(3, 1, 0)]
+                .iter()
+                .map(|r| r * cout)
+                .collect();
+            assert_eq!(nonzero, expect);
+        }
+    }
+}
+
 /// A strided view of a batch of matrices inside a flat buffer:
 /// element (b, r, c) is at `offset + b * batch_stride + r * row_stride + c * col_stride`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -366,6 +366,48 @@ impl FastCpu {
             }
         }
     }
+
+    /// [`conv2d_in_place`](Self::conv2d_in_place) for a 3x3 convolution of x upsampled 2x, from
+    /// the phase weights of [`ops::upsample_phases`]: per phase (a, b) and stored row y, one
+    /// product writes output row 2y + a, every other pixel from b.
+    fn upsample_conv2d_in_place(
+        &mut self,
+        x: &[f32],
+        [n, h, wd, cin]: [usize; 4],
+        phase_w: &[f32],
+        out: &mut [f32],
+    ) {
+        use ops::upsample_phases::TAPS;
+        let (hp, wp) = (h + 2, wd + 2);
+        let (ho, wo) = (2 * h, 2 * wd);
+        let cout = out.len() / (n * ho * wo);
+        let chunk = (SCRATCH_FLOATS / (hp * wp * cin)).clamp(1, n);
+        for first in (0..n).step_by(chunk) {
+            let count = chunk.min(n - first);
+            let images = &x[first * h * wd * cin..(first + count) * h * wd * cin];
+            padded_planes(images, [count, h, wd, cin], 1, &mut self.planes);
+            self.offsets.clear();
+            for r in 0..TAPS {
+                for s in 0..TAPS {
+                    let tap = r * wp + s;
+                    self.offsets
+                        .extend((0..cin).map(|ci| ci * count * hp * wp + tap));
+                }
+            }
+            let dst = &mut out[first * ho * wo * cout..(first + count) * ho * wo * cout];
+            let rows = TAPS * TAPS * cin;
+            for (phase, w) in phase_w.chunks_exact(rows * cout).enumerate() {
+                let (a, b) = (phase / 2, phase % 2);
+                for g in 0..count * h {
+                    let (image, y) = (g / h, g % h);
+                    // Tap (r, s) reads stored row y + a - 1 + r, i.e. padded row y + a + r.
+                    let plane = &self.planes[(image * hp + y + a) * wp + b..];
+                    let dst = &mut dst[((image * ho + 2 * y + a) * wo + b) * cout..];
+                    kernel::gemm((wd, cout), plane, &self.offsets, w, cout, dst, 2 * cout);
+                }
+            }
+        }
+    }
 }
 
 impl Backend for FastCpu {
@@ -502,6 +544,44 @@ impl Backend for FastCpu {
         let mut out = self.take(x.data.len());
         reference::axpby(&x.data, &y.data, a, b, &mut out);
         Ok(self.tensor(out, x.shape.clone()))
+    }
+
+    /// Phase weights where the kernel runs for `cout`, else the 3x3 weights (and the upsampled
+    /// copy in [`Backend::upsample_conv2d`]).
+    fn upload_upsample_conv_weights(
+        &mut self,
+        w3: &[f32],
+        cin: usize,
+        cout: usize,
+    ) -> Result<CpuTensor> {
+        use ops::upsample_phases::{weights, ROWS};
+        if kernel::fits(cout) {
+            self.upload(&weights(w3, cin, cout), &[ROWS * cin, cout])
+        } else {
+            self.upload(w3, &[9 * cin, cout])
+        }
+    }
+
+    fn upsample_conv2d(
+        &mut self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: &CpuTensor,
+    ) -> Result<CpuTensor> {
+        let spec = Conv2d {
+            ksize: 3,
+            stride: 1,
+        };
+        let [n, h, wd, cin] = ops::check_nhwc("upsample_conv2d", &x.shape)?;
+        if w.shape.first() == Some(&(9 * cin)) {
+            let up = self.upsample2x(x)?;
+            return self.conv2d(&up, w, bias, spec);
+        }
+        let [_, ho, wo, cout] = ops::upsample_phases::check(&x.shape, &w.shape, &bias.shape)?;
+        let mut out = self.take(n * ho * wo * cout);
+        fill_rows(&mut out, Some(&bias.data));
+        self.upsample_conv2d_in_place(&x.data, [n, h, wd, cin], &w.data, &mut out);
+        Ok(self.tensor(out, vec![n, ho, wo, cout]))
     }
 
     fn upsample2x(&mut self, x: &CpuTensor) -> Result<CpuTensor> {

@@ -604,8 +604,8 @@ impl Gpu {
         }));
     }
 
-    /// A convolution with its residual connection fused into its output; with `upsampled`, x
-    /// has its upsampled shape over the stored image's buffer.
+    /// A convolution with its residual connection fused into its output; with `upsampled`, the
+    /// 3x3 convolution of x upsampled 2x, from the phase weights of [`ops::upsample_phases`].
     fn conv_with(
         &mut self,
         x: &GpuTensor,
@@ -615,7 +615,11 @@ impl Gpu {
         spec: Conv2d,
         upsampled: bool,
     ) -> Result<GpuTensor> {
-        let [n, ho, wo, cout] = spec.check(&x.shape, &w.shape, &bias.shape)?;
+        let [n, ho, wo, cout] = if upsampled {
+            ops::upsample_phases::check(&x.shape, &w.shape, &bias.shape)?
+        } else {
+            spec.check(&x.shape, &w.shape, &bias.shape)?
+        };
         let (code, cin2, inputs) = match residual {
             Residual::None => (0, 0, [None; 3]),
             Residual::Add(a) => {
@@ -643,7 +647,14 @@ impl Gpu {
         };
         let [_, h, wd, cin] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
         let out = self.alloc(vec![n, ho, wo, cout])?;
-        let pix_groups = ((n * ho * wo) as u64).div_ceil(32);
+        // The pixels a dispatch walks: the output's, or one phase's (the stored image's) for
+        // each of 4 workgroup rows in z.
+        let (grid_pixels, phases) = if upsampled {
+            (n * h * wd, 4)
+        } else {
+            (n * ho * wo, 1)
+        };
+        let pix_groups = (grid_pixels as u64).div_ceil(32);
         if pix_groups > MAX_GROUPS {
             return Err(Error::Param {
                 name: "batch".into(),
@@ -661,7 +672,7 @@ impl Gpu {
             cout: u(cout),
             cin2: u(cin2),
         };
-        let groups = [(cout as u32).div_ceil(32), pix_groups as u32, 1];
+        let groups = [(cout as u32).div_ceil(32), pix_groups as u32, phases];
         let entry = if self.kernels.tiled_conv {
             ConvEntry::Tiled
         } else if cin % 4 == 0 && cout % 4 == 0 && cin2 % 4 == 0 {
@@ -1107,16 +1118,24 @@ impl Backend for Gpu {
         x: &GpuTensor,
         w: &GpuTensor,
         bias: &GpuTensor,
-        spec: Conv2d,
     ) -> Result<GpuTensor> {
-        let [n, h, wd, c] = ops::check_nhwc("upsample_conv2d", &x.shape)?;
-        // The upsampled shape, seen by the kernel; the data stays where it is.
-        let up = GpuTensor {
-            slot: x.slot.clone(),
-            shape: vec![n, 2 * h, 2 * wd, c],
-            half: x.half,
+        let spec = Conv2d {
+            ksize: 3,
+            stride: 1,
         };
-        self.conv_with(&up, w, bias, Residual::None, spec, true)
+        self.conv_with(x, w, bias, Residual::None, spec, true)
+    }
+
+    /// The phase weights of [`ops::upsample_phases`], kept f32: a sum of f16 weights may not be
+    /// an f16.
+    fn upload_upsample_conv_weights(
+        &mut self,
+        w3: &[f32],
+        cin: usize,
+        cout: usize,
+    ) -> Result<GpuTensor> {
+        use ops::upsample_phases::{weights, ROWS};
+        self.upload(&weights(w3, cin, cout), &[ROWS * cin, cout])
     }
 
     fn matmul(

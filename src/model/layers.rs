@@ -168,14 +168,33 @@ impl<B: Backend> Conv<B> {
         be.conv2d_skip(x, &self.w, &self.b, skip_x, &skip.w, &skip.b, self.spec)
     }
 
-    /// `forward(upsample2x(x))`, without the upsampled copy where the backend can.
-    pub fn forward_upsampled(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
-        be.upsample_conv2d(x, &self.w, &self.b, self.spec)
-    }
-
     /// `forward(x) + add` (a residual connection).
     pub fn forward_add(&self, be: &mut B, x: &B::Tensor, add: &B::Tensor) -> Result<B::Tensor> {
         be.conv2d_add(x, &self.w, &self.b, add, self.spec)
+    }
+}
+
+/// A 3x3 convolution of its input upsampled 2x (nearest): the U-Net's upsampling. Its weights
+/// are stored in the layout the backend computes it in (see
+/// [`Backend::upload_upsample_conv_weights`]).
+pub struct UpsampleConv<B: Backend> {
+    w: B::Tensor,
+    b: B::Tensor,
+}
+
+impl<B: Backend> UpsampleConv<B> {
+    pub fn load(be: &mut B, src: &mut TensorSource, name: &str, ch: usize) -> Result<Self> {
+        let w = src.take(&format!("{name}.weight"), &[ch, ch, 3, 3])?;
+        let wt = conv_to_runtime(&w, ch, ch, 3);
+        let b = src.take(&format!("{name}.bias"), &[ch])?;
+        Ok(UpsampleConv {
+            w: be.upload_upsample_conv_weights(&wt, ch, ch)?,
+            b: be.upload(&b, &[ch])?,
+        })
+    }
+
+    pub fn forward(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
+        be.upsample_conv2d(x, &self.w, &self.b)
     }
 }
 

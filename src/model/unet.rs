@@ -4,7 +4,9 @@
 use crate::backend::Backend;
 use crate::error::Result;
 
-use super::layers::{read_linear, Conv, Linear, Norm, TensorSource, TimeClassEmbedding};
+use super::layers::{
+    read_linear, Conv, Linear, Norm, TensorSource, TimeClassEmbedding, UpsampleConv,
+};
 use super::Taps;
 
 /// Hyper-parameters of the U-Net, from `Arch::Unet`.
@@ -154,21 +156,21 @@ impl<B: Backend> AttnBlock<B> {
 }
 
 /// A residual block, then attention where the level's resolution is listed in `attn_res`.
-struct Stage<B: Backend> {
+/// `R`: the resampling after the blocks, a stride-2 conv going down, nearest-2x + conv going up.
+struct Stage<B: Backend, R> {
     blocks: Vec<(ResBlock<B>, Option<AttnBlock<B>>)>,
-    /// Stride-2 conv going down, nearest-2x + conv going up.
-    resample: Option<Conv<B>>,
+    resample: Option<R>,
 }
 
 pub struct UNet<B: Backend> {
     embed: TimeClassEmbedding<B>,
     conv_in: Conv<B>,
-    down: Vec<Stage<B>>,
+    down: Vec<Stage<B, Conv<B>>>,
     mid_res1: ResBlock<B>,
     mid_attn: AttnBlock<B>,
     mid_res2: ResBlock<B>,
     /// Indexed by level, like `down`; run from the deepest level up.
-    up: Vec<Stage<B>>,
+    up: Vec<Stage<B, UpsampleConv<B>>>,
     norm_out: Norm<B>,
     conv_out: Conv<B>,
     /// Every residual block's time-embedding projection, as one layer.
@@ -233,7 +235,7 @@ impl<B: Backend> UNet<B> {
         let mid_res1 = ResBlock::load(be, src, "mid_res1", ch, ch, &mut projections, s)?;
         let mid_attn = AttnBlock::load(be, src, "mid_attn", ch, s)?;
         let mid_res2 = ResBlock::load(be, src, "mid_res2", ch, ch, &mut projections, s)?;
-        let mut up: Vec<Stage<B>> = Vec::new();
+        let mut up: Vec<Stage<B, UpsampleConv<B>>> = Vec::new();
         for (level, &m) in s.mults.iter().enumerate().rev() {
             let mut blocks = Vec::new();
             for i in 0..=s.num_res {
@@ -264,14 +266,11 @@ impl<B: Backend> UNet<B> {
             }
             let resample = if level != 0 {
                 res *= 2;
-                Some(Conv::load(
+                Some(UpsampleConv::load(
                     be,
                     src,
                     &format!("up.{level}.upsample"),
                     ch,
-                    ch,
-                    3,
-                    1,
                 )?)
             } else {
                 None
@@ -335,7 +334,7 @@ impl<B: Backend> UNet<B> {
                 }
             }
             if let Some(conv) = &stage.resample {
-                h = conv.forward_upsampled(be, &h)?;
+                h = conv.forward(be, &h)?;
             }
         }
         tap::<B>(&mut taps, "temb", &temb);

@@ -218,6 +218,22 @@ pub fn sweep() -> Vec<Case> {
             cin: 8,
             cout: 4,
         },
+        // More than one GPU workgroup of pixels per phase and of output channels; output
+        // widths the fast CPU kernel runs (16 and 32 lanes).
+        UpsampleConv {
+            n: 2,
+            h: 5,
+            w: 7,
+            cin: 12,
+            cout: 48,
+        },
+        UpsampleConv {
+            n: 1,
+            h: 3,
+            w: 4,
+            cin: 8,
+            cout: 32,
+        },
         // Any channel counts, and the vec4 path (multiples of 4).
         ConvAdd {
             n: 2,
@@ -692,16 +708,17 @@ impl Case {
                 )?
             }
             Case::UpsampleConv { n, h, w, cin, cout } => {
-                let (x, wt, b) = conv_inputs(&mut randn, be, [n, h, w, cin], 3, cout)?;
-                be.upsample_conv2d(
-                    &x,
-                    &wt,
-                    &b,
-                    Conv2d {
-                        ksize: 3,
-                        stride: 1,
-                    },
-                )?
+                let x = randn(be, &[n, h, w, cin], 1.0)?;
+                // Host values for the backend's own weight layout (its own stream: `rng` is
+                // borrowed by `randn`).
+                let w3: Vec<f32> = Rng::new(self.seed() ^ 1)
+                    .normals(9 * cin * cout)
+                    .iter()
+                    .map(|v| v * 0.3)
+                    .collect();
+                let wt = be.upload_upsample_conv_weights(&w3, cin, cout)?;
+                let b = randn(be, &[cout], 0.5)?;
+                be.upsample_conv2d(&x, &wt, &b)?
             }
             Case::ConvAdd {
                 n,
