@@ -164,7 +164,9 @@ enum Command {
 pub struct KernelChoices {
     /// Attention in one dispatch, the scores kept in workgroup memory, rather than two products
     /// and a row softmax. On lavapipe 3.6 vs 2.2 ms (8x8 tokens, 64 channels); in Chromium on
-    /// SwiftShader whole runs 5-7 % slower (4 digits, DDPM 15).
+    /// SwiftShader whole runs 5-7 % slower (4 digits, DDPM 15); natively on SwiftShader the 4
+    /// fused dispatches of a digits evaluation (batch 8) took 404-441 ms, all products and
+    /// softmaxes by parts about 125-190 ms.
     pub fused_attention: bool,
     /// Convolutions with input and weight tiles staged in workgroup memory (`main_tiled`: each
     /// value read from storage once per workgroup) rather than each invocation reading its own
