@@ -109,28 +109,24 @@ pub mod upsample_phases {
     }
 
     /// Checks x `[n, h, w, cin]`, phase weights `[ROWS * cin, cout]`, bias `[cout]`; returns the
-    /// output shape `[n, 2h, 2w, cout]`.
+    /// output shape `[n, 2h, 2w, cout]`. The rest is the 3x3 convolution's own check.
     pub fn check(x: &[usize], w: &[usize], bias: &[usize]) -> Result<[usize; 4]> {
-        const OP: &str = "upsample_conv2d";
-        let &[n, h, wd, cin] = x else {
-            return shape_err(OP, format!("input must be NHWC, got {x:?}"));
-        };
+        let [_, _, _, cin] = super::check_nhwc("upsample_conv2d", x)?;
         if w.len() != 2 || w[0] != ROWS * cin {
             return shape_err(
-                OP,
+                "upsample_conv2d",
                 format!(
                     "phase weights must be [{}, cout] for cin {cin}, got {w:?}",
                     ROWS * cin
                 ),
             );
         }
-        if bias != [w[1]] {
-            return shape_err(OP, format!("bias must be [{}], got {bias:?}", w[1]));
-        }
-        if n * h * wd * cin == 0 || w[1] == 0 {
-            return shape_err(OP, format!("empty tensor: input {x:?}, weight {w:?}"));
-        }
-        Ok([n, 2 * h, 2 * wd, w[1]])
+        let spec = super::Conv2d {
+            ksize: 3,
+            stride: 1,
+        };
+        let [n, h, wd, cout] = spec.check(x, &[9 * cin, w[1]], bias)?;
+        Ok([n, 2 * h, 2 * wd, cout])
     }
 
     #[cfg(test)]

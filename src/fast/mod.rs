@@ -348,21 +348,30 @@ impl FastCpu {
         for first in (0..n).step_by(chunk) {
             let count = chunk.min(n - first);
             let images = &x[first * h * wd * cin..(first + count) * h * wd * cin];
-            padded_planes(images, [count, h, wd, cin], pad, &mut self.planes);
-            self.offsets.clear();
-            for ky in 0..k {
-                for kx in 0..k {
-                    let tap = ky * wp + kx;
-                    self.offsets
-                        .extend((0..cin).map(|ci| ci * count * hp * wp + tap));
-                }
-            }
+            self.chunk_planes(images, [count, h, wd, cin], pad, k);
             // Output row g of this chunk is image g / h, line g % h.
             let dst = &mut out[first * h * wd * cout..(first + count) * h * wd * cout];
             for (g, dst) in dst.chunks_exact_mut(wd * cout).enumerate() {
                 let start = ((g / h) * hp + g % h) * wp;
                 let plane = &self.planes[start..];
                 kernel::gemm((wd, cout), plane, &self.offsets, w, cout, dst, cout);
+            }
+        }
+    }
+
+    /// A chunk of images as zero-padded channel planes (`pad` on every side) and the offsets of
+    /// a `taps` x `taps` window's (tap, channel) rows from a window's top-left corner, in the
+    /// order of the weight rows.
+    fn chunk_planes(&mut self, images: &[f32], shape: [usize; 4], pad: usize, taps: usize) {
+        let [count, h, wd, cin] = shape;
+        let (hp, wp) = (h + 2 * pad, wd + 2 * pad);
+        padded_planes(images, shape, pad, &mut self.planes);
+        self.offsets.clear();
+        for ky in 0..taps {
+            for kx in 0..taps {
+                let tap = ky * wp + kx;
+                self.offsets
+                    .extend((0..cin).map(|ci| ci * count * hp * wp + tap));
             }
         }
     }
@@ -385,15 +394,7 @@ impl FastCpu {
         for first in (0..n).step_by(chunk) {
             let count = chunk.min(n - first);
             let images = &x[first * h * wd * cin..(first + count) * h * wd * cin];
-            padded_planes(images, [count, h, wd, cin], 1, &mut self.planes);
-            self.offsets.clear();
-            for r in 0..TAPS {
-                for s in 0..TAPS {
-                    let tap = r * wp + s;
-                    self.offsets
-                        .extend((0..cin).map(|ci| ci * count * hp * wp + tap));
-                }
-            }
+            self.chunk_planes(images, [count, h, wd, cin], 1, TAPS);
             let dst = &mut out[first * ho * wo * cout..(first + count) * ho * wo * cout];
             let rows = TAPS * TAPS * cin;
             for (phase, w) in phase_w.chunks_exact(rows * cout).enumerate() {

@@ -180,9 +180,9 @@ pub enum Kernel {
     Matmul {
         half: bool,
     },
-    /// `entry`: which of the shader's entry points; `upsample`: a 3x3
-    /// convolution of the input upsampled 2x, one 2x2 phase per workgroup z; `residual`: 0 nothing added, 1 a tensor, 2 a 1x1
-    /// convolution of a second input.
+    /// `entry`: which of the shader's entry points; `upsample`: a 3x3 convolution of the input
+    /// upsampled 2x, one 2x2 phase per workgroup z; `residual`: 0 nothing added, 1 a tensor, 2 a
+    /// 1x1 convolution of a second input.
     Conv2d {
         ksize: u32,
         stride: u32,
