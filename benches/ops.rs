@@ -10,7 +10,7 @@ use scorelab::lab::{SampleRequest, Session};
 use scorelab::ops::{Conv2d, GroupNorm, Matmul};
 use scorelab::rng::Rng;
 use scorelab::sampler::{Method, SamplerOptions, Silent};
-use scorelab::{Backend, Cpu, FastCpu, Gpu, GpuContext, Result};
+use scorelab::{Backend, Channels, Cpu, FastCpu, Gpu, GpuContext, Result};
 
 const REPS: usize = 7;
 
@@ -76,7 +76,7 @@ fn kernel<B: Backend>(be: &mut B, name: &str) -> f64 {
             );
             time(be, |be| {
                 be.group_norm(
-                    &x,
+                    &Channels::One(x.clone()),
                     &g,
                     &b,
                     None,

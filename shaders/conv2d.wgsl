@@ -2,8 +2,10 @@
 //   out[p, co] = bias[co] + sum_{ky,kx,ci} x[n, oy*S+ky-P, ox*S+kx-P, ci] * w[(ky*K+kx)*Cin+ci, co]
 // where p = (n, oy, ox) is flattened, plus a residual connection: add[p, co] (RESIDUAL 1), or
 // a projected skip connection sum_ci add[p, ci] skip_w[ci, co] + skip_b[co] over `cin2` channels
-// (RESIDUAL 2: a residual block's 1x1 skip convolution, fused). Weights are pre-transposed at
-// load to [K*K*Cin, Cout].
+// (RESIDUAL 2: a residual block's 1x1 skip convolution, fused), whose input may be two tensors
+// side by side along channels read in place (the U-Net's [h, skip]): `cin2` channels from `add`,
+// then `cin2b` from `add_b` (0 for one tensor). Weights are pre-transposed at load to
+// [K*K*Cin, Cout].
 // Each invocation computes 4 output pixels x 4 output channels in registers. `main` handles any
 // channel counts; `main_vec4` (Cin, Cout and any Cin2 multiples of 4) reads 4 input channels and a
 // 4x4 weight block per load, a quarter of the loads per multiply-add; `main_tiled` (any channel
@@ -30,6 +32,7 @@ override RESIDUAL: u32 = 0u;
 struct Params {
     n: u32, h: u32, w: u32, cin: u32,
     ho: u32, wo: u32, cout: u32, cin2: u32,
+    cin2b: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 // The weights' storage type: f32, or f16 in the shader-f16 variant (`kernels.rs` swaps this line
@@ -43,19 +46,25 @@ alias W = f32;
 @group(0) @binding(4) var<storage, read> add: array<f32>;
 @group(0) @binding(5) var<storage, read> skip_w: array<W>;
 @group(0) @binding(6) var<storage, read> skip_b: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<storage, read> add_b: array<f32>;
+@group(0) @binding(8) var<storage, read_write> out: array<f32>;
 // The same buffers seen as vec4 by `main_vec4` (WGSL allows aliased bindings across entry points).
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> wt4: array<vec4<W>>;
 @group(0) @binding(4) var<storage, read> add4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> skip_w4: array<vec4<W>>;
+@group(0) @binding(7) var<storage, read> add_b4: array<vec4<f32>>;
 
 
 /// The projected skip connection (RESIDUAL 2) for output pixels opix and channels cols:
 /// each weight row is loaded once for the four pixels, as in the main loop.
 fn skip_block(opix: array<u32, 4>, cols: array<u32, 4>) -> array<vec4<f32>, 4> {
     var rows: array<u32, 4>;
-    for (var i = 0u; i < 4u; i++) { rows[i] = opix[i] * p.cin2; }
+    var rows_b: array<u32, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        rows[i] = opix[i] * p.cin2;
+        rows_b[i] = opix[i] * p.cin2b;
+    }
     var acc: array<vec4<f32>, 4>;
     for (var ci = 0u; ci < p.cin2; ci++) {
         let wr = ci * p.cout;
@@ -65,27 +74,53 @@ fn skip_block(opix: array<u32, 4>, cols: array<u32, 4>) -> array<vec4<f32>, 4> {
         acc[2] += add[rows[2] + ci] * wv;
         acc[3] += add[rows[3] + ci] * wv;
     }
+    for (var ci = 0u; ci < p.cin2b; ci++) {
+        let wr = (p.cin2 + ci) * p.cout;
+        let wv = vec4<f32>(f32(skip_w[wr + cols[0]]), f32(skip_w[wr + cols[1]]), f32(skip_w[wr + cols[2]]), f32(skip_w[wr + cols[3]]));
+        acc[0] += add_b[rows_b[0] + ci] * wv;
+        acc[1] += add_b[rows_b[1] + ci] * wv;
+        acc[2] += add_b[rows_b[2] + ci] * wv;
+        acc[3] += add_b[rows_b[3] + ci] * wv;
+    }
     let b = vec4<f32>(skip_b[cols[0]], skip_b[cols[1]], skip_b[cols[2]], skip_b[cols[3]]);
     for (var i = 0u; i < 4u; i++) { acc[i] += b; }
     return acc;
 }
 
-/// `skip_block` for `main_vec4` (cin2 and cout multiples of 4): 4x4 weight blocks and 4 input
-/// channels per load.
+/// The 4x4 weight block at vec4 row `wr` of the skip weights (rows of `cout4`).
+fn skip_w_block(wr: u32, cout4: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(vec4<f32>(skip_w4[wr]), vec4<f32>(skip_w4[wr + cout4]), vec4<f32>(skip_w4[wr + 2u * cout4]), vec4<f32>(skip_w4[wr + 3u * cout4]));
+}
+
+/// `skip_block` for `main_vec4` (cin2, cin2b and cout multiples of 4): 4x4 weight blocks and 4
+/// input channels per load.
 fn skip_block4(opix: array<u32, 4>, co4: u32) -> array<vec4<f32>, 4> {
     let cin24 = p.cin2 / 4u;
+    let cin2b4 = p.cin2b / 4u;
     let cout4 = p.cout / 4u;
     var rows: array<u32, 4>;
-    for (var i = 0u; i < 4u; i++) { rows[i] = opix[i] * cin24; }
+    var rows_b: array<u32, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        rows[i] = opix[i] * cin24;
+        rows_b[i] = opix[i] * cin2b4;
+    }
     var acc: array<vec4<f32>, 4>;
     var wr = co4;
     for (var c4 = 0u; c4 < cin24; c4++) {
-        let w = mat4x4<f32>(vec4<f32>(skip_w4[wr]), vec4<f32>(skip_w4[wr + cout4]), vec4<f32>(skip_w4[wr + 2u * cout4]), vec4<f32>(skip_w4[wr + 3u * cout4]));
+        let w = skip_w_block(wr, cout4);
         wr += 4u * cout4;
         acc[0] += w * add4[rows[0] + c4];
         acc[1] += w * add4[rows[1] + c4];
         acc[2] += w * add4[rows[2] + c4];
         acc[3] += w * add4[rows[3] + c4];
+    }
+    for (var c4 = 0u; c4 < cin2b4; c4++) {
+        let w = skip_w_block(wr, cout4);
+        wr += 4u * cout4;
+        acc[0] += w * add_b4[rows_b[0] + c4];
+        acc[1] += w * add_b4[rows_b[1] + c4];
+        acc[2] += w * add_b4[rows_b[2] + c4];
+        acc[3] += w * add_b4[rows_b[3] + c4];
     }
     let c0 = co4 * 4u;
     let b = vec4<f32>(skip_b[c0], skip_b[c0 + 1u], skip_b[c0 + 2u], skip_b[c0 + 3u]);

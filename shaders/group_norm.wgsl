@@ -1,5 +1,7 @@
 // GroupNorm over NHWC in one dispatch, with an optional per-(n, c) add before normalising (the
 // time-embedding add of a residual block: columns add_offset.. of rows add_stride long) and an optional fused SiLU after the affine map.
+// The input may be two tensors side by side along channels (the U-Net's [h, skip]), read in place:
+// channels below `ca` from `x` (rows of ca), the rest from `xb` (rows of c - ca); ca = c for one.
 // One workgroup per (n, g) reads its group three times: the mean, then the mean of squared
 // deviations (no E[x^2] - E[x]^2 cancellation), then y = (x + add[n, c] - mean) * rstd * gamma[c]
 // + beta[c], and silu(y) if asked. The groups of these networks are a few thousand values, so
@@ -8,7 +10,7 @@
 struct Params {
     n: u32, hw: u32, c: u32, groups: u32,
     has_add: u32, silu: u32, eps: f32, add_stride: u32,
-    add_offset: u32, _p0: u32, _p1: u32, _p2: u32,
+    add_offset: u32, ca: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -16,7 +18,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> add: array<f32>;
 @group(0) @binding(3) var<storage, read> gamma: array<f32>;
 @group(0) @binding(4) var<storage, read> beta: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> xb: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
 // 64 invocations: each sums its share into `partial`, and after one barrier every invocation adds
 // up all 64 partials itself, so each statistic costs one barrier instead of a tree of them. Software
@@ -44,7 +47,13 @@ fn walk_next(w: ptr<function, Walk>) {
 }
 
 fn value(nn: u32, pix: u32, ch: u32) -> f32 {
-    var v = x[(nn * p.hw + pix) * p.c + ch];
+    let row = nn * p.hw + pix;
+    var v: f32;
+    if (ch < p.ca) {
+        v = x[row * p.ca + ch];
+    } else {
+        v = xb[row * (p.c - p.ca) + ch - p.ca];
+    }
     if (p.has_add != 0u) { v += add[nn * p.add_stride + p.add_offset + ch]; }
     return v;
 }

@@ -10,6 +10,16 @@ use crate::error::{shape_err, Result};
 use crate::ops::{self, Conv2d, GroupNorm, Matmul, Pointwise, View};
 use crate::reference;
 
+/// An op's input: one tensor, or two side by side along the last axis (`[a, b]`, the tensor
+/// [`Backend::concat_channels`] makes; the U-Net's upsampling path reads `[h, skip]`). A backend
+/// whose kernels read both in place takes the pair as it is (the GPU: no concatenation pass);
+/// the others join it first ([`Backend::joined`]).
+#[derive(Clone, Debug)]
+pub enum Channels<T> {
+    One(T),
+    Pair(T, T),
+}
+
 #[allow(async_fn_in_trait)]
 pub trait Backend {
     type Tensor: Clone;
@@ -79,13 +89,14 @@ pub trait Backend {
         x: &Self::Tensor,
         w: &Self::Tensor,
         bias: &Self::Tensor,
-        skip_x: &Self::Tensor,
+        skip_x: &Channels<Self::Tensor>,
         skip_w: &Self::Tensor,
         skip_bias: &Self::Tensor,
         spec: Conv2d,
     ) -> Result<Self::Tensor> {
+        let skip_x = self.joined(skip_x)?;
         let skip = self.conv2d(
-            skip_x,
+            &skip_x,
             skip_w,
             skip_bias,
             Conv2d {
@@ -131,7 +142,7 @@ pub trait Backend {
     ) -> Result<Self::Tensor>;
     fn group_norm(
         &mut self,
-        x: &Self::Tensor,
+        x: &Channels<Self::Tensor>,
         gamma: &Self::Tensor,
         beta: &Self::Tensor,
         add: Option<&Self::Tensor>,
@@ -143,6 +154,23 @@ pub trait Backend {
         -> Result<Self::Tensor>;
     fn upsample2x(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
     fn concat_channels(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `[a, b]` along channels as the input of [`Backend::group_norm`] and
+    /// [`Backend::conv2d_skip`]: concatenated once by default; a backend whose kernels read a
+    /// pair in place keeps the two tensors.
+    fn channel_pair(
+        &mut self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+    ) -> Result<Channels<Self::Tensor>> {
+        Ok(Channels::One(self.concat_channels(a, b)?))
+    }
+    /// `x` as one tensor: a pair concatenated.
+    fn joined(&mut self, x: &Channels<Self::Tensor>) -> Result<Self::Tensor> {
+        match x {
+            Channels::One(t) => Ok(t.clone()),
+            Channels::Pair(a, b) => self.concat_channels(a, b),
+        }
+    }
     /// Softmax over the last dimension.
     fn softmax_rows(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// `out[i] = table[labels[i]]`; labels hold integer values (checked with [`ops::check_labels`] on entry).
@@ -419,12 +447,13 @@ impl Backend for Cpu {
 
     fn group_norm(
         &mut self,
-        x: &CpuTensor,
+        x: &Channels<CpuTensor>,
         gamma: &CpuTensor,
         beta: &CpuTensor,
         add: Option<&CpuTensor>,
         spec: GroupNorm,
     ) -> Result<CpuTensor> {
+        let x = self.joined(x)?;
         let dims = spec.check(
             &x.shape,
             &gamma.shape,

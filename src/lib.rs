@@ -19,7 +19,7 @@ pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use backend::{Backend, Cpu, CpuTensor};
+pub use backend::{Backend, Channels, Cpu, CpuTensor};
 pub use error::{Error, Result};
 pub use fast::FastCpu;
 pub use gpu::{Gpu, GpuContext, GpuTensor};

@@ -8,7 +8,7 @@ use scorelab::ops::{Conv2d, GroupNorm, Matmul, Pointwise};
 use scorelab::sampler::edit::{inpaint, log_likelihood, LikelihoodOptions, Probe};
 use scorelab::sampler::inverse::Enforce;
 use scorelab::sampler::{sample, GaussianMixture, Method, SamplerOptions, Schedule, Silent};
-use scorelab::{Backend, Cpu, CpuTensor, Result};
+use scorelab::{Backend, Channels, Cpu, CpuTensor, Result};
 
 const SCHEDULE: Schedule = Schedule::vp(0.1, 20.0, 1e-3, 1000);
 
@@ -70,7 +70,7 @@ impl Backend for Recording {
     }
     fn group_norm(
         &mut self,
-        x: &CpuTensor,
+        x: &Channels<CpuTensor>,
         gamma: &CpuTensor,
         beta: &CpuTensor,
         add: Option<&CpuTensor>,

@@ -669,7 +669,7 @@ async fn steady_state_evaluations_create_nothing_and_steps_do_not_drain() {
         );
         assert_eq!(d["submit"], evals, "one submit per evaluation: {d:?}");
         assert_eq!(d["writeBuffer"], evals, "one upload per evaluation: {d:?}");
-        assert_eq!(d["dispatchWorkgroups"], 78 * evals, "dispatches: {d:?}");
+        assert_eq!(d["dispatchWorkgroups"], 72 * evals, "dispatches: {d:?}");
     }
     drop(x);
     let steps = 10;

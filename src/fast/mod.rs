@@ -12,7 +12,7 @@ mod kernel;
 
 use std::rc::Rc;
 
-use crate::backend::{Backend, Cpu, CpuTensor};
+use crate::backend::{Backend, Channels, Cpu, CpuTensor};
 use crate::error::Result;
 use crate::ops::{self, Conv2d, GroupNorm, Matmul, Pointwise};
 use crate::reference;
@@ -514,12 +514,13 @@ impl Backend for FastCpu {
 
     fn group_norm(
         &mut self,
-        x: &CpuTensor,
+        x: &Channels<CpuTensor>,
         gamma: &CpuTensor,
         beta: &CpuTensor,
         add: Option<&CpuTensor>,
         spec: GroupNorm,
     ) -> Result<CpuTensor> {
+        let x = self.joined(x)?;
         let dims = spec.check(
             &x.shape,
             &gamma.shape,

@@ -40,8 +40,13 @@ pub struct ConvParams {
     pub ho: u32,
     pub wo: u32,
     pub cout: u32,
-    /// Channels of the skip connection's input (`residual` 2).
+    /// Channels of the skip connection's input (`residual` 2): `cin2` from `add`, then `cin2b`
+    /// from `add_b` (a pair read in place; 0 for one tensor).
     pub cin2: u32,
+    pub cin2b: u32,
+    pub _p0: u32,
+    pub _p1: u32,
+    pub _p2: u32,
 }
 
 /// `matmul.wgsl`'s `Params`: the sizes, each operand's view (offset, batch, row and column
@@ -80,7 +85,8 @@ pub struct GroupNormParams {
     pub eps: f32,
     pub add_stride: u32,
     pub add_offset: u32,
-    pub _p0: u32,
+    /// Channels read from `x`; the rest (`c - ca`) from `xb` (a pair read in place).
+    pub ca: u32,
     pub _p1: u32,
     pub _p2: u32,
 }
@@ -288,8 +294,10 @@ impl Kernel {
     pub fn bindings(&self) -> &'static [Binding] {
         match self {
             Kernel::Matmul { .. } => &[Uniform, Read, Read, Read, Read, ReadWrite],
-            Kernel::Conv2d { .. } => &[Uniform, Read, Read, Read, Read, Read, Read, ReadWrite],
-            Kernel::GroupNorm => &[Uniform, Read, Read, Read, Read, ReadWrite],
+            Kernel::Conv2d { .. } => {
+                &[Uniform, Read, Read, Read, Read, Read, Read, Read, ReadWrite]
+            }
+            Kernel::GroupNorm => &[Uniform, Read, Read, Read, Read, Read, ReadWrite],
             Kernel::Attention => &[Uniform, Read, ReadWrite],
             Kernel::Elementwise(_) => &[Uniform, Read, Read, ReadWrite],
             Kernel::Sampler(_) => &[Uniform, Read, Read, Read, Read, Read, ReadWrite],

@@ -25,7 +25,7 @@ use kernels::{
 use plan::{Plan, Recorder};
 
 use crate::backend::{
-    attend_by_parts, check_blend, check_reshape, check_rows, check_upload, Backend,
+    attend_by_parts, check_blend, check_reshape, check_rows, check_upload, Backend, Channels,
 };
 use crate::error::{Error, Result};
 use crate::ops::{self, Conv2d, GroupNorm, Matmul, Pointwise};
@@ -239,10 +239,18 @@ enum Residual<'a> {
     Add(&'a GpuTensor),
     /// A 1x1 convolution of `x`: a projected skip connection.
     Skip {
-        x: &'a GpuTensor,
+        x: &'a Channels<GpuTensor>,
         w: &'a GpuTensor,
         bias: &'a GpuTensor,
     },
+}
+
+/// A kernel input's first tensor, its second where it is a pair, and the shape of the two joined.
+fn pair_parts(x: &Channels<GpuTensor>) -> Result<(&GpuTensor, Option<&GpuTensor>, Vec<usize>)> {
+    Ok(match x {
+        Channels::One(t) => (t, None, t.shape.clone()),
+        Channels::Pair(a, b) => (a, Some(b), ops::check_concat(&a.shape, &b.shape)?.to_vec()),
+    })
 }
 
 /// A submitted step and the signal that it has run.
@@ -622,11 +630,11 @@ impl Gpu {
         } else {
             spec.check(&x.shape, &w.shape, &bias.shape)?
         };
-        let (code, cin2, inputs) = match residual {
-            Residual::None => (0, 0, [None; 3]),
+        let (code, [cin2, cin2b], inputs) = match residual {
+            Residual::None => (0, [0, 0], [None; 4]),
             Residual::Add(a) => {
                 ops::check_same("conv2d_add", &a.shape, &[n, ho, wo, cout])?;
-                (1, 0, [Some(a), None, None])
+                (1, [0, 0], [Some(a), None, None, None])
             }
             Residual::Skip {
                 x: sx,
@@ -642,9 +650,15 @@ impl Gpu {
                     ksize: 1,
                     stride: 1,
                 };
-                let shape = one.check(&sx.shape, &sw.shape, &sb.shape)?;
+                let (sx, sxb, sx_shape) = pair_parts(sx)?;
+                let shape = one.check(&sx_shape, &sw.shape, &sb.shape)?;
                 ops::check_same("conv2d_skip", &shape, &[n, ho, wo, cout])?;
-                (2, sx.shape[3], [Some(sx), Some(sw), Some(sb)])
+                let cin2 = sx.shape[3];
+                (
+                    2,
+                    [cin2, sx_shape[3] - cin2],
+                    [Some(sx), Some(sw), Some(sb), sxb],
+                )
             }
         };
         let [_, h, wd, cin] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
@@ -673,16 +687,20 @@ impl Gpu {
             wo: u(wo),
             cout: u(cout),
             cin2: u(cin2),
+            cin2b: u(cin2b),
+            _p0: 0,
+            _p1: 0,
+            _p2: 0,
         };
         let groups = [(cout as u32).div_ceil(32), pix_groups as u32, phases];
         let entry = if self.kernels.tiled_conv {
             ConvEntry::Tiled
-        } else if cin % 4 == 0 && cout % 4 == 0 && cin2 % 4 == 0 {
+        } else if cin % 4 == 0 && cout % 4 == 0 && cin2 % 4 == 0 && cin2b % 4 == 0 {
             ConvEntry::Vec4
         } else {
             ConvEntry::Scalar
         };
-        let [a, sw, sb] = inputs;
+        let [a, sw, sb, ab] = inputs;
         self.dispatch(
             Kernel::Conv2d {
                 ksize: spec.ksize as u32,
@@ -693,7 +711,7 @@ impl Gpu {
                 half: w.half,
             },
             &params,
-            &[Some(x), Some(w), Some(bias), a, sw, sb],
+            &[Some(x), Some(w), Some(bias), a, sw, sb, ab],
             &[&out],
             groups,
         );
@@ -1102,7 +1120,7 @@ impl Backend for Gpu {
         x: &GpuTensor,
         w: &GpuTensor,
         bias: &GpuTensor,
-        skip_x: &GpuTensor,
+        skip_x: &Channels<GpuTensor>,
         skip_w: &GpuTensor,
         skip_bias: &GpuTensor,
         spec: Conv2d,
@@ -1170,14 +1188,15 @@ impl Backend for Gpu {
 
     fn group_norm(
         &mut self,
-        x: &GpuTensor,
+        x: &Channels<GpuTensor>,
         gamma: &GpuTensor,
         beta: &GpuTensor,
         add: Option<&GpuTensor>,
         spec: GroupNorm,
     ) -> Result<GpuTensor> {
+        let (x, xb, shape) = pair_parts(x)?;
         let (n, hw, c) = spec.check(
-            &x.shape,
+            &shape,
             &gamma.shape,
             &beta.shape,
             add.map(|a| a.shape.as_slice()),
@@ -1191,7 +1210,7 @@ impl Backend for Gpu {
                 ),
             });
         }
-        let out = self.alloc(x.shape.clone())?;
+        let out = self.alloc(shape)?;
         let params = GroupNormParams {
             n: n as u32,
             hw: hw as u32,
@@ -1202,14 +1221,14 @@ impl Backend for Gpu {
             eps: spec.eps,
             add_stride: add.map_or(0, |a| a.shape[1] as u32),
             add_offset: spec.add_offset as u32,
-            _p0: 0,
+            ca: *x.shape.last().expect("checked: at least two dims") as u32,
             _p1: 0,
             _p2: 0,
         };
         self.dispatch(
             Kernel::GroupNorm,
             &params,
-            &[Some(x), add, Some(gamma), Some(beta)],
+            &[Some(x), add, Some(gamma), Some(beta), xb],
             &[&out],
             [(n * spec.groups) as u32, 1, 1],
         );
@@ -1316,6 +1335,12 @@ impl Backend for Gpu {
             shape.to_vec(),
             len,
         )
+    }
+
+    /// The pair itself: the GroupNorm and the skip convolution read both tensors in place.
+    fn channel_pair(&mut self, a: &GpuTensor, b: &GpuTensor) -> Result<Channels<GpuTensor>> {
+        ops::check_concat(&a.shape, &b.shape)?;
+        Ok(Channels::Pair(a.clone(), b.clone()))
     }
 
     fn softmax_rows(&mut self, x: &GpuTensor) -> Result<GpuTensor> {

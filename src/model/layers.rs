@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Channels};
 use crate::error::{Error, Result};
 use crate::ops::{Conv2d, GroupNorm};
 
@@ -162,7 +162,7 @@ impl<B: Backend> Conv<B> {
         &self,
         be: &mut B,
         x: &B::Tensor,
-        skip_x: &B::Tensor,
+        skip_x: &Channels<B::Tensor>,
         skip: &Conv<B>,
     ) -> Result<B::Tensor> {
         be.conv2d_skip(x, &self.w, &self.b, skip_x, &skip.w, &skip.b, self.spec)
@@ -229,7 +229,7 @@ impl<B: Backend> Norm<B> {
     pub fn forward(
         &self,
         be: &mut B,
-        x: &B::Tensor,
+        x: &Channels<B::Tensor>,
         add: Option<(&B::Tensor, usize)>,
         silu: bool,
     ) -> Result<B::Tensor> {

@@ -1,7 +1,7 @@
 //! The DDPM-style U-Net of `train/nets.py`, built from the config (levels, blocks per level,
 //! attention resolutions), in NHWC.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Channels};
 use crate::error::Result;
 
 use super::layers::{
@@ -74,15 +74,27 @@ impl<B: Backend> ResBlock<B> {
 
     /// `conv2(silu(norm2(conv1(silu(norm1(x))) + temb))) + skip(x)`; the time embedding's
     /// projection (this block's columns of `temb_proj`) is added inside the second GroupNorm.
-    fn forward(&self, be: &mut B, x: &B::Tensor, temb_proj: &B::Tensor) -> Result<B::Tensor> {
+    /// On the upsampling path x is the pair `[h, skip]`.
+    fn forward(
+        &self,
+        be: &mut B,
+        x: &Channels<B::Tensor>,
+        temb_proj: &B::Tensor,
+    ) -> Result<B::Tensor> {
         let h = self.norm1.forward(be, x, None, true)?;
         let h = self.conv1.forward(be, &h)?;
-        let h = self
-            .norm2
-            .forward(be, &h, Some((temb_proj, self.temb_offset)), true)?;
+        let h = self.norm2.forward(
+            be,
+            &Channels::One(h),
+            Some((temb_proj, self.temb_offset)),
+            true,
+        )?;
         match &self.skip {
             Some(skip) => self.conv2.forward_skip(be, &h, x, skip),
-            None => self.conv2.forward_add(be, &h, x),
+            None => {
+                let x = be.joined(x)?;
+                self.conv2.forward_add(be, &h, &x)
+            }
         }
     }
 }
@@ -148,7 +160,9 @@ impl<B: Backend> AttnBlock<B> {
     }
 
     fn forward(&self, be: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
-        let xn = self.norm.forward(be, x, None, false)?;
+        let xn = self
+            .norm
+            .forward(be, &Channels::One(x.clone()), None, false)?;
         let (qw, qb) = self.qkv.tensors();
         let (pw, pb) = self.proj.tensors();
         be.attention(&xn, qw, qb, pw, pb, Some(x))
@@ -308,7 +322,7 @@ impl<B: Backend> UNet<B> {
         let mut skips = vec![h.clone()];
         for stage in &self.down {
             for (rb, at) in &stage.blocks {
-                h = rb.forward(be, &h, &temb_proj)?;
+                h = rb.forward(be, &Channels::One(h), &temb_proj)?;
                 if let Some(at) = at {
                     h = at.forward(be, &h)?;
                 }
@@ -320,15 +334,15 @@ impl<B: Backend> UNet<B> {
             }
         }
         tap::<B>(&mut taps, "down_out", &h);
-        h = self.mid_res1.forward(be, &h, &temb_proj)?;
+        h = self.mid_res1.forward(be, &Channels::One(h), &temb_proj)?;
         h = self.mid_attn.forward(be, &h)?;
-        h = self.mid_res2.forward(be, &h, &temb_proj)?;
+        h = self.mid_res2.forward(be, &Channels::One(h), &temb_proj)?;
         tap::<B>(&mut taps, "mid_out", &h);
         for stage in self.up.iter().rev() {
             for (rb, at) in &stage.blocks {
                 let skip = skips.pop().expect("one skip per up block");
-                h = be.concat_channels(&h, &skip)?;
-                h = rb.forward(be, &h, &temb_proj)?;
+                let pair = be.channel_pair(&h, &skip)?;
+                h = rb.forward(be, &pair, &temb_proj)?;
                 if let Some(at) = at {
                     h = at.forward(be, &h)?;
                 }
@@ -339,7 +353,7 @@ impl<B: Backend> UNet<B> {
         }
         tap::<B>(&mut taps, "temb", &temb);
         tap::<B>(&mut taps, "up_out", &h);
-        let h = self.norm_out.forward(be, &h, None, true)?;
+        let h = self.norm_out.forward(be, &Channels::One(h), None, true)?;
         self.conv_out.forward(be, &h)
     }
 }

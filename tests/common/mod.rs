@@ -22,7 +22,7 @@ pub fn gpu_or_skip() -> Option<scorelab::Gpu> {
 
 use scorelab::ops::{Conv2d, GroupNorm, Matmul, Pointwise, View};
 use scorelab::rng::Rng;
-use scorelab::{Backend, Cpu, Result};
+use scorelab::{Backend, Channels, Cpu, Result};
 
 /// One op applied to seeded random inputs.
 #[derive(Clone, Debug)]
@@ -36,7 +36,8 @@ pub enum Case {
         ksize: usize,
         stride: usize,
     },
-    /// A convolution plus a 1x1 convolution of another input (`conv2d_skip`).
+    /// A convolution plus a 1x1 convolution of another input (`conv2d_skip`); with `split` > 0
+    /// that input is a pair of tensors with `split` and `cin2 - split` channels.
     ConvSkip {
         n: usize,
         h: usize,
@@ -44,6 +45,7 @@ pub enum Case {
         cin: usize,
         cin2: usize,
         cout: usize,
+        split: usize,
     },
     /// A 3x3 convolution of the 2x nearest upsampling (`upsample_conv2d`).
     UpsampleConv {
@@ -83,6 +85,7 @@ pub enum Case {
         n: usize,
         k: usize,
     },
+    /// With `split` > 0 the input is a pair of tensors with `split` and `c - split` channels.
     GroupNorm {
         n: usize,
         h: usize,
@@ -91,6 +94,7 @@ pub enum Case {
         groups: usize,
         silu: bool,
         add: bool,
+        split: usize,
     },
     Silu {
         len: usize,
@@ -195,6 +199,7 @@ pub fn sweep() -> Vec<Case> {
             cin: 3,
             cin2: 7,
             cout: 5,
+            split: 0,
         },
         ConvSkip {
             n: 1,
@@ -203,6 +208,27 @@ pub fn sweep() -> Vec<Case> {
             cin: 8,
             cin2: 12,
             cout: 8,
+            split: 0,
+        },
+        // The upsampling path's [h, skip] read in place: odd splits (scalar entry), and splits
+        // in multiples of 4 (vec4 entry) with more than one workgroup of pixels and channels.
+        ConvSkip {
+            n: 2,
+            h: 3,
+            w: 5,
+            cin: 3,
+            cin2: 7,
+            cout: 5,
+            split: 2,
+        },
+        ConvSkip {
+            n: 2,
+            h: 4,
+            w: 5,
+            cin: 8,
+            cin2: 48,
+            cout: 36,
+            split: 32,
         },
         UpsampleConv {
             n: 2,
@@ -437,6 +463,7 @@ pub fn sweep() -> Vec<Case> {
             groups: 2,
             silu: false,
             add: false,
+            split: 0,
         },
         GroupNorm {
             n: 2,
@@ -446,6 +473,7 @@ pub fn sweep() -> Vec<Case> {
             groups: 3,
             silu: true,
             add: true,
+            split: 0,
         },
         GroupNorm {
             n: 1,
@@ -455,6 +483,7 @@ pub fn sweep() -> Vec<Case> {
             groups: 8,
             silu: true,
             add: false,
+            split: 0,
         },
         GroupNorm {
             n: 3,
@@ -464,6 +493,7 @@ pub fn sweep() -> Vec<Case> {
             groups: 7,
             silu: false,
             add: true,
+            split: 0,
         },
         GroupNorm {
             n: 2,
@@ -473,6 +503,7 @@ pub fn sweep() -> Vec<Case> {
             groups: 1,
             silu: true,
             add: true,
+            split: 0,
         },
         GroupNorm {
             n: 1,
@@ -482,6 +513,29 @@ pub fn sweep() -> Vec<Case> {
             groups: 1,
             silu: false,
             add: false,
+            split: 0,
+        },
+        // Pairs read in place: a group straddling the two tensors (channels 4..8 of 12 split
+        // at 6), and the U-Net's 96 = 64 + 32 in 8 groups.
+        GroupNorm {
+            n: 2,
+            h: 3,
+            w: 2,
+            c: 12,
+            groups: 3,
+            silu: true,
+            add: true,
+            split: 6,
+        },
+        GroupNorm {
+            n: 1,
+            h: 4,
+            w: 4,
+            c: 96,
+            groups: 8,
+            silu: false,
+            add: false,
+            split: 64,
         },
         // A group wider than the GPU kernel's 64 invocations (its walk carries the channel).
         GroupNorm {
@@ -492,6 +546,7 @@ pub fn sweep() -> Vec<Case> {
             groups: 2,
             silu: true,
             add: true,
+            split: 0,
         },
         Silu { len: 1 },
         Silu { len: 1000 },
@@ -689,9 +744,15 @@ impl Case {
                 cin,
                 cin2,
                 cout,
+                split,
             } => {
                 let (x, wt, b) = conv_inputs(&mut randn, be, [n, h, w, cin], 3, cout)?;
-                let sx = randn(be, &[n, h, w, cin2], 1.0)?;
+                let sx = if split == 0 {
+                    Channels::One(randn(be, &[n, h, w, cin2], 1.0)?)
+                } else {
+                    let first = randn(be, &[n, h, w, split], 1.0)?;
+                    Channels::Pair(first, randn(be, &[n, h, w, cin2 - split], 1.0)?)
+                };
                 let sw = randn(be, &[cin2, cout], 0.3)?;
                 let sb = randn(be, &[cout], 0.5)?;
                 be.conv2d_skip(
@@ -792,8 +853,14 @@ impl Case {
                 groups,
                 silu,
                 add,
+                split,
             } => {
-                let x = randn(be, &[n, h, w, c], 2.0)?;
+                let x = if split == 0 {
+                    Channels::One(randn(be, &[n, h, w, c], 2.0)?)
+                } else {
+                    let first = randn(be, &[n, h, w, split], 2.0)?;
+                    Channels::Pair(first, randn(be, &[n, h, w, c - split], 2.0)?)
+                };
                 let gamma = randn(be, &[c], 1.0)?;
                 let beta = randn(be, &[c], 1.0)?;
                 // The add is columns 3..3+c of wider rows, as the U-Net's joint projection.
