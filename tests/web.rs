@@ -627,7 +627,7 @@ fn since(
 ) -> std::collections::BTreeMap<String, i64> {
     counts()
         .into_iter()
-        .filter(|(k, _)| k != "lastSubmitAt")
+        .filter(|(k, _)| !k.starts_with("submit") || k == "submit")
         .map(|(k, v)| (k.clone(), (v - before[&k]) as i64))
         .collect()
 }

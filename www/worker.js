@@ -229,9 +229,12 @@ const ops = {
     if (bounds.length <= 2) {
       const t0 = performance.now();
       const values = await lab.eps(model, x, t, options || {});
-      // With counting on: the CPU time from the call to its one submit (encoding included).
+      // With counting on: the CPU time from the call to its one submit (encoding included), and
+      // of the submit call itself.
       const counts = globalThis.webgpuCounts;
-      return counts ? { values, encodeMs: counts.lastSubmitAt - t0, counts: { ...counts } } : { values };
+      return counts
+        ? { values, encodeMs: counts.submitCalledAt - t0, submitMs: counts.submitReturnedAt - counts.submitCalledAt, counts: { ...counts } }
+        : { values };
     }
     const slice = (first, count) => x.slice(first * per, (first + count) * per);
     const outs = await runParts(id, model, bounds,
