@@ -47,11 +47,11 @@ def network(cfg, state):
 
 def load_run(name, run_dir, raw=False):
     """The EMA weights of a training run's checkpoint (`raw`: the optimiser's own, to measure the
-    EMA's lag), f16-rounded as `train.export` ships them."""
+    EMA's lag), f16-rounded as `train.export` ships them. The run's own architecture (it may be
+    wider than the shipped model's); the rest of the configuration is the shipped one's."""
     ck = torch.load(os.path.join(run_dir, "ckpt.pt"), weights_only=False)
     _, cfg = load_shipped(name)
-    if ck["preset"]["arch"] != cfg["arch"]:
-        raise SystemExit(f"{run_dir}: another architecture than models/{name}.safetensors")
+    cfg = {**cfg, "arch": ck["preset"]["arch"]}
     return network(cfg, {k: v.half().float() for k, v in ck["net" if raw else "ema"].items()}), cfg
 
 

@@ -149,6 +149,8 @@ def main(argv=None):
     p.add_argument("--batch", type=int, help="batch size (default: preset)")
     p.add_argument("--class-balance", type=float, help="draw images with probability count(class)^-p: 0 as in the data "
                                                        "(default), 1 classes uniformly")
+    p.add_argument("--base", type=int, help="U-Net: channels at the first level (default: preset)")
+    p.add_argument("--attn-res", type=int, nargs="+", help="U-Net: resolutions with attention (default: preset)")
     p.add_argument("--init", help="with no checkpoint: continue from an exported weights file (e.g. models/emoji.safetensors);"
                                   " the step count and minutes continue from its metadata, the optimiser starts fresh")
     args = p.parse_args(argv)
@@ -157,6 +159,10 @@ def main(argv=None):
     for key in ("lr", "lr_schedule", "lr_floor", "ema", "batch", "class_balance"):
         if getattr(args, key) is not None:
             preset[key] = getattr(args, key)
+    preset["arch"] = dict(preset["arch"])
+    for key in ("base", "attn_res"):
+        if getattr(args, key) is not None:
+            preset["arch"][key] = getattr(args, key)
     steps = args.steps or preset["steps"]
     torch.set_num_threads(args.threads)
     run_dir = args.run_dir or os.path.join(os.environ.get("SCORELAB_RUNS", os.path.join(HERE, "runs")), args.name)
