@@ -57,7 +57,8 @@ alias W = f32;
 
 
 /// The projected skip connection (RESIDUAL 2) for output pixels opix and channels cols:
-/// each weight row is loaded once for the four pixels, as in the main loop.
+/// each weight row is loaded once for the four pixels, as in the main loop. One loop per input
+/// buffer: a WGSL function cannot take a storage buffer as an argument.
 fn skip_block(opix: array<u32, 4>, cols: array<u32, 4>) -> array<vec4<f32>, 4> {
     var rows: array<u32, 4>;
     var rows_b: array<u32, 4>;
