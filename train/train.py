@@ -11,6 +11,7 @@ import copy
 import csv
 import math
 import os
+import signal
 import sys
 import time
 
@@ -212,6 +213,10 @@ def main(argv=None):
     log = open(os.path.join(run_dir, "loss.csv"), "a", newline="")
     writer = csv.writer(log)
     t_last, loss_avg = time.time(), None
+    # A run paused with SIGSTOP (to give a benchmark the machine) resumes with SIGCONT: the pause
+    # is not training time.
+    resumed = []
+    signal.signal(signal.SIGCONT, lambda *_: resumed.append(time.time()))
     while step < steps:
         x0, labels = batches(preset["batch"], preset.get("hflip", False), weights)
         drop = torch.rand(labels.shape, generator=gen) < preset["label_dropout"]
@@ -230,6 +235,9 @@ def main(argv=None):
             for pe, pn in zip(ema.parameters(), net.parameters()):
                 pe.lerp_(pn, 1.0 - decay)
         now = time.time()
+        if resumed:
+            t_last = max(t_last, resumed[-1])
+            resumed.clear()
         seconds += now - t_last
         t_last = now
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
