@@ -28,17 +28,28 @@ fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
         .map_err(|e| JsError::new(&e.to_string()))
 }
 
-fn from_js<T: serde::de::DeserializeOwned>(what: &str, v: JsValue) -> Result<T, JsError> {
-    let v = if v.is_undefined() || v.is_null() {
-        js_sys::Object::new().into()
-    } else {
-        v
+/// `undefined`, `null` or a plain object without keys: no options given.
+fn no_options(v: &JsValue) -> bool {
+    if v.is_undefined() || v.is_null() {
+        return true;
+    }
+    let Some(obj) = v.dyn_ref::<js_sys::Object>() else {
+        return false;
     };
+    js_sys::Object::get_prototype_of(v) == js_sys::Object::get_prototype_of(&js_sys::Object::new())
+        && js_sys::Object::keys(obj).length() == 0
+}
+
+fn from_js<T: serde::de::DeserializeOwned>(what: &str, v: JsValue) -> Result<T, JsError> {
     // Through JSON: serde_wasm_bindgen reads only the fields a struct declares, so unknown keys
     // would pass silently; serde_json honours deny_unknown_fields. The error names the field at
-    // fault by its path (e.g. `sampler.steps`).
-    let json: serde_json::Value =
-        serde_wasm_bindgen::from_value(v).map_err(|e| JsError::new(&format!("{what}: {e}")))?;
+    // fault by its path (e.g. `sampler.steps`). No options skip the conversion: it is on every
+    // evaluation's path and cost 20-40 us of its 0.2-0.3 ms CPU time in Chromium.
+    let json = if no_options(&v) {
+        serde_json::Value::Object(Default::default())
+    } else {
+        serde_wasm_bindgen::from_value(v).map_err(|e| JsError::new(&format!("{what}: {e}")))?
+    };
     serde_path_to_error::deserialize(json).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." {
