@@ -14,6 +14,7 @@ models were trained on all images, so "held-out" means held out from the classif
 """
 import argparse
 import json
+import math
 import os
 import time
 
@@ -29,6 +30,9 @@ from .train import HERE, save_grid
 
 ROOT = os.path.dirname(HERE)
 DOCS = os.path.join(ROOT, "docs")
+# The judge's epochs: 15 with a cosine decay gave digits 98.3 % and emoji 85.9 % on held-out images
+# (10 at a constant rate: 97.35 % and 83.5 %).
+JUDGE_EPOCHS = 15
 
 
 def load_shipped(name, path=None):
@@ -114,18 +118,30 @@ class Classifier(nn.Module):
 
 
 def train_classifier(x, y, classes, epochs, seed=0):
-    torch.manual_seed(seed)
-    clf = Classifier(x.shape[1], classes)
-    opt = torch.optim.Adam(clf.parameters(), 2e-3)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 128):
-            idx = perm[i:i + 128]
-            loss = F.cross_entropy(clf(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    """The judge: Adam with a cosine decay to 0. Trained on one thread whatever `--threads` says:
+    with two, PyTorch's reductions add up in another order and the same seed gave a judge a point
+    better (digits 98.35 % against 97.35 % on held-out images with the earlier constant rate),
+    which moved every sample accuracy it reported."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        clf = Classifier(x.shape[1], classes)
+        opt = torch.optim.Adam(clf.parameters(), 2e-3)
+        total = epochs * math.ceil(len(x) / 128)
+        decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(epochs):
+            perm = torch.randperm(len(x), generator=g)
+            for i in range(0, len(x), 128):
+                idx = perm[i:i + 128]
+                loss = F.cross_entropy(clf(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                decay.step()
+    finally:
+        torch.set_num_threads(threads)
     return clf.eval()
 
 
@@ -331,7 +347,7 @@ def main(argv=None):
     elif args.name == "toy2d":
         res = evaluate_toy2d()
     else:
-        res = evaluate_images(args.name, epochs=10, per_class=args.per_class, steps=args.steps, eta=args.eta,
+        res = evaluate_images(args.name, epochs=JUDGE_EPOCHS, per_class=args.per_class, steps=args.steps, eta=args.eta,
                               run_dir=args.run_dir, weights=args.weights, raw=args.raw, guidances=args.guidance)
         if study:
             print(json.dumps(res))
