@@ -474,8 +474,9 @@ async function start() {
   const saved = readHash();
   if (!saved.model) $('model').value = index.models.includes('digits') ? 'digits' : index.models[0];
   // A first visit starts from DDPM at 15 steps: as fast as DPM-Solver++ at 15 (15 evaluations)
-  // and, being stochastic, free of the background speckle the deterministic samplers leave on a
-  // few digits in a hundred (64 samples, seed 1: 0 speckled vs 4 with DPM-Solver++; README).
+  // and, being stochastic, free of the background speckle the deterministic samplers left on a
+  // few digits in a hundred with the first weights (64 samples, seed 1: 0 speckled vs 4 with
+  // DPM-Solver++; README).
   if (!saved.sampler) {
     $('sampler').value = 'ddpm';
     $('steps').value = '15';
