@@ -26,7 +26,7 @@ from safetensors import safe_open
 
 from . import data, nets
 from .sde import VPSDE, ddim_sample
-from .train import HERE, save_grid
+from .train import HERE, learning_rate, save_grid
 
 ROOT = os.path.dirname(HERE)
 DOCS = os.path.join(ROOT, "docs")
@@ -128,8 +128,7 @@ def train_classifier(x, y, classes, epochs, seed=0):
         torch.manual_seed(seed)
         clf = Classifier(x.shape[1], classes)
         opt = torch.optim.Adam(clf.parameters(), 2e-3)
-        total = epochs * math.ceil(len(x) / 128)
-        decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+        schedule, total, step = {"lr": 2e-3, "lr_schedule": "cosine"}, epochs * math.ceil(len(x) / 128), 0
         g = torch.Generator().manual_seed(seed)
         for _ in range(epochs):
             perm = torch.randperm(len(x), generator=g)
@@ -138,8 +137,10 @@ def train_classifier(x, y, classes, epochs, seed=0):
                 loss = F.cross_entropy(clf(x[idx]), y[idx])
                 opt.zero_grad()
                 loss.backward()
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(schedule, step, 0, total, warmup=1)
                 opt.step()
-                decay.step()
+                step += 1
     finally:
         torch.set_num_threads(threads)
     return clf.eval()
