@@ -524,6 +524,11 @@ impl JsProgress<'_> {
 }
 
 fn samples_to_js(s: &Samples) -> Result<JsValue, JsError> {
+    samples_with_evals_to_js(s, None)
+}
+
+/// `{values, n, shape}`, with `evals` (network evaluations spent) where the call counts them.
+fn samples_with_evals_to_js(s: &Samples, evals: Option<usize>) -> Result<JsValue, JsError> {
     let out = js_sys::Object::new();
     let set = |k: &str, v: JsValue| {
         js_sys::Reflect::set(&out, &k.into(), &v)
@@ -536,6 +541,9 @@ fn samples_to_js(s: &Samples) -> Result<JsValue, JsError> {
     )?;
     set("n", (s.n as u32).into())?;
     set("shape", to_js(&s.shape)?)?;
+    if let Some(evals) = evals {
+        set("evals", (evals as u32).into())?;
+    }
     Ok(out.into())
 }
 
@@ -747,10 +755,7 @@ impl Lab {
             callback: &progress,
         };
         let (out, evals) = with_session!(self, s => s.transport(&model, &req, &values, encode, &mut p).await.map_err(js_err)?);
-        let js = samples_to_js(&out)?;
-        js_sys::Reflect::set(&js, &"evals".into(), &(evals as u32).into())
-            .map_err(|_| JsError::new("building the result"))?;
-        Ok(js)
+        samples_with_evals_to_js(&out, Some(evals))
     }
 
     /// Decodes slerp(a, b, u) for each position u; returns `{values, n, shape, evals}`.
@@ -775,10 +780,7 @@ impl Lab {
             callback: &progress,
         };
         let (out, evals) = with_session!(self, s => s.interpolate(&model, &req, &a, &b, &positions, &mut p).await.map_err(js_err)?);
-        let js = samples_to_js(&out)?;
-        js_sys::Reflect::set(&js, &"evals".into(), &(evals as u32).into())
-            .map_err(|_| JsError::new("building the result"))?;
-        Ok(js)
+        samples_with_evals_to_js(&out, Some(evals))
     }
 
     /// The starting noise of a seed.
