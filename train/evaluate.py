@@ -127,8 +127,8 @@ def train_classifier(x, y, classes, epochs, seed=0):
     try:
         torch.manual_seed(seed)
         clf = Classifier(x.shape[1], classes)
-        opt = torch.optim.Adam(clf.parameters(), 2e-3)
         schedule, total, step = {"lr": 2e-3, "lr_schedule": "cosine"}, epochs * math.ceil(len(x) / 128), 0
+        opt = torch.optim.Adam(clf.parameters(), schedule["lr"])
         g = torch.Generator().manual_seed(seed)
         for _ in range(epochs):
             perm = torch.randperm(len(x), generator=g)
