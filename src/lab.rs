@@ -199,6 +199,17 @@ pub struct Samples {
     pub shape: Vec<usize>,
 }
 
+impl Samples {
+    /// `values` laid out as `shape`, `[n, ..sample_shape]`.
+    fn batch(values: Vec<f32>, shape: &[usize]) -> Samples {
+        Samples {
+            values,
+            n: shape[0],
+            shape: shape[1..].to_vec(),
+        }
+    }
+}
+
 /// Largest batch of images accepted in one request (keeps one request's memory and time bounded);
 /// small samples (points) may come in larger batches, up to `MAX_VALUES` values in all.
 pub const MAX_BATCH: usize = 256;
@@ -238,6 +249,16 @@ impl<B: Backend> Session<B> {
             classifiers: HashMap::new(),
             trainer: None,
         }
+    }
+
+    /// Reads a finished batch back; a non-finite value is an error naming `what` ran.
+    async fn read_samples(
+        &mut self,
+        x: &B::Tensor,
+        what: impl FnOnce() -> String,
+    ) -> Result<Samples> {
+        let values = finite(self.be.read(x).await?, what)?;
+        Ok(Samples::batch(values, B::shape(x)))
     }
 
     /// Loads (or replaces) a model under `name`; returns its config.
@@ -384,18 +405,14 @@ impl<B: Backend> Session<B> {
             progress,
         )
         .await?;
-        let values = finite(self.be.read(&x).await?, || {
+        self.read_samples(&x, || {
             format!(
                 "{} with {} steps",
                 req.sampler.method.name(),
                 req.sampler.steps()
             )
-        })?;
-        Ok(Samples {
-            values,
-            n: req.n,
-            shape: shape[1..].to_vec(),
         })
+        .await
     }
 
     /// The network's noise prediction at time t for `x` (`n` samples), e.g. to draw a score field
@@ -488,11 +505,7 @@ impl<B: Backend> Session<B> {
             progress,
         )
         .await?;
-        Ok(Samples {
-            values: finite(self.be.read(&x).await?, || "the edit".into())?,
-            n: shape[0],
-            shape: shape[1..].to_vec(),
-        })
+        self.read_samples(&x, || "the edit".into()).await
     }
 
     /// The measurement a task takes of clean `images`: `A x` plus Gaussian noise drawn from
@@ -529,11 +542,7 @@ impl<B: Backend> Session<B> {
             .into_iter()
             .map(|v| (v as f64 + noise * rng.normal()) as f32)
             .collect();
-        Ok(Samples {
-            values,
-            n: shape_y[0],
-            shape: shape_y[1..].to_vec(),
-        })
+        Ok(Samples::batch(values, &shape_y))
     }
 
     /// Restores images from their measurement `y` (super-resolution: `[n, h / f, w / f, c]`,
@@ -662,11 +671,7 @@ impl<B: Backend> Session<B> {
             progress,
         )
         .await?;
-        Ok(Samples {
-            values: finite(self.be.read(&x).await?, || "the restoration".into())?,
-            n,
-            shape: shape[1..].to_vec(),
-        })
+        self.read_samples(&x, || "the restoration".into()).await
     }
 
     /// Colours images keeping their luminance (rgb models only).
@@ -692,11 +697,7 @@ impl<B: Backend> Session<B> {
             progress,
         )
         .await?;
-        Ok(Samples {
-            values: finite(self.be.read(&x).await?, || "the edit".into())?,
-            n: shape[0],
-            shape: shape[1..].to_vec(),
-        })
+        self.read_samples(&x, || "the edit".into()).await
     }
 
     /// Probability-flow encoding (`encode = true`: data to latent) or decoding; returns the
@@ -716,20 +717,8 @@ impl<B: Backend> Session<B> {
         let mut den = Guided::new(&mut self.be, net, &vec![req.class; shape[0]], req.guidance)?;
         let (y, evals) =
             edit::ode_transport(&mut self.be, &mut den, &s, x, encode, solver, progress).await?;
-        Ok((
-            Samples {
-                values: finite(self.be.read(&y).await?, || {
-                    if encode {
-                        "encoding".into()
-                    } else {
-                        "decoding".into()
-                    }
-                })?,
-                n: shape[0],
-                shape: shape[1..].to_vec(),
-            },
-            evals,
-        ))
+        let what = if encode { "encoding" } else { "decoding" };
+        Ok((self.read_samples(&y, || what.into()).await?, evals))
     }
 
     /// Decodes the spherical interpolations of two latents at the given positions in [0, 1].
