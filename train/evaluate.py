@@ -273,6 +273,11 @@ def per_class_subset(y, per_class, classes, seed=0):
                       for idx in (torch.nonzero(y == c)[:, 0] for c in range(classes))])
 
 
+def per_class_accuracy(pred, labels, names):
+    """Share of each class's images the judge labels right, by class name: where the misses are."""
+    return {str(n): round((pred[labels == c] == c).float().mean().item(), 3) for c, n in enumerate(names)}
+
+
 def evaluate_images(name, epochs, per_class, steps, eta=0.0, run_dir=None, weights=None, raw=False, guidances=(1.0, 3.0)):
     """Quality of the shipped weights (writing the docs' grids), or of other weights or a run's
     checkpoint (nothing written)."""
@@ -283,10 +288,14 @@ def evaluate_images(name, epochs, per_class, steps, eta=0.0, run_dir=None, weigh
         write_data_grid(name)
     t0 = time.time()
     clf = train_classifier(xtr, ytr, len(names), epochs)
-    acc = (batched(clf, xte).argmax(1) == yte).float().mean().item()
-    print(f"{name} classifier: test accuracy {acc:.4f} ({time.time() - t0:.0f} s)")
+    test_pred = batched(clf, xte).argmax(1)
+    acc = (test_pred == yte).float().mean().item()
+    test_per_class = per_class_accuracy(test_pred, yte, names)
+    # The samples are drawn per_class of each class, so this is what real images score by the same count.
+    balanced = sum(test_per_class.values()) / len(names)
+    print(f"{name} classifier: test accuracy {acc:.4f}, each class weighted equally {balanced:.4f} ({time.time() - t0:.0f} s)", test_per_class)
     ref = batched(clf.features, xte).numpy()
-    res = {"classifier": {"test_accuracy": round(acc, 4), "train_images": len(xtr), "test_images": len(xte), "epochs": epochs}, "sampler": f"DDIM {steps} steps (eta {eta:g})",
+    res = {"classifier": {"test_accuracy": round(acc, 4), "balanced_test_accuracy": round(balanced, 4), "per_class": test_per_class, "train_images": len(xtr), "test_images": len(xte), "epochs": epochs}, "sampler": f"DDIM {steps} steps (eta {eta:g})",
            "frechet_weighting": "samples weighted to the held-out images' class proportions"}
     classes = list(range(len(names)))
     for w in guidances:
@@ -295,7 +304,8 @@ def evaluate_images(name, epochs, per_class, steps, eta=0.0, run_dir=None, weigh
         pred = batched(clf, xs).argmax(1)
         feats = batched(clf.features, xs).numpy()
         fd = frechet(feats, ref, class_weights(ls.numpy(), yte.numpy(), len(names)))
-        entry = {"samples": len(xs), "class_accuracy": round((pred == ls).float().mean().item(), 4), "frechet_distance": round(fd, 3)}
+        entry = {"samples": len(xs), "class_accuracy": round((pred == ls).float().mean().item(), 4), "frechet_distance": round(fd, 3),
+                 "per_class": per_class_accuracy(pred, ls, names)}
         res[f"guidance_{w:g}"] = entry
         print(name, f"guidance {w}", entry, f"{time.time() - t0:.0f} s")
         if w == 1.0 and not study:
