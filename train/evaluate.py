@@ -274,8 +274,10 @@ def per_class_subset(y, per_class, classes, seed=0):
 
 
 def per_class_accuracy(pred, labels, names):
-    """Share of each class's images the judge labels right, by class name: where the misses are."""
-    return {str(n): round((pred[labels == c] == c).float().mean().item(), 3) for c, n in enumerate(names)}
+    """Share of each class's images the judge labels right, by class name (where the misses are), and
+    their mean: the accuracy with each class counted equally, as the samples are drawn."""
+    shares = [(pred[labels == c] == c).float().mean().item() for c in range(len(names))]
+    return {str(n): round(a, 3) for n, a in zip(names, shares)}, sum(shares) / len(shares)
 
 
 def evaluate_images(name, epochs, per_class, steps, eta=0.0, run_dir=None, weights=None, raw=False, guidances=(1.0, 3.0)):
@@ -290,9 +292,8 @@ def evaluate_images(name, epochs, per_class, steps, eta=0.0, run_dir=None, weigh
     clf = train_classifier(xtr, ytr, len(names), epochs)
     test_pred = batched(clf, xte).argmax(1)
     acc = (test_pred == yte).float().mean().item()
-    test_per_class = per_class_accuracy(test_pred, yte, names)
-    # The samples are drawn per_class of each class, so this is what real images score by the same count.
-    balanced = sum(test_per_class.values()) / len(names)
+    # The samples are drawn per_class of each class: `balanced` is what real images score counted alike.
+    test_per_class, balanced = per_class_accuracy(test_pred, yte, names)
     print(f"{name} classifier: test accuracy {acc:.4f}, each class weighted equally {balanced:.4f} ({time.time() - t0:.0f} s)", test_per_class)
     ref = batched(clf.features, xte).numpy()
     res = {"classifier": {"test_accuracy": round(acc, 4), "balanced_test_accuracy": round(balanced, 4), "per_class": test_per_class, "train_images": len(xtr), "test_images": len(xte), "epochs": epochs}, "sampler": f"DDIM {steps} steps (eta {eta:g})",
@@ -305,7 +306,7 @@ def evaluate_images(name, epochs, per_class, steps, eta=0.0, run_dir=None, weigh
         feats = batched(clf.features, xs).numpy()
         fd = frechet(feats, ref, class_weights(ls.numpy(), yte.numpy(), len(names)))
         entry = {"samples": len(xs), "class_accuracy": round((pred == ls).float().mean().item(), 4), "frechet_distance": round(fd, 3),
-                 "per_class": per_class_accuracy(pred, ls, names)}
+                 "per_class": per_class_accuracy(pred, ls, names)[0]}
         res[f"guidance_{w:g}"] = entry
         print(name, f"guidance {w}", entry, f"{time.time() - t0:.0f} s")
         if w == 1.0 and not study:
