@@ -83,9 +83,11 @@ def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("name", choices=sorted(PRESETS))
     p.add_argument("--run-dir")
+    p.add_argument("--out", help="write <name>.safetensors and <name>-golden.safetensors here instead of models/ and"
+                                 " tests/golden/ (a run being tried leaves the shipped files alone)")
     args = p.parse_args(argv)
     run_dir = args.run_dir or os.path.join(os.environ.get("SCORELAB_RUNS", os.path.join(HERE, "runs")), args.name)
-    ck = torch.load(os.path.join(run_dir, "ckpt.pt"), weights_only=False)
+    ck = torch.load(os.path.join(run_dir, "ckpt.pt"), map_location="cpu", weights_only=False)
     preset = ck["preset"]
     net = nets.build(preset["arch"])
     net.load_state_dict(ck["ema"])
@@ -95,8 +97,8 @@ def main(argv=None):
     net.eval()
 
     cfg = config_for(args.name, preset, ck)
-    os.makedirs(os.path.join(ROOT, "models"), exist_ok=True)
-    out = os.path.join(ROOT, "models", f"{args.name}.safetensors")
+    out = os.path.join(args.out or os.path.join(ROOT, "models"), f"{args.name}.safetensors")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
     save_file(half, out, metadata={"scorelab": json.dumps(cfg)})
 
     x, t, labels = golden_inputs(preset["arch"], torch.Generator().manual_seed(1234))
@@ -105,7 +107,8 @@ def main(argv=None):
         eps = net(x, t, labels, taps=taps)
     golden = {"x": nhwc(x), "t": t, "labels": labels.to(torch.int32), "eps": nhwc(eps)}
     golden.update({f"tap.{k}": nhwc(v.float()) for k, v in taps.items()})
-    gpath = os.path.join(ROOT, "tests", "golden", f"{args.name}.safetensors")
+    gpath = (os.path.join(args.out, f"{args.name}-golden.safetensors") if args.out
+             else os.path.join(ROOT, "tests", "golden", f"{args.name}.safetensors"))
     os.makedirs(os.path.dirname(gpath), exist_ok=True)
     save_file(golden, gpath, metadata={"model": f"models/{args.name}.safetensors"})
     size = os.path.getsize(out)

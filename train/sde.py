@@ -33,14 +33,18 @@ def ddim_sample(net, sde, shape, labels, steps=50, guidance=1.0, null_label=None
     probability-flow discretisation), 1 has DDPM's posterior variance.
 
     Classifier-free guidance: eps = eps_null + w (eps_cond - eps_null); w = 1 is plain conditional.
+    The network runs where its weights are; the noise is drawn by `generator` on the CPU (the same
+    draws on any device) and the samples come back on the CPU.
     """
-    x = torch.randn(shape, generator=generator)
+    device = next(net.parameters()).device
+    labels = labels.to(device)
+    x = torch.randn(shape, generator=generator).to(device)
     ts = torch.linspace(1.0, sde.t_eps, steps + 1)
     for i in range(steps):
         t, s = ts[i].item(), ts[i + 1].item()
         a_t, s_t = sde.alpha_sigma(t)
         a_s, s_s = sde.alpha_sigma(s)
-        tt = torch.full((shape[0],), t)
+        tt = torch.full((shape[0],), t, device=device)
         eps = net(x, tt, labels)
         if guidance != 1.0 and null_label is not None:
             eps_u = net(x, tt, torch.full_like(labels, null_label))
@@ -49,5 +53,5 @@ def ddim_sample(net, sde, shape, labels, steps=50, guidance=1.0, null_label=None
         var = eta * eta * (s_s * s_s / (s_t * s_t)) * (1 - (a_t / a_s) ** 2)
         x = a_s * x0 + math.sqrt(s_s * s_s - var) * eps
         if var > 0:
-            x = x + math.sqrt(var) * torch.randn(shape, generator=generator)
-    return x
+            x = x + math.sqrt(var) * torch.randn(shape, generator=generator).to(device)
+    return x.cpu()
