@@ -193,6 +193,7 @@ def main(argv=None):
     steps = args.steps or preset["steps"]
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest convolutions once
     run_dir = args.run_dir or os.path.join(os.environ.get("SCORELAB_RUNS", os.path.join(HERE, "runs")), args.name)
     os.makedirs(run_dir, exist_ok=True)
     ckpt_path = os.path.join(run_dir, "ckpt.pt")
@@ -231,8 +232,10 @@ def main(argv=None):
     print(f"{args.name}: {nparams / 1e6:.3f}M parameters, batch {preset['batch']}, {device}"
           f"{f', {args.threads} threads' if device.type == 'cpu' else ''}, {'bf16 autocast' if bf16 else 'f32'}")
     # --minutes: the end step is set from the rate over this run's steps 20-100 (the first ones
-    # allocate and pick kernels); until then the run is aimed at --steps.
+    # allocate and pick kernels); until then the run is aimed at --steps, or 100 steps on if later.
     probe = {"start": step, "seconds": seconds}
+    if args.minutes is not None:
+        steps = max(steps, step + 100)
 
     def checkpoint():
         tmp = ckpt_path + ".tmp"
