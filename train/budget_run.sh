@@ -9,9 +9,10 @@
 #
 # Needs train/data/NAME.npz (python -m train.data NAME). PYTHON picks the interpreter (python3).
 # The files in OUT: NAME.safetensors and NAME-golden.safetensors (copy them to models/ and
-# tests/golden/NAME.safetensors), NAME-loss.csv, NAME-preview.png, NAME-quality.json.
+# tests/golden/NAME.safetensors), NAME-loss.csv, NAME-preview.png, NAME-evaluate.log and
+# NAME-quality.json (its last line: the figures).
 set -euo pipefail
-[[ $# -ge 4 ]] || { sed -n 2,12p "$0" >&2; exit 2; }
+[[ $# -ge 4 ]] || { sed -n 2,13p "$0" >&2; exit 2; }
 name=$1 minutes=$2 device=$3 out=$(realpath -m "$4")
 shift 4
 py=${PYTHON:-python3}
@@ -27,6 +28,7 @@ if [[ -e "${previews[-1]}" ]]; then cp "${previews[-1]}" "$out/$name-preview.png
 # with DDPM's variance (the protocol of the README's quality table).
 if [[ "$name" != toy2d ]]; then
     PYTHONUNBUFFERED=1 "$py" -m train.evaluate "$name" --device "$device" --run-dir "$run" --eta 1 --guidance 1 \
-        | tee /dev/stderr | tail -n 1 > "$out/$name-quality.json"
+        | tee "$out/$name-evaluate.log"
+    tail -n 1 "$out/$name-evaluate.log" > "$out/$name-quality.json"
 fi
 echo "$out: $(ls "$out" | tr '\n' ' ')"
