@@ -233,8 +233,9 @@ def main(argv=None):
           f"{f', {args.threads} threads' if device.type == 'cpu' else ''}, {'bf16 autocast' if bf16 else 'f32'}")
     # --minutes: the end step is set from the rate over this run's steps 20-100 (the first ones
     # allocate and pick kernels); until then the run is aimed at --steps, or 100 steps on if later.
-    probe = {"start": step, "seconds": seconds}
+    start, time_up, seconds_20 = step, None, None
     if args.minutes is not None:
+        time_up = seconds + args.minutes * 60  # in training seconds, as `seconds` counts them
         steps = max(steps, step + 100)
 
     def checkpoint():
@@ -276,16 +277,14 @@ def main(argv=None):
             resumed.clear()
         seconds += now - t_last
         t_last = now
-        if args.minutes is not None and "aimed" not in probe:
-            done = step - probe["start"]
-            if seconds - probe["seconds"] >= args.minutes * 60:
+        if time_up is not None and step - start <= 100:
+            if seconds >= time_up:
                 steps = step  # the time ran out before the rate was measured
-            elif done == 20:
-                probe["seconds_20"] = seconds
-            elif done == 100:
-                rate = 80 / (seconds - probe["seconds_20"])
-                steps = step + max(1, int(rate * (args.minutes * 60 - (seconds - probe["seconds"]))))
-                probe["aimed"] = True
+            elif step - start == 20:
+                seconds_20 = seconds
+            elif step - start == 100:
+                rate = 80 / (seconds - seconds_20)
+                steps = step + max(1, int(rate * (time_up - seconds)))
                 print(f"\n{rate:.2f} steps/s: {args.minutes:g} minutes end at step {steps}")
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         writer.writerow([step, f"{loss.item():.5f}", f"{seconds:.1f}"])
