@@ -178,6 +178,8 @@ def main(argv=None):
                                                        "(default), 1 classes uniformly")
     p.add_argument("--base", type=int, help="U-Net: channels at the first level (default: preset)")
     p.add_argument("--attn-res", type=int, nargs="+", help="U-Net: resolutions with attention (default: preset)")
+    p.add_argument("--groups", type=int, help="U-Net: group-norm groups (default: preset; 12 for a network widened by"
+                                              " train.widen)")
     p.add_argument("--init", help="with no checkpoint: continue from an exported weights file (e.g. models/emoji.safetensors);"
                                   " the step count and minutes continue from its metadata, the optimiser starts fresh")
     args = p.parse_args(argv)
@@ -187,7 +189,7 @@ def main(argv=None):
         if getattr(args, key) is not None:
             preset[key] = getattr(args, key)
     preset["arch"] = dict(preset["arch"])
-    for key in ("base", "attn_res"):
+    for key in ("base", "attn_res", "groups"):
         if getattr(args, key) is not None:
             preset["arch"][key] = getattr(args, key)
     steps = args.steps or preset["steps"]
