@@ -102,6 +102,9 @@ function fillClasses(select, config, withNone = true) {
 function showSamplerParams() {
   const m = $('sampler').value;
   document.querySelectorAll('[data-for]').forEach((el) => { el.hidden = !el.dataset.for.split(' ').includes(m); });
+  // The hint of a field this sampler does not have goes with the field.
+  const hinted = $('field-hint').dataset.field;
+  if (hinted && $(hinted).closest('[hidden]')) { $('field-hint').textContent = ''; delete $('field-hint').dataset.field; }
   const entry = state.samplers.find((s) => s.name === m);
   const few = entry && entry.min_clean_steps && Number($('steps').value) < entry.min_clean_steps;
   $('sampler-help').textContent = !entry ? '' : entry.description + (few
@@ -135,7 +138,6 @@ function estimateText() {
   return `About ${s < 10 ? s.toFixed(1) : Math.round(s)} s here: ${evals} evaluations of ${samples} sample${samples > 1 ? 's' : ''} at ${ms.toFixed(1)} ms per sample, measured on this machine.`;
 }
 
-/** The first form field (shown for this sampler) whose value its own limits reject, as a message. */
 /** Checks a form's visible fields; on a bad one, says which and why in `status` (red) and
  *  returns false, so the user sees it where they are looking. */
 function checkForm(form, status) {
@@ -145,6 +147,7 @@ function checkForm(form, status) {
   return !problem;
 }
 
+/** The first visible field of `form` whose value its own limits reject, as a message. */
 function invalidField(form) {
   for (const input of form.querySelectorAll('input')) {
     if (input.closest('[hidden]') || input.checkValidity()) continue;
@@ -495,6 +498,7 @@ async function start() {
     input.title = `${input.min}–${input.max}: ${input.dataset.hint}`;
     input.addEventListener('focus', () => {
       $('field-hint').textContent = `${input.closest('label').firstChild.textContent.trim()} (${input.min} to ${input.max}): ${input.dataset.hint}.`;
+      $('field-hint').dataset.field = input.id;
     });
   }
   $('class').addEventListener('change', showSamplerParams);

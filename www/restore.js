@@ -21,7 +21,12 @@ export function setupRestore(ctx) {
 
   const task = () => $('ed-task').value;
   const showFields = () => {
-    for (const el of $('ed-form').querySelectorAll('[data-task]')) el.hidden = !el.dataset.task.split(' ').includes(task());
+    for (const el of $('ed-form').querySelectorAll('[data-task]')) {
+      el.hidden = !el.dataset.task.split(' ').includes(task());
+      // A method the task cannot take (only a block mean can be projected onto) is not offered.
+      if (el.tagName === 'OPTION') el.disabled = el.hidden;
+    }
+    if ($('ed-method').selectedOptions[0].disabled) $('ed-method').value = '';
     for (const el of $('ed-form').querySelectorAll('[data-source]')) el.hidden = el.dataset.source !== $('ed-source').value;
     $('ed-help').textContent = HELP[task()];
   };

@@ -1,6 +1,6 @@
 // End-to-end tests of the page in headless Chromium (Playwright driving Debian's Chromium with
 // WebGPU). They use the page as a person would and assert on real pixels and state.
-// Run by `./build.sh test` after `./build.sh build`. Screenshots go to tests/e2e/screenshots/.
+// Run by `./build.sh test` after `./build.sh build`. Screenshots go to tests/e2e/screenshots/ (ignored).
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -141,6 +141,12 @@ await test('sampler fields: only the chosen sampler\'s show, steps follow it, er
   assert(await visible('eta') === false && await visible('predictor') === false, 'euler hides the other samplers\' fields');
   await page.selectOption('#sampler', 'pc');
   assert(await visible('predictor') && await visible('snr') && await visible('corrector') && await visible('eta') && !(await visible('tol')), 'pc fields');
+  // A field's hint goes with the field when another sampler is chosen.
+  await page.selectOption('#sampler', 'rk45');
+  await page.focus('#tol');
+  assert(/^Tolerance \(0\.00001 to 0\.5\)/.test(await page.textContent('#field-hint')), `rk45 hint: ${await page.textContent('#field-hint')}`);
+  await page.selectOption('#sampler', 'annealed');
+  assert(!/Tolerance/.test(await page.textContent('#field-hint')), `annealed shows: ${await page.textContent('#field-hint')}`);
   // Too few steps for a sampler: the help says so.
   await page.selectOption('#sampler', 'euler');
   await page.fill('#steps', '5');
@@ -370,6 +376,156 @@ await test('every tab says what is wrong next to its controls, in red, and runs 
   assert(it.error && /^error: Frames: .+ Correct it and run again\.$/.test(it.text), `interpolate: ${JSON.stringify(it)}`);
   assert(!(await page.$eval('#it-canvas', (e) => e.dataset.frames)), 'interpolate ran nothing');
   console.log(`     ${ip.text} / ${it.text}`);
+  await page.close();
+});
+
+await test('every number field accepts its own default and the ends of its stated range', async () => {
+  const page = await openPage('#model=digits');
+  const bad = await page.evaluate(() => {
+    const out = [];
+    for (const input of document.querySelectorAll('input[type=number]')) {
+      const keep = input.value;
+      const values = { default: input.defaultValue, current: keep, min: input.min, max: input.max };
+      for (const [what, v] of Object.entries(values)) {
+        if (v === '') continue;
+        input.value = v;
+        if (!input.checkValidity()) out.push(`${input.id} ${what} ${v}: ${input.validationMessage}`);
+      }
+      input.value = keep;
+    }
+    return out;
+  });
+  assert(bad.length === 0, `fields that refuse their own values:\n${bad.join('\n')}`);
+  await page.close();
+});
+
+/** Clears `status`, presses `button` and waits for the run to end; returns its status line and
+ *  whether it is an error. `ok` matches a finished run's status line. */
+async function pressAndWait(page, button, status, ok) {
+  await page.$eval(status, (e) => { e.textContent = ''; e.classList.remove('error'); });
+  await page.click(button);
+  await page.waitForFunction(([s, re]) => {
+    const e = document.querySelector(s);
+    return e.classList.contains('error') || /^(error|cancelled)/.test(e.textContent) || new RegExp(re).test(e.textContent);
+  }, [status, ok.source], { timeout: 300_000 });
+  return page.$eval(status, (e) => ({ text: e.textContent, error: e.classList.contains('error') || !/\S/.test(e.textContent) }));
+}
+
+/** The enabled options of a select, by value. */
+const optionValues = (page, id) => page.$$eval(`#${id} option`, (os) => os.filter((o) => !o.disabled).map((o) => o.value));
+
+await test('every sampler and every option of every select runs from the page with the fields as they are', async () => {
+  // The fields keep the values the page gives them, so a default that its own field refuses fails
+  // here as it does for a user. Only what sets a run's size is lowered: the number of images (to
+  // 1 or the least the tab takes) and, on the image models, a step count above 10 (to 10); toy2d
+  // runs every sampler at its own default steps.
+  const page = await openPage('#batch=1');
+  const failures = [];
+  const took = new Map();
+  let runs = 0;
+  const t0 = Date.now();
+  let steps = [];
+  const capSteps = async () => {
+    for (const id of steps) if (await page.isVisible(`#${id}`) && Number(await page.inputValue(`#${id}`)) > 10) await page.fill(`#${id}`, '10');
+  };
+  const check = async (tab, what, button, status, ok, extra = async () => null) => {
+    await capSteps();
+    const t = Date.now();
+    const r = await pressAndWait(page, button, status, ok);
+    const more = r.error ? null : await extra();
+    runs++;
+    took.set(tab.split(' ')[0], (took.get(tab.split(' ')[0]) || 0) + Date.now() - t);
+    if (r.error || more) failures.push(`${tab}, ${what}: ${more || r.text}`);
+    if (process.env.VERBOSE) console.log(`     ${tab}, ${what}: ${((Date.now() - t) / 1000).toFixed(1)} s: ${more || r.text}`);
+  };
+  /** Runs once per enabled option of each select in `ids` (the others as they are), then puts the
+   *  select back as it was. `before` prepares each run (e.g. a mask, which a model change clears). */
+  const sweep = async (tab, ids, button, status, ok, { skip = [], before = async () => {}, extra } = {}) => {
+    for (const id of ids) {
+      const was = await page.inputValue(`#${id}`);
+      for (const v of await optionValues(page, id)) {
+        if (skip.includes(v)) continue;
+        await page.selectOption(`#${id}`, v);
+        await before();
+        await check(tab, `${id}=${v}`, button, status, ok, extra);
+      }
+      await page.selectOption(`#${id}`, was);
+    }
+  };
+  const waitModel = (m) => page.waitForFunction((name) => window.scorelab.configs.has(name), m, { timeout: 120_000 });
+  const models = await optionValues(page, 'model');
+  const images = models.filter((m) => m !== 'toy2d');
+  const GEN = ['#generate', '#progress-text', /^done/];
+
+  // Generate, for every model: each class (with the page's own sampler), each predictor of pc,
+  // each sampler. Compare runs on the Generate tab's model and batch.
+  for (const m of models) {
+    steps = m === 'toy2d' ? [] : ['steps', 'cmp-a-steps', 'cmp-b-steps', 'cmp-c-steps'];
+    await page.click('#tab-generate');
+    await page.selectOption('#model', m);
+    await waitModel(m);
+    await page.waitForFunction(() => document.querySelector('#class').options.length > 1, null, { timeout: 60_000 });
+    await sweep(`generate ${m}`, ['class'], ...GEN);
+    await page.selectOption('#sampler', 'pc');
+    await sweep(`generate ${m} pc`, ['predictor'], ...GEN);
+    await sweep(`generate ${m}`, ['sampler'], ...GEN);
+    await page.click('#tab-compare');
+    await sweep(`compare ${m}`, ['cmp-a', 'cmp-b', 'cmp-c'], '#cmp-run', '#cmp-status', /^compared/, {
+      extra: () => page.$$eval('#cmp-output .meta.error', (es) => es.map((e) => e.textContent).join('; ') || null),
+    });
+  }
+
+  // The image tabs, for every image model, each after a generated image of it exists (the
+  // "last generated" sources use it). An upload needs a file: its options are left to the
+  // upload tests.
+  steps = ['steps', 'ip-steps', 'ed-steps', 'it-steps'];
+  for (const m of images) {
+    await page.click('#tab-generate');
+    await page.selectOption('#model', m);
+    await waitModel(m);
+    await check(`generate ${m}`, 'for the image tabs', ...GEN);
+
+    await page.click('#tab-inpaint');
+    await page.selectOption('#ip-model', m);
+    // A stroke across the middle as the mask (a model change loads a fresh image and clears it).
+    const paintMask = async () => {
+      await page.waitForFunction((name) => document.querySelector('#ip-canvas').dataset.loaded === name, m, { timeout: 120_000 });
+      const b = await page.$eval('#ip-canvas', (c) => { const r = c.getBoundingClientRect(); return { x: r.left, y: r.top, w: r.width, h: r.height }; });
+      await page.mouse.move(b.x + b.w * 0.3, b.y + b.h * 0.5);
+      await page.mouse.down();
+      await page.mouse.move(b.x + b.w * 0.7, b.y + b.h * 0.5, { steps: 8 });
+      await page.mouse.up();
+    };
+    await sweep(`inpaint ${m}`, ['ip-source', 'ip-method', 'ip-sampler'], '#ip-run', '#ip-status', /^done/, { before: paintMask });
+
+    await page.click('#tab-restore');
+    await page.selectOption('#ed-model', m);
+    await page.fill('#ed-n', '1');
+    const ED = ['#ed-run', '#ed-status', /results? in/];
+    // Each task with the selects it shows; the class and the source under the first task.
+    await sweep(`restore ${m}`, ['ed-source', 'ed-class'], ...ED, { skip: ['upload'] });
+    for (const t of await optionValues(page, 'ed-task')) {
+      await page.selectOption('#ed-task', t);
+      const shown = await page.$$eval('#ed-form label:not([hidden]) select', (ss) => ss.map((s) => s.id).filter((id) => ['ed-factor', 'ed-method', 'ed-sampler'].includes(id)));
+      await sweep(`restore ${m} ${t}`, shown, ...ED);
+    }
+    await page.selectOption('#ed-task', 'sdedit');
+
+    await page.click('#tab-interpolate');
+    await page.selectOption('#it-model', m);
+    await page.fill('#it-frames', '2');
+    await waitModel(m);
+    await sweep(`interpolate ${m}`, ['it-class', 'it-a-kind', 'it-b-kind', 'it-solver'], '#it-run', '#it-status', /frames cached/, { skip: ['upload'] });
+  }
+
+  // The playground's trajectories, for each distribution and sampler.
+  steps = [];
+  await page.click('#tab-playground');
+  await page.waitForSelector('#pg-canvas[data-field]', { timeout: 120_000 });
+  await sweep('playground', ['pg-class', 'pg-sampler'], '#pg-run', '#pg-note', /trajectories of/);
+
+  console.log(`     ${runs} runs in ${((Date.now() - t0) / 1000).toFixed(0)} s (${[...took].map(([k, v]) => `${k} ${(v / 1000).toFixed(0)} s`).join(', ')})`);
+  assert(failures.length === 0, `runs that did not finish:\n${failures.join('\n')}`);
   await page.close();
 });
 
@@ -867,10 +1023,9 @@ server.close();
 if (results.length === 0) results.push({ name: `ONLY=${process.env.ONLY} matched no test`, ok: false });
 const failed = results.filter((r) => !r.ok);
 console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
-// The README's pictures are these screenshots of the current page, refreshed by a full passing run.
-if (!failed.length && !process.env.ONLY) {
-  const docs = { 'first-visit.png': 'generate-digits.png', 'compare.png': 'compare.png', 'inpaint.png': 'inpaint.png', 'restore-sdedit.png': 'restore.png', 'interpolate-examples.png': 'interpolate.png', 'playground-density-0.png': 'playground.png', 'playground-train.png': 'playground-train.png' };
-  for (const [shot, doc] of Object.entries(docs)) fs.copyFileSync(path.join(SHOTS, shot), path.join(ROOT, 'docs', doc));
-  console.log(`copied ${Object.keys(docs).length} screenshots to docs/ for the README`);
-}
+// A full passing run marks its screenshots as current: `./build.sh docs` copies the README's
+// pictures from them (a test run itself writes nothing outside the ignored screenshots folder).
+const passed = path.join(SHOTS, 'PASSED');
+fs.rmSync(passed, { force: true });
+if (!failed.length && !process.env.ONLY) fs.writeFileSync(passed, `${new Date().toISOString()}\n`);
 process.exit(failed.length ? 1 : 0);
