@@ -5,6 +5,8 @@
 #   ./build.sh build          release wasm into www/pkg, the native CLI into target/release
 #   ./build.sh serve [port]   build, then serve www/ on http://127.0.0.1:<port> (default 8000)
 #   ./build.sh test           native tests, browser tests (wasm-bindgen-test), page tests (Playwright)
+#   ./build.sh docs           refresh docs/: the CLI reference from --help, the README's screenshots
+#                             from the last full passing page-test run
 #   ./build.sh bench          benchmarks side by side (native, PyTorch, browser, onnxruntime-web) -> docs/bench.md
 #
 # serve and test run setup first when something is missing.
@@ -124,6 +126,8 @@ run_tests() {
     ensure_setup
     log "native tests (kernels on the software Vulkan adapter, networks, samplers)"
     cargo test --release
+    log "crate docs (cargo doc, warnings are errors)"
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
     log "loader fuzz slice with overflow checks (debug build)"
     SCORELAB_FUZZ_UNET_EVERY=1000000 cargo test --test fuzz_weights
     log "browser tests (wasm-bindgen-test in headless Chromium, WebGPU)"
@@ -133,6 +137,23 @@ run_tests() {
     node_modules/.bin/tsc -p tsconfig.json
     log "page tests (Playwright, headless Chromium)"
     BROWSER_ARGS="$BROWSER_ARGS" node tests/e2e/run.mjs
+}
+
+# The README's pictures, from the page tests' screenshots of the same name on the left.
+DOC_SHOTS=(first-visit.png:generate-digits.png compare.png:compare.png inpaint.png:inpaint.png
+    restore-sdedit.png:restore.png interpolate-examples.png:interpolate.png
+    playground-density-0.png:playground.png playground-train.png:playground-train.png)
+
+docs() {
+    log "docs/cli.md from the CLI's --help"
+    SCORELAB_WRITE_DOCS=1 cargo test --release --test cli_docs
+    local shots=tests/e2e/screenshots pair
+    if [[ -f $shots/PASSED ]]; then
+        log "docs/ screenshots from the page-test run of $(cat "$shots/PASSED")"
+        for pair in "${DOC_SHOTS[@]}"; do cp "$shots/${pair%%:*}" "docs/${pair##*:}"; done
+    else
+        log "screenshots left as they are: no full passing page-test run in $shots (./build.sh test makes one)"
+    fi
 }
 
 # Benchmarks side by side, written to docs/bench.md: scorelab natively (GPU, CPU reference, fast
@@ -193,6 +214,7 @@ case "$cmd" in
     build) ensure_setup; build ;;
     serve) serve "$@" ;;
     test) run_tests ;;
+    docs) docs ;;
     bench) bench ;;
-    *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

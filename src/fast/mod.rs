@@ -1,6 +1,6 @@
 //! The fast CPU backend: the reference's tensors and simple element-wise ops, with GroupNorm and
 //! SiLU in f32 and convolutions and matrix products as f32 GEMM. Stride-1 convolutions run our own
-//! kernel ([`kernel`]: SIMD128 in wasm, AVX2+FMA natively when the CPU has it) reading the input in
+//! kernel (`kernel`: SIMD128 in wasm, AVX2+FMA natively when the CPU has it) reading the input in
 //! place; the rest (stride-2 convolutions through a patch matrix, attention and linear products
 //! with strided operands) goes to `matrixmultiply`.
 //!

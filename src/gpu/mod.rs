@@ -1035,7 +1035,7 @@ impl Backend for Gpu {
         self.ctx.check()
     }
 
-    /// Submits the step and keeps at most [`MAX_STEPS_IN_FLIGHT`] steps queued: waits for the
+    /// Submits the step and keeps at most `MAX_STEPS_IN_FLIGHT` steps queued: waits for the
     /// oldest only past that, so the device never drains between steps.
     async fn pace(&mut self) -> Result<()> {
         self.flush();

@@ -69,7 +69,7 @@ impl<'de> serde::Deserialize<'de> for Entries {
 }
 
 /// Parses the safetensors header: (header JSON, data section start). Refuses a header longer
-/// than the file or than [`MAX_HEADER`], and a key given twice.
+/// than the file or than `MAX_HEADER`, and a key given twice.
 pub fn parse_header(bytes: &[u8]) -> Result<(serde_json::Map<String, serde_json::Value>, usize)> {
     if bytes.len() < 8 {
         return bad(

@@ -242,7 +242,7 @@ impl<B: Backend> Measurement<B> {
     }
 
     /// `(r2 A A^T + sigma_y^2 I)^-1 b`: exact for row-orthogonal operators, else
-    /// [`BLUR_ITERATIONS`] Richardson iterations from 0 (a regularised inverse where `A A^T` is
+    /// `BLUR_ITERATIONS` Richardson iterations from 0 (a regularised inverse where `A A^T` is
     /// near singular).
     pub fn solve_normal(&self, be: &mut B, b: &B::Tensor, r2: f64) -> Result<B::Tensor> {
         let d = r2 * self.gram + self.noise * self.noise;
