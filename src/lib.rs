@@ -47,6 +47,7 @@ pub mod ops;
 pub mod reference;
 pub mod rng;
 pub mod sampler;
+pub mod schedule;
 pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -15,7 +15,10 @@ fn help(args: &[&str]) -> String {
         .expect("the binary runs");
     assert!(out.status.success(), "scorelab {}", args.join(" "));
     let text = String::from_utf8(out.stdout).expect("help is UTF-8");
-    text.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The subcommands `scorelab --help` lists, in its order, without `help` itself.
@@ -32,10 +35,16 @@ fn subcommands(top: &str) -> Vec<String> {
 
 fn generated() -> String {
     let top = help(&["--help"]);
-    let mut out = format!("{MARKER}\n\n## `scorelab`\n\n```text\n{}\n```\n", top.trim_end());
+    let mut out = format!(
+        "{MARKER}\n\n## `scorelab`\n\n```text\n{}\n```\n",
+        top.trim_end()
+    );
     for cmd in subcommands(&top) {
         let text = help(&[&cmd, "--help"]);
-        out += &format!("\n## `scorelab {cmd}`\n\n```text\n{}\n```\n", text.trim_end());
+        out += &format!(
+            "\n## `scorelab {cmd}`\n\n```text\n{}\n```\n",
+            text.trim_end()
+        );
     }
     out
 }

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sampler::schedule::{Schedule, Sde};
+pub use crate::schedule::SdeConfig;
+use crate::schedule::{Schedule, Sde};
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -75,27 +76,6 @@ pub enum Arch {
         time_base: usize,
         time_scale: f32,
     },
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SdeConfig {
-    /// "vp", "subvp" or "ve" (see `sampler::schedule`).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// VP and sub-VP: the linear beta schedule's ends.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub beta_min: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub beta_max: Option<f64>,
-    /// VE: the geometric noise levels' ends.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sigma_min: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sigma_max: Option<f64>,
-    pub t_eps: f64,
-    /// Length of the discrete chain the model was trained to match (DDPM/DDIM walk it).
-    pub discrete_steps: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::rng::Rng;
 
 use super::denoiser::Denoiser;
-use super::schedule::Schedule;
+use crate::schedule::Schedule;
 
 #[derive(Clone, Debug)]
 pub struct GaussianMixture {

@@ -13,17 +13,16 @@ pub mod guidance;
 pub mod inverse;
 pub mod mixture;
 pub mod noise;
-pub mod schedule;
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::error::{finite, Error, Result};
 
+pub use crate::schedule::{Schedule, Sde};
 pub use denoiser::{Denoiser, Guided};
 pub use mixture::GaussianMixture;
 pub use noise::{NoiseKey, Role};
-pub use schedule::{Schedule, Sde};
 
 /// The sampling methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

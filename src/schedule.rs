@@ -17,8 +17,31 @@
 //! `v = alpha eps - sigma x0`, hence (VP, where alpha^2 + sigma^2 = 1) `eps = sigma x + alpha v`
 //! and `x0 = alpha x - sigma v`. The log signal-to-noise ratio is `lambda(t) = log(alpha / sigma)`.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
-use crate::model::config::SdeConfig;
+
+/// The `sde` section of a weights file's config: plain data, read by [`Schedule::from_config`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SdeConfig {
+    /// "vp", "subvp" or "ve".
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// VP and sub-VP: the linear beta schedule's ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_max: Option<f64>,
+    /// VE: the geometric noise levels' ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma_min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma_max: Option<f64>,
+    pub t_eps: f64,
+    /// Length of the discrete chain the model was trained to match (DDPM/DDIM walk it).
+    pub discrete_steps: usize,
+}
 
 /// Which forward SDE, with its constants.
 #[derive(Clone, Copy, Debug, PartialEq)]
