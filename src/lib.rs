@@ -37,6 +37,7 @@
 //! ```
 
 pub mod backend;
+pub mod cpu;
 pub mod error;
 pub mod fast;
 pub mod gpu;
@@ -52,7 +53,8 @@ pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use backend::{Backend, Channels, Cpu, CpuTensor};
+pub use backend::{Backend, Channels};
+pub use cpu::{Cpu, CpuTensor};
 pub use error::{Error, Result};
 pub use fast::FastCpu;
 pub use gpu::{Gpu, GpuContext, GpuTensor};

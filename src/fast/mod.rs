@@ -12,7 +12,8 @@ mod kernel;
 
 use std::rc::Rc;
 
-use crate::backend::{Backend, Channels, Cpu, CpuTensor};
+use crate::backend::{Backend, Channels};
+use crate::cpu::{Cpu, CpuTensor};
 use crate::error::Result;
 use crate::ops::{self, Conv2d, GroupNorm, Matmul, Pointwise};
 use crate::reference;
