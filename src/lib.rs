@@ -16,6 +16,8 @@
 //! Eight digits "7" on the fast CPU backend, with DPM-Solver++ in 10 steps:
 //!
 //! ```
+//! # #[cfg(not(target_arch = "wasm32"))] // the example blocks on the future; the page awaits it
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use scorelab::lab::{SampleRequest, Session};
 //! use scorelab::sampler::{Method, SamplerOptions, Silent};
 //! use scorelab::FastCpu;
@@ -33,7 +35,10 @@
 //! let samples = pollster::block_on(lab.sample("digits", &request, &mut Silent))?;
 //! assert_eq!((samples.n, samples.shape.as_slice()), (8, &[32, 32, 1][..]));
 //! assert!(samples.values.iter().all(|v| v.is_finite()));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok(())
+//! # }
+//! # #[cfg(target_arch = "wasm32")]
+//! # fn main() {}
 //! ```
 
 pub mod backend;
