@@ -9,7 +9,8 @@
 #                             from the last full passing page-test run
 #   ./build.sh bench          benchmarks side by side (native, PyTorch, browser, onnxruntime-web) -> docs/bench.md
 #
-# serve and test run setup first when something is missing.
+# Each runs setup first when something it needs is missing: build and serve need the wasm
+# toolchain only; test and bench also install Chromium, software Vulkan and the npm packages.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
@@ -25,22 +26,29 @@ bindgen_version() {
     awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock
 }
 
+# What is missing for `build` (the wasm toolchain: enough to build and serve the page) or for
+# `all` (the tests and benchmarks too: Chromium, software Vulkan, wasm-pack, the npm packages).
 missing() {
-    local m=()
-    for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || m+=("apt:$p"); done
+    local scope=$1 m=()
     rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || m+=(wasm32-target)
     [[ "$(wasm-bindgen --version 2>/dev/null)" == "wasm-bindgen $(bindgen_version)" ]] || m+=(wasm-bindgen-cli)
-    command -v wasm-pack >/dev/null || m+=(wasm-pack)
-    [[ -d node_modules/playwright-core && -d node_modules/typescript ]] || m+=(node-packages)
+    if [[ $scope == all ]]; then
+        for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || m+=("apt:$p"); done
+        command -v wasm-pack >/dev/null || m+=(wasm-pack)
+        [[ -d node_modules/playwright-core && -d node_modules/typescript ]] || m+=(node-packages)
+    fi
     echo "${m[@]:-}"
 }
 
 setup() {
+    local scope=${1:-all}
     command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
     local sudo=""
     [[ $(id -u) -eq 0 ]] || sudo=sudo
     local need=()
-    for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+    if [[ $scope == all ]]; then
+        for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+    fi
     if ((${#need[@]})); then
         log "apt: ${need[*]}"
         $sudo apt-get update -qq
@@ -56,6 +64,7 @@ setup() {
         log "wasm-bindgen-cli $v (a few minutes)"
         cargo install wasm-bindgen-cli --version "$v" --force
     fi
+    [[ $scope == all ]] || return 0
     if ! command -v wasm-pack >/dev/null; then
         log "wasm-pack (a few minutes)"
         cargo install wasm-pack --version 0.15.1
@@ -67,11 +76,11 @@ setup() {
 }
 
 ensure_setup() {
-    local m
-    m=$(missing)
+    local scope=$1 m
+    m=$(missing "$scope")
     if [[ -n "$m" ]]; then
         log "setup needed: $m"
-        setup
+        setup "$scope"
     fi
 }
 
@@ -116,14 +125,14 @@ JSON
 
 serve() {
     local port=${1:-8000}
-    ensure_setup
+    ensure_setup build
     build
     log "serving http://127.0.0.1:$port/ (Ctrl-C stops)"
     exec python3 -m http.server "$port" --bind 127.0.0.1 --directory www
 }
 
 run_tests() {
-    ensure_setup
+    ensure_setup all
     log "native tests (kernels on the software Vulkan adapter, networks, samplers)"
     cargo test --release
     log "crate docs (cargo doc, warnings are errors)"
@@ -161,7 +170,7 @@ docs() {
 # headless Chromium the page's backends and onnxruntime-web on the same network (downloaded here
 # from npm, not part of the tests).
 bench() {
-    ensure_setup
+    ensure_setup all
     build
     local out=docs/bench.md py=${PYTHON:-python3} onnx=target/bench/onnx ortweb=target/bench/ortweb
     {
@@ -210,11 +219,11 @@ bench() {
 cmd=${1:-}
 shift || true
 case "$cmd" in
-    setup) setup ;;
-    build) ensure_setup; build ;;
+    setup) setup all ;;
+    build) ensure_setup build; build ;;
     serve) serve "$@" ;;
     test) run_tests ;;
     docs) docs ;;
     bench) bench ;;
-    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
